@@ -1,0 +1,27 @@
+"""xpnet: Gluon's layer API and an event-driven Estimator on NumPy (CPU) and CuPy (GPU).
+
+Example::
+
+    import xpnet
+    from xpnet import layers as nn
+    net = nn.Sequential()
+    net.add(nn.Dense(64, activation='relu'), nn.Dense(10))
+    est = xpnet.estimator.Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss())
+    est.fit(train_loader, epochs=5)
+"""
+__version__ = '0.1.0'
+
+from .backend import Context, cpu, gpu, num_gpus, current_context  # noqa: F401
+from .ndarray import NDArray, array  # noqa: F401
+from . import ops as _ops  # noqa: F401  (binds NDArray's operators)
+from . import autograd, random, nd  # noqa: F401
+from . import init, initializer  # noqa: F401
+from . import layers  # noqa: F401
+from . import loss, metric, optimizer, lr_scheduler  # noqa: F401
+from .trainer import Trainer  # noqa: F401
+from . import utils, data  # noqa: F401
+from . import estimator, handlers  # noqa: F401
+
+__all__ = ['Context', 'cpu', 'gpu', 'num_gpus', 'current_context', 'NDArray', 'array',
+           'autograd', 'random', 'nd', 'init', 'initializer', 'layers', 'loss', 'metric',
+           'optimizer', 'lr_scheduler', 'Trainer', 'utils', 'data', 'estimator', 'handlers']

@@ -1,0 +1,2 @@
+"""Placeholder: datasets, samplers and DataLoader are being written (see docs/DEVELOPING.md)."""
+__all__ = []

@@ -1,0 +1,391 @@
+"""Parameter: a named weight with one replica (and gradient buffer) per device.
+
+Shapes may hold 0 for a dimension not known yet (``in_units=0``): initialization is then
+deferred until the owning layer sees its first input and fills the shape in.
+
+Example::
+
+    w = Parameter('weight', shape=(10, 0), allow_deferred_init=True)
+    w.initialize(init='xavier', ctx=[xpnet.cpu(0), xpnet.cpu(1)])
+    w.shape = (10, 784)          # the layer does this at its first forward
+    w._finish_deferred_init()
+    w.data(xpnet.cpu(1))         # the replica on cpu(1)
+"""
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import initializer as _init
+from ..backend import Context, current_context, to_device, to_host
+from ..ndarray import NDArray, _wrap
+
+__all__ = ['Parameter', 'Constant', 'ParameterDict', 'DeferredInitializationError']
+
+
+class DeferredInitializationError(RuntimeError):
+    """The parameter's shape is not known yet, so it has no data."""
+
+
+def _ctx_list(ctx):
+    if ctx is None:
+        return [current_context()]
+    if isinstance(ctx, (list, tuple)):
+        if not ctx:
+            raise ValueError('ctx must not be an empty list')
+        return [Context(c) for c in ctx]
+    return [Context(ctx)]
+
+
+def _shape_known(shape):
+    return shape is not None and all(s is not None and s > 0 for s in shape)
+
+
+class Parameter:
+    """A model weight. See the module docstring.
+
+    Args:
+        name: the parameter's name (``'weight'``, ``'bias'``...).
+        grad_req: 'write' (backward overwrites the gradient), 'add' (accumulates), 'null'.
+        shape: int or tuple; 0 marks a dimension inferred at the first forward.
+        dtype: data type (float32 by default).
+        lr_mult, wd_mult: per-parameter multipliers of the learning rate and weight decay.
+        init: initializer (object or name) used instead of the one given to ``initialize``.
+        allow_deferred_init: allow ``initialize`` before the shape is fully known.
+        differentiable: False makes the parameter a constant with no gradient.
+        grad_stype: 'default' or 'row_sparse' (only the looked-up rows get a gradient).
+    """
+
+    def __init__(self, name='weight', grad_req='write', shape=None, dtype=np.float32,
+                 lr_mult=1.0, wd_mult=1.0, init=None, allow_deferred_init=False,
+                 differentiable=True, stype='default', grad_stype='default'):
+        self.name = name
+        self._shape = None if shape is None else (
+            (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape))
+        self.dtype = np.dtype(dtype)
+        self.lr_mult = lr_mult
+        self.wd_mult = wd_mult
+        self.init = init
+        self.allow_deferred_init = allow_deferred_init
+        self._differentiable = differentiable
+        if grad_stype not in ('default', 'row_sparse'):
+            raise ValueError(f"grad_stype must be 'default' or 'row_sparse', got {grad_stype!r}")
+        self._stype = stype
+        self._grad_stype = grad_stype
+        self._grad_req = grad_req if differentiable else 'null'
+        if self._grad_req not in ('write', 'add', 'null'):
+            raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        self._data = None          # list of NDArray, one per context
+        self._ctx_list = None
+        self._deferred = None      # (init, ctx_list, default_init) while the shape is unknown
+        self._structure_name = None
+
+    def __repr__(self):
+        return f'Parameter {self.name} (shape={self._shape}, dtype={self.dtype})'
+
+    # ---- shape ------------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @shape.setter
+    def shape(self, new_shape):
+        new_shape = tuple(new_shape)
+        if self._shape is None:
+            self._shape = new_shape
+            return
+        if len(new_shape) != len(self._shape) or any(
+                old not in (0, None) and old != new for old, new in zip(self._shape, new_shape)):
+            raise ValueError(f'Parameter {self.name!r}: cannot change shape from {self._shape} '
+                             f'to {new_shape}')
+        self._shape = new_shape
+
+    # ---- gradient requirement ----------------------------------------------------------------
+    @property
+    def grad_req(self):
+        return self._grad_req
+
+    @grad_req.setter
+    def grad_req(self, req):
+        if req not in ('write', 'add', 'null'):
+            raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {req!r}")
+        if not self._differentiable:
+            req = 'null'
+        if req == self._grad_req:
+            return
+        self._grad_req = req
+        if self._data is not None:
+            for d in self._data:
+                d.attach_grad(req)
+
+    @property
+    def grad_stype(self):
+        return self._grad_stype
+
+    @property
+    def stype(self):
+        return self._stype
+
+    # ---- initialization ----------------------------------------------------------------------
+    def initialize(self, init=None, ctx=None, default_init=None, force_reinit=False):
+        """Create the data on each context of ``ctx`` (a Context or a list of them).
+
+        The parameter's own ``init`` wins over ``init``, which wins over ``default_init``
+        (Gluon's precedence); the default is ``Uniform(0.07)``.
+        """
+        if self._data is not None and not force_reinit:
+            warnings.warn(f'Parameter {self.name!r} is already initialized, ignoring. Set '
+                          'force_reinit=True to re-initialize.', stacklevel=2)
+            return
+        ctx_list = _ctx_list(ctx)
+        if default_init is None:
+            default_init = _init.Uniform()
+        chosen = self.init if self.init is not None else init
+        if not _shape_known(self._shape):
+            if not self.allow_deferred_init:
+                raise ValueError(f'Parameter {self.name!r} has unknown shape {self._shape}; '
+                                 'give the layer its input size (e.g. in_units) or allow '
+                                 'deferred initialization')
+            self._data = None
+            self._deferred = (chosen, ctx_list, default_init)
+            return
+        self._init_impl(chosen, ctx_list, default_init)
+
+    def _init_impl(self, init, ctx_list, default_init):
+        explicit = init is not None
+        initializer = _init.create(init) if explicit else _init.create(default_init)
+        host = initializer.init_array(self.name, self._shape, self.dtype, explicit=explicit) \
+            if isinstance(initializer, _init.Initializer) else self._call_init(initializer)
+        self._deferred = None
+        self._ctx_list = list(ctx_list)
+        self._data = [_wrap(to_device(host, c, dtype=self.dtype, copy=True), c)
+                      for c in ctx_list]
+        for d in self._data:
+            d.attach_grad(self._grad_req)
+
+    def _call_init(self, fn):
+        arr = np.zeros(self._shape, dtype=self.dtype)
+        fn(_init.InitDesc(self.name), arr)
+        return arr
+
+    def _finish_deferred_init(self):
+        """Initialize now that the shape is known (called by the layer at its first forward)."""
+        if self._deferred is None:
+            return
+        if not _shape_known(self._shape):
+            raise ValueError(f'Parameter {self.name!r}: shape {self._shape} is still unknown')
+        init, ctx_list, default_init = self._deferred
+        self._init_impl(init, ctx_list, default_init)
+
+    @property
+    def is_initialized(self):
+        return self._data is not None
+
+    def _check(self):
+        if self._data is None:
+            if self._deferred is not None:
+                raise DeferredInitializationError(
+                    f'Parameter {self.name!r} has not been initialized yet because its shape '
+                    f'{self._shape} is not known; run a forward pass first')
+            raise RuntimeError(f'Parameter {self.name!r} has not been initialized; call '
+                               '.initialize() on the block or parameter first')
+
+    def _index(self, ctx):
+        if ctx is None:
+            if len(self._data) == 1:
+                return 0
+            ctx = current_context()
+        for i, c in enumerate(self._ctx_list):
+            if c is ctx:
+                return i
+        ctx = Context(ctx)
+        for i, c in enumerate(self._ctx_list):
+            if c == ctx:
+                return i
+        raise RuntimeError(f'Parameter {self.name!r} was not initialized on {ctx}; it lives on '
+                           f'{self._ctx_list}')
+
+    # ---- data access -------------------------------------------------------------------------
+    def data(self, ctx=None):
+        """The replica on ``ctx`` (the only one, or the current context's)."""
+        self._check()
+        return self._data[self._index(ctx)]
+
+    def list_data(self):
+        self._check()
+        return list(self._data)
+
+    def grad(self, ctx=None):
+        """The gradient buffer of the replica on ``ctx``."""
+        self._check()
+        if self._grad_req == 'null':
+            raise RuntimeError(f"Parameter {self.name!r} has grad_req='null': no gradient")
+        d = self._data[self._index(ctx)]
+        _materialize_sparse(d)
+        return d._grad
+
+    def list_grad(self):
+        self._check()
+        if self._grad_req == 'null':
+            raise RuntimeError(f"Parameter {self.name!r} has grad_req='null': no gradient")
+        for d in self._data:
+            _materialize_sparse(d)
+        return [d._grad for d in self._data]
+
+    def list_ctx(self):
+        if self._data is None and self._deferred is not None:
+            return list(self._deferred[1])
+        self._check()
+        return list(self._ctx_list)
+
+    def set_data(self, data):
+        """Set every replica to ``data`` (an NDArray or array; copied)."""
+        if isinstance(data, NDArray):
+            data = data.data
+        shape = tuple(data.shape)
+        if self._shape is not None:
+            self.shape = shape
+        else:
+            self._shape = shape
+        if self._data is None:
+            if self._deferred is None:
+                raise RuntimeError(f'Parameter {self.name!r} has not been initialized')
+            self._finish_deferred_init()
+        host = to_host(data) if not isinstance(data, np.ndarray) else data
+        for d in self._data:
+            if d.shape != shape:
+                raise ValueError(f'Parameter {self.name!r}: cannot set data of shape {shape} '
+                                 f'into shape {d.shape}')
+            d._data[...] = to_device(host, d.context, dtype=self.dtype)
+
+    def zero_grad(self):
+        """Set the gradient buffers to zero."""
+        if self._data is None:
+            return
+        for d in self._data:
+            if d._grad is not None:
+                d._grad._data[...] = 0
+                d._grad._sparse = None
+
+    def reset_ctx(self, ctx):
+        """Move the parameter to the given context(s), keeping its values."""
+        ctx_list = _ctx_list(ctx)
+        if self._data is None:
+            if self._deferred is not None:
+                init, _, default = self._deferred
+                self._deferred = (init, ctx_list, default)
+                return
+            raise RuntimeError(f'Parameter {self.name!r} has not been initialized')
+        host = self._data[0].asnumpy()
+        self._ctx_list = ctx_list
+        self._data = [_wrap(to_device(host, c, copy=True), c) for c in ctx_list]
+        for d in self._data:
+            d.attach_grad(self._grad_req)
+
+    def cast(self, dtype):
+        """Change the data type of the data and gradients."""
+        self.dtype = np.dtype(dtype)
+        if self._data is None:
+            return
+        for d in self._data:
+            d._data = d._data.astype(self.dtype)
+            d.attach_grad(self._grad_req)
+
+    def var(self):
+        raise NotImplementedError('xpnet has no symbolic graphs')
+
+
+def _materialize_sparse(d):
+    """Turn a pending row-sparse gradient into the dense buffer (for users reading grad())."""
+    g = d._grad
+    if g is not None and getattr(g, '_sparse', None) is not None:
+        sp = g._sparse
+        g._sparse = None
+        g._data[...] = 0
+        g._data[...] = sp.todense()
+
+
+class Constant(Parameter):
+    """A parameter that holds a fixed value and never receives a gradient."""
+
+    def __init__(self, value, name='const'):
+        if isinstance(value, NDArray):
+            value = value.asnumpy()
+        value = np.asarray(value)
+        dtype = value.dtype if value.dtype.kind != 'f' else np.float32
+        super().__init__(name=name, grad_req='null', shape=value.shape, dtype=dtype,
+                         init=_init.Constant(value), differentiable=False)
+        self.value = value
+
+    def __repr__(self):
+        return f'Constant {self.name} (shape={self._shape}, dtype={self.dtype})'
+
+
+class ParameterDict(OrderedDict):
+    """An ordered mapping of structural names to Parameters, with bulk operations.
+
+    Also the ``block.params`` of Gluon 1.x code: ``self.params.get('w', shape=(3,))``
+    creates (or returns) a parameter registered on the block.
+    """
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+
+    def get(self, name, default=None, **kwargs):
+        if name in self:
+            p = self[name]
+            for k, v in kwargs.items():
+                if k == 'shape' and v is not None:
+                    p.shape = v
+            return p
+        if self._owner is None:
+            return default
+        p = Parameter(name, **kwargs)
+        self._owner._register_param(name, p)
+        self[name] = p
+        return p
+
+    def get_constant(self, name, value=None):
+        if name in self:
+            return self[name]
+        c = Constant(value, name=name)
+        if self._owner is not None:
+            self._owner._register_param(name, c)
+        self[name] = c
+        return c
+
+    def initialize(self, init=None, ctx=None, verbose=False, force_reinit=False):
+        default = _init.create(init) if init is not None else _init.Uniform()
+        for p in self.values():
+            p.initialize(None, ctx, default, force_reinit=force_reinit)
+
+    def zero_grad(self):
+        for p in self.values():
+            p.zero_grad()
+
+    def reset_ctx(self, ctx):
+        for p in self.values():
+            p.reset_ctx(ctx)
+
+    def setattr(self, name, value):
+        """Set an attribute (e.g. ``grad_req``, ``lr_mult``) on every parameter."""
+        for p in self.values():
+            setattr(p, name, value)
+
+    def list_ctx(self):
+        ctxs = []
+        for p in self.values():
+            for c in p.list_ctx():
+                if c not in ctxs:
+                    ctxs.append(c)
+        return ctxs
+
+    def save(self, filename, strip_prefix=''):
+        from .block import _save_arrays
+        _save_arrays(filename, {k[len(strip_prefix):] if k.startswith(strip_prefix) else k:
+                                p.data().asnumpy() for k, p in self.items()})
+
+    def __repr__(self):
+        body = '\n'.join(f'  {k}: {p!r}' for k, p in self.items())
+        return f'ParameterDict(\n{body}\n)'

@@ -1,0 +1,2 @@
+"""Placeholder: being written (see docs/DEVELOPING.md for ownership)."""
+__all__ = []

@@ -1,0 +1,99 @@
+"""``xpnet.nd``: array functions under MXNet's names (also the ``F`` of ``hybrid_forward``).
+
+Example::
+
+    from xpnet import nd
+    x = nd.ones((2, 3))
+    y = nd.concat(x, nd.zeros((2, 1)), dim=1)     # (2, 4)
+    p = nd.softmax(y, axis=-1)
+"""
+from . import random  # noqa: F401  (nd.random.uniform, nd.random.normal, ...)
+from .ndarray import NDArray, array  # noqa: F401
+from .ops import (abs, add, arange, argmax, argmin, argsort, astype, batch_dot,  # noqa: F401
+                  broadcast_to, ceil, clip, concat, cos, divide, dot, dropout, elu, empty, erf,
+                  exp, expand_dims, expm1, eye, flatten, flip, floor, full, full_like, gelu,
+                  identity, linspace, log, log1p, log_softmax, matmul, max, maximum, mean, min,
+                  minimum, multiply, negative, norm, one_hot, ones, ones_like, pad, pick, power,
+                  prod, reciprocal, relu, repeat, reshape, round, rsqrt, selu, sigmoid, sign,
+                  sin, softmax, softrelu, softsign, split, sqrt, square, squeeze, stack,
+                  stop_gradient, subtract, sum, swapaxes, swish, take, tanh, tile, topk,
+                  transpose, where, zeros, zeros_like)
+from . import ops as _ops
+
+# MXNet aliases -------------------------------------------------------------------------------
+broadcast_add = elemwise_add = add
+broadcast_sub = elemwise_sub = subtract
+broadcast_mul = elemwise_mul = multiply
+broadcast_div = elemwise_div = divide
+broadcast_maximum = maximum
+broadcast_minimum = minimum
+broadcast_power = power
+BlockGrad = stop_gradient
+SliceChannel = split
+Flatten = flatten
+Concat = concat
+Reshape = reshape
+softmax_cross_entropy = _ops.softmax_cross_entropy
+
+
+def broadcast_like(lhs, rhs):
+    return broadcast_to(lhs, rhs.shape)
+
+
+def reshape_like(lhs, rhs):
+    return reshape(lhs, rhs.shape)
+
+
+def slice_axis(data, axis, begin, end):
+    """``data`` restricted to ``[begin, end)`` along ``axis`` (``end=None``: to the end)."""
+    idx = [slice(None)] * data.ndim
+    idx[axis] = slice(begin, end)
+    return data[tuple(idx)]
+
+
+def FullyConnected(data, weight, bias=None, num_hidden=None, no_bias=False, flatten=True):
+    """MXNet's FullyConnected: ``data @ weight.T + bias`` (weight is (num_hidden, in))."""
+    return _ops.fully_connected(data, weight, None if no_bias else bias, flatten)
+
+
+def Activation(data, act_type):
+    return _ops.activation(data, act_type)
+
+
+def LeakyReLU(data, gamma=None, act_type='leaky', slope=0.25):
+    """MXNet's LeakyReLU op: act_type 'leaky', 'prelu' (with ``gamma``), 'elu', 'selu', 'gelu'."""
+    if act_type == 'leaky':
+        return _ops.leaky_relu(data, slope)
+    if act_type == 'prelu':
+        return _ops.prelu(data, gamma)
+    if act_type == 'elu':
+        return _ops.elu(data, slope)
+    if act_type == 'selu':
+        return _ops.selu(data)
+    if act_type == 'gelu':
+        return _ops.gelu(data)
+    raise ValueError(f'LeakyReLU: unknown act_type {act_type!r}')
+
+
+def Dropout(data, p=0.5, axes=(), mode='training'):
+    return _ops.dropout(data, p, axes, training=True if mode == 'always' else None)
+
+
+def Embedding(data, weight, input_dim=None, output_dim=None, dtype='float32',
+              sparse_grad=False):
+    return _ops.embedding(data, weight, sparse_grad)
+
+
+def BatchNorm(data, gamma, beta, moving_mean, moving_var, eps=1e-3, momentum=0.9,
+              fix_gamma=True, use_global_stats=False, axis=1):
+    return _ops.batch_norm(data, gamma, beta, moving_mean, moving_var, axis=axis, eps=eps,
+                           momentum=momentum, fix_gamma=fix_gamma,
+                           use_global_stats=use_global_stats)
+
+
+def SoftmaxOutput(data, label=None, **kwargs):
+    return softmax(data, axis=-1)
+
+
+def waitall():
+    """Wait for all pending device work (no-op on CPU)."""

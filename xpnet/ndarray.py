@@ -1,0 +1,552 @@
+"""NDArray: an ``xp`` array (NumPy or CuPy) on a Context, with a place in the autograd graph.
+
+Example::
+
+    x = xpnet.array([[1., 2.], [3., 4.]])        # float32 on cpu(0)
+    x.attach_grad()
+    with xpnet.autograd.record():
+        y = (x * 2).sum()
+    y.backward()
+    x.grad.asnumpy()                             # [[2, 2], [2, 2]]
+"""
+import numpy as np
+
+from . import autograd as _ag
+from .backend import Context, current_context, to_device, to_host, is_array
+
+__all__ = ['NDArray', 'array', 'RowSparseGrad']
+
+_new = object.__new__
+_generic = np.generic
+
+
+def _wrap(data, ctx):
+    """Wrap an xp array already on ``ctx`` (no copy, no checks). Internal fast path."""
+    if isinstance(data, _generic):   # NumPy gives scalars for 0-d results; keep arrays
+        data = np.asarray(data)
+    a = _new(NDArray)
+    a._data = data
+    a._ctx = ctx
+    a._node = None
+    a._oidx = 0
+    a._grad = None
+    a._grad_req = 'null'
+    a._fresh_grad = False
+    return a
+
+
+def _default_dtype(obj, dtype):
+    if dtype is not None:
+        return np.dtype(dtype)
+    kind = getattr(getattr(obj, 'dtype', None), 'kind', None)
+    if kind is None:   # lists, scalars
+        kind = np.asarray(obj).dtype.kind
+    return np.dtype(np.float32) if kind in 'fc' else None
+
+
+def array(obj, ctx=None, dtype=None):
+    """Create an NDArray from a nested list, a number, a host or device array, or an NDArray.
+
+    Float input becomes float32 unless ``dtype`` says otherwise; integer and boolean input
+    keeps its dtype. The data is always copied.
+    """
+    ctx = Context(ctx) if ctx is not None else (
+        obj._ctx if isinstance(obj, NDArray) else current_context())
+    if isinstance(obj, NDArray):
+        obj = obj._data
+    dt = _default_dtype(obj, dtype)
+    return _wrap(to_device(obj, ctx, dtype=dt, copy=True), ctx)
+
+
+class RowSparseGrad:
+    """A row-sparse gradient: ``values[i]`` is the gradient of row ``indices[i]``.
+
+    Produced by ``Embedding(sparse_grad=True)`` / ``SparseEmbedding``; rows may repeat
+    until :meth:`coalesce` sums them.
+    """
+    is_row_sparse = True
+    __slots__ = ('indices', 'values', 'shape')
+
+    def __init__(self, indices, values, shape):
+        self.indices, self.values, self.shape = indices, values, tuple(shape)
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def astype(self, dtype):
+        return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
+
+    def __add__(self, other):
+        if getattr(other, 'is_row_sparse', False):
+            xp = _xp_of(self.values)
+            return RowSparseGrad(xp.concatenate([self.indices, other.indices]),
+                                 xp.concatenate([self.values, other.values]), self.shape)
+        return self.todense() + other
+
+    __radd__ = __add__
+
+    def __iadd__(self, other):
+        return self.__add__(other)
+
+    def coalesce(self):
+        """Sum repeated rows; indices become unique and sorted."""
+        xp = _xp_of(self.values)
+        uniq, inverse = xp.unique(self.indices, return_inverse=True)
+        vals = xp.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
+        from .backend import scatter_add
+        scatter_add(xp, vals, inverse.reshape(-1), self.values)
+        return RowSparseGrad(uniq, vals, self.shape)
+
+    def todense(self):
+        xp = _xp_of(self.values)
+        out = xp.zeros(self.shape, dtype=self.values.dtype)
+        from .backend import scatter_add
+        scatter_add(xp, out, self.indices, self.values)
+        return out
+
+
+def _xp_of(arr):
+    from .backend import get_array_module
+    return get_array_module(arr)
+
+
+class NDArray:
+    """An n-dimensional array on a device. See the module docstring."""
+    __slots__ = ('_data', '_ctx', '_node', '_oidx', '_grad', '_grad_req', '_fresh_grad',
+                 '_sparse', '__weakref__')
+    __array_priority__ = 1000
+    __array_ufunc__ = None        # numpy defers to our reflected operators
+
+    def __init__(self, data, ctx=None, dtype=None):
+        other = array(data, ctx=ctx, dtype=dtype)
+        for name in ('_data', '_ctx', '_node', '_oidx', '_grad', '_grad_req', '_fresh_grad'):
+            setattr(self, name, getattr(other, name))
+
+    # ---- basic properties ----------------------------------------------------------
+    @property
+    def shape(self):
+        return self._data.shape
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def size(self):
+        return self._data.size
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def context(self):
+        return self._ctx
+
+    ctx = context
+
+    @property
+    def device(self):
+        return self._ctx
+
+    @property
+    def xp(self):
+        """The array module (numpy, cupy, simulated) of this array's device."""
+        return self._ctx.xp
+
+    @property
+    def data(self):
+        """The underlying xp array (no copy)."""
+        return self._data
+
+    @property
+    def stype(self):
+        return 'default'
+
+    @property
+    def grad(self):
+        """The gradient buffer attached by :meth:`attach_grad`, or None."""
+        return self._grad
+
+    @property
+    def grad_req(self):
+        return self._grad_req
+
+    def _new(self, data):
+        return _wrap(data, self._ctx)
+
+    # ---- host / device transfer -------------------------------------------------------
+    def asnumpy(self):
+        """A host ``numpy.ndarray`` copy of the data."""
+        d = self._data
+        return d.copy() if isinstance(d, np.ndarray) else to_host(d)
+
+    def asscalar(self):
+        """The value of a size-1 array as a Python scalar."""
+        if self.size != 1:
+            raise ValueError(f'asscalar: the array has {self.size} elements, expected 1')
+        return self.asnumpy().reshape(()).item()
+
+    item = asscalar
+
+    def tolist(self):
+        return self.asnumpy().tolist()
+
+    def as_in_context(self, ctx):
+        """This array on ``ctx`` (itself when already there; differentiable)."""
+        ctx = Context(ctx)
+        if ctx == self._ctx:
+            return self
+        return _O.copy_to_context(self, ctx)
+
+    as_in_ctx = as_in_context
+
+    def copyto(self, other):
+        """Copy into a Context (new array) or into another NDArray (in place)."""
+        if isinstance(other, NDArray):
+            if other.shape != self.shape:
+                raise ValueError(f'copyto: shape {self.shape} into {other.shape}')
+            other._data[...] = to_device(self._data, other._ctx, dtype=other.dtype)
+            return other
+        ctx = Context(other)
+        return _wrap(to_device(self._data, ctx, copy=True), ctx)
+
+    def copy(self):
+        return _wrap(self._data.copy(), self._ctx)
+
+    def wait_to_read(self):
+        """Block until the data is computed (synchronizes the device on GPU)."""
+        if self._ctx.device_type == 'gpu':
+            self.xp.cuda.Device(self._ctx.device_id).synchronize()
+
+    # ---- autograd -----------------------------------------------------------------------
+    def attach_grad(self, grad_req='write', stype=None):
+        """Make this array a leaf whose gradient ``backward()`` writes into ``.grad``."""
+        if grad_req not in ('write', 'add', 'null'):
+            raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
+        self._node = None
+        self._grad_req = grad_req
+        self._grad = None if grad_req == 'null' else \
+            _wrap(self.xp.zeros_like(self._data), self._ctx)
+        self._fresh_grad = False
+
+    def backward(self, out_grad=None, retain_graph=False, train_mode=True):
+        """Backpropagate from this array; ``out_grad`` defaults to ones."""
+        _ag.backward([self], None if out_grad is None else [out_grad],
+                     retain_graph=retain_graph, train_mode=train_mode)
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return _wrap(self._data, self._ctx)
+
+    def _accumulate_sparse(self, g, req):
+        """Store a row-sparse gradient in this gradient buffer (see Parameter)."""
+        if req == 'add' and getattr(self, '_sparse', None) is not None:
+            self._sparse = self._sparse + g
+        elif req == 'add':
+            self._data += g.todense()
+        else:
+            self._sparse = g
+
+    # ---- conversions ---------------------------------------------------------------------
+    def astype(self, dtype, copy=True):
+        dtype = np.dtype(dtype)
+        if not copy and dtype == self.dtype:
+            return self
+        return _O.astype(self, dtype)
+
+    def reshape(self, *shape, **kwargs):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if 'shape' in kwargs:
+            shape = tuple(kwargs.pop('shape'))
+        return _O.reshape(self, shape, reverse=kwargs.pop('reverse', False))
+
+    def reshape_like(self, other):
+        return _O.reshape(self, other.shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _O.transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return _O.transpose(self, None)
+
+    def flatten(self):
+        return _O.flatten(self)
+
+    def expand_dims(self, axis):
+        return _O.expand_dims(self, axis)
+
+    def squeeze(self, axis=None):
+        return _O.squeeze(self, axis)
+
+    def swapaxes(self, dim1, dim2):
+        return _O.swapaxes(self, dim1, dim2)
+
+    def broadcast_to(self, shape):
+        return _O.broadcast_to(self, shape)
+
+    def broadcast_like(self, other):
+        return _O.broadcast_to(self, other.shape)
+
+    def flip(self, axis):
+        return _O.flip(self, axis)
+
+    def split(self, num_outputs, axis=1, squeeze_axis=False):
+        return _O.split(self, num_outputs, axis, squeeze_axis)
+
+    def tile(self, reps):
+        return _O.tile(self, reps)
+
+    def repeat(self, repeats, axis=None):
+        return _O.repeat(self, repeats, axis)
+
+    # ---- reductions ------------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False, exclude=False):
+        return _O.sum(self, axis, keepdims, exclude)
+
+    def mean(self, axis=None, keepdims=False, exclude=False):
+        return _O.mean(self, axis, keepdims, exclude)
+
+    def max(self, axis=None, keepdims=False, exclude=False):
+        return _O.max(self, axis, keepdims, exclude)
+
+    def min(self, axis=None, keepdims=False, exclude=False):
+        return _O.min(self, axis, keepdims, exclude)
+
+    def prod(self, axis=None, keepdims=False, exclude=False):
+        return _O.prod(self, axis, keepdims, exclude)
+
+    def norm(self, ord=2, axis=None, keepdims=False):
+        return _O.norm(self, ord, axis, keepdims)
+
+    def argmax(self, axis=None, keepdims=False):
+        return _O.argmax(self, axis, keepdims)
+
+    def argmin(self, axis=None, keepdims=False):
+        return _O.argmin(self, axis, keepdims)
+
+    def argsort(self, axis=-1, is_ascend=True):
+        return _O.argsort(self, axis, is_ascend)
+
+    def topk(self, axis=-1, k=1, ret_typ='indices', is_ascend=False):
+        return _O.topk(self, axis, k, ret_typ, is_ascend)
+
+    # ---- elementwise ----------------------------------------------------------------------
+    def exp(self):
+        return _O.exp(self)
+
+    def log(self):
+        return _O.log(self)
+
+    def sqrt(self):
+        return _O.sqrt(self)
+
+    def square(self):
+        return _O.square(self)
+
+    def abs(self):
+        return _O.abs(self)
+
+    def sign(self):
+        return _O.sign(self)
+
+    def relu(self):
+        return _O.relu(self)
+
+    def sigmoid(self):
+        return _O.sigmoid(self)
+
+    def tanh(self):
+        return _O.tanh(self)
+
+    def softmax(self, axis=-1):
+        return _O.softmax(self, axis)
+
+    def log_softmax(self, axis=-1):
+        return _O.log_softmax(self, axis)
+
+    def clip(self, a_min, a_max):
+        return _O.clip(self, a_min, a_max)
+
+    def one_hot(self, depth, on_value=1.0, off_value=0.0, dtype='float32'):
+        return _O.one_hot(self, depth, on_value, off_value, dtype)
+
+    def pick(self, index, axis=-1, keepdims=False):
+        return _O.pick(self, index, axis, keepdims)
+
+    def take(self, indices, axis=0, mode='clip'):
+        return _O.take(self, indices, axis, mode)
+
+    def zeros_like(self):
+        return _wrap(self.xp.zeros_like(self._data), self._ctx)
+
+    def ones_like(self):
+        return _wrap(self.xp.ones_like(self._data), self._ctx)
+
+    # ---- python protocol -------------------------------------------------------------------
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError('len() of a 0-d NDArray')
+        return self._data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, key):
+        return _O.getitem(self, key)
+
+    def __setitem__(self, key, value):
+        if _ag._state.recording and (self._node is not None or self._grad is not None):
+            raise RuntimeError('in-place assignment to an array that is part of a recorded '
+                               'graph is not supported inside autograd.record()')
+        if isinstance(value, NDArray):
+            value = value._data
+        elif is_array(value) or isinstance(value, (list, tuple)):
+            value = to_device(value, self._ctx, dtype=self.dtype)
+        self._data[_O.device_index(self, key)] = value
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError('the truth value of an NDArray with more than one element is '
+                             'ambiguous')
+        return bool(self.asscalar())
+
+    def __float__(self):
+        return float(self.asscalar())
+
+    def __int__(self):
+        return int(self.asscalar())
+
+    def __index__(self):
+        if self.dtype.kind not in 'iub':
+            raise TypeError('only integer arrays can be used as an index')
+        return int(self.asscalar())
+
+    def __array__(self, dtype=None, copy=None):
+        # Works for host arrays; device arrays refuse, as CuPy's do.
+        return np.asarray(self._data, dtype=dtype)
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        shape = 'x'.join(str(s) for s in self.shape) or '1'
+        body = np.array2string(to_host(self._data), precision=8, separator=' ')
+        return f'\n{body}\n<NDArray {shape} @{self._ctx}>'
+
+    def __str__(self):
+        return repr(self)
+
+    def __reduce__(self):
+        return (_from_host, (self.asnumpy(), self._ctx.device_type, self._ctx.device_id))
+
+    # ---- operators -------------------------------------------------------------------------
+    def __add__(self, other):
+        return _O.add(self, other)
+
+    def __radd__(self, other):
+        return _O.add(self, other)
+
+    def __sub__(self, other):
+        return _O.subtract(self, other)
+
+    def __rsub__(self, other):
+        return _O.rsubtract(self, other)
+
+    def __mul__(self, other):
+        return _O.multiply(self, other)
+
+    def __rmul__(self, other):
+        return _O.multiply(self, other)
+
+    def __truediv__(self, other):
+        return _O.divide(self, other)
+
+    def __rtruediv__(self, other):
+        return _O.rdivide(self, other)
+
+    def __floordiv__(self, other):
+        return _O.floor_divide(self, other)
+
+    def __mod__(self, other):
+        return _O.mod(self, other)
+
+    def __pow__(self, other):
+        return _O.power(self, other)
+
+    def __rpow__(self, other):
+        return _O.rpower(self, other)
+
+    def __matmul__(self, other):
+        return _O.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _O.matmul(_as_nd(other, self), self)
+
+    def __neg__(self):
+        return _O.negative(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _O.abs(self)
+
+    def __eq__(self, other):
+        return _O.compare(self, other, 'equal')
+
+    def __ne__(self, other):
+        return _O.compare(self, other, 'not_equal')
+
+    def __lt__(self, other):
+        return _O.compare(self, other, 'less')
+
+    def __le__(self, other):
+        return _O.compare(self, other, 'less_equal')
+
+    def __gt__(self, other):
+        return _O.compare(self, other, 'greater')
+
+    def __ge__(self, other):
+        return _O.compare(self, other, 'greater_equal')
+
+    def _inplace(self, other, op, name):
+        if _ag._state.recording and (self._node is not None or self._grad is not None):
+            # Out of place inside record(): Python rebinds the name to the result.
+            return op(self, other)
+        other_data = other._data if isinstance(other, NDArray) else \
+            (to_device(other, self._ctx) if is_array(other) else other)
+        getattr(self.xp, name)(self._data, other_data, out=self._data, casting='unsafe')
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace(other, NDArray.__add__, 'add')
+
+    def __isub__(self, other):
+        return self._inplace(other, NDArray.__sub__, 'subtract')
+
+    def __imul__(self, other):
+        return self._inplace(other, NDArray.__mul__, 'multiply')
+
+    def __itruediv__(self, other):
+        return self._inplace(other, NDArray.__truediv__, 'divide')
+
+
+def _from_host(host, device_type, device_id):
+    return array(host, ctx=Context(device_type, device_id), dtype=host.dtype)
+
+
+def _as_nd(value, like):
+    if isinstance(value, NDArray):
+        return value
+    return array(value, ctx=like._ctx,
+                 dtype=like.dtype if np.asarray(value).dtype.kind in 'fc' else None)
+
+
+_O = None   # the xpnet.ops module; set by xpnet.ops when it is imported (avoids an import cycle)

@@ -1,0 +1,27 @@
+"""Differentiable primitives over ``xp`` arrays. Each submodule groups one family:
+
+- ``math``: elementwise arithmetic and functions
+- ``reduce``: sums, means, extremes, arg-reductions
+- ``shape``: reshape, transpose, concat/stack/split, broadcasting, padding
+- ``index``: indexing, take, pick, one_hot, embedding lookup
+- ``linalg``: dot, batch_dot, matmul, fully_connected
+- ``nn``: softmax family, activations, dropout, normalization, fused losses
+- ``creation``: zeros, ones, arange, ...
+
+Layers compose these; ``xpnet.nd`` re-exports them under MXNet's names.
+"""
+import sys
+
+from .conv import *  # noqa: F401,F403
+from .creation import *  # noqa: F401,F403
+from .index import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .math import *  # noqa: F401,F403
+from .nn import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+
+from .. import ndarray as _ndarray
+
+_ndarray._O = sys.modules[__name__]

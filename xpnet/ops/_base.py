@@ -1,0 +1,108 @@
+"""Helpers shared by the op modules: operand coercion, broadcasting, gradient reduction."""
+import numbers
+
+import numpy as np
+
+from ..autograd import _state, needs_grad, record_op, record_multi  # noqa: F401 (re-exported)
+from ..backend import is_array, to_device
+from ..ndarray import NDArray, _wrap, array  # noqa: F401
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def tracked(x):
+    """True if ``x`` (an NDArray) would receive a gradient in the current recording."""
+    return _state.recording and (x._node is not None or x._grad is not None)
+
+
+def check_nd(x, op):
+    if not isinstance(x, NDArray):
+        raise TypeError(f'{op}: expected an NDArray, got {type(x).__name__}')
+    return x
+
+
+def same_ctx(a, b, op):
+    if a._ctx is not b._ctx and a._ctx != b._ctx:
+        raise ValueError(f'{op}: arrays live on different devices ({a._ctx} and {b._ctx}); '
+                         'move one with .as_in_context()')
+
+
+def to_nd(value, like, op='op'):
+    """``value`` as an NDArray on ``like``'s device (floats take ``like``'s float dtype)."""
+    if isinstance(value, NDArray):
+        same_ctx(value, like, op)
+        return value
+    if is_array(value) or isinstance(value, (list, tuple)):
+        kind = getattr(value, 'dtype', np.asarray(value).dtype).kind
+        dtype = like.dtype if kind == 'f' and like.dtype.kind == 'f' else None
+        if dtype is None and kind == 'f':
+            dtype = _FLOAT32
+        return _wrap(to_device(value, like._ctx, dtype=dtype), like._ctx)
+    raise TypeError(f'{op}: unsupported operand type {type(value).__name__}')
+
+
+def scalar(value):
+    """A Python scalar from a Python/NumPy scalar (NumPy scalars would upcast float32)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def is_scalar(value):
+    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, NDArray)
+
+
+def promote(a, b):
+    """Data of two NDArrays with int/float mixing resolved to the float dtype (PyTorch's rule,
+    which keeps float32 float32 where NumPy would give float64)."""
+    ad, bd = a._data, b._data
+    if ad.dtype != bd.dtype:
+        ka, kb = ad.dtype.kind, bd.dtype.kind
+        if ka == 'f' and kb != 'f':
+            bd = bd.astype(ad.dtype)
+        elif kb == 'f' and ka != 'f':
+            ad = ad.astype(bd.dtype)
+    return ad, bd
+
+
+def promote_scalar(a, s):
+    """Data of ``a`` and scalar ``s``; an integer array meeting a float scalar becomes float32."""
+    ad = a._data
+    if ad.dtype.kind in 'iub' and isinstance(s, float):
+        ad = ad.astype(_FLOAT32)
+    return ad
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` down to ``shape`` (the reverse of broadcasting)."""
+    if g.shape == shape:
+        return g
+    nd = g.ndim - len(shape)
+    axes = tuple(range(nd)) + tuple(i + nd for i, s in enumerate(shape)
+                                    if s == 1 and g.shape[i + nd] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if nd:
+        g = g.reshape(shape)
+    return g
+
+
+def norm_axis(axis, ndim, op='op'):
+    """Normalize an int axis into [0, ndim)."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f'{op}: axis {axis} is out of range for an array of {ndim} dimensions')
+    return axis % ndim
+
+
+def norm_axes(axis, ndim, exclude=False, op='op'):
+    """Normalize an axis argument (None, int or tuple) to a sorted tuple; ``exclude``
+    takes the complement (MXNet's reduce ``exclude=True``)."""
+    if axis is None:
+        axes = tuple(range(ndim))
+        return () if exclude else axes
+    if isinstance(axis, numbers.Integral):
+        axis = (axis,)
+    axes = tuple(sorted({norm_axis(int(a), ndim, op) for a in axis}))
+    if exclude:
+        axes = tuple(i for i in range(ndim) if i not in axes)
+    return axes

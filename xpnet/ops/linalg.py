@@ -1,0 +1,149 @@
+"""Matrix products: dot (MXNet semantics), batch_dot, matmul, and the fused fully-connected op."""
+from ._base import _state, _wrap, promote, record_op, same_ctx, to_nd, unbroadcast
+
+__all__ = ['dot', 'batch_dot', 'matmul', 'fully_connected']
+
+
+def _need(*xs):
+    if not _state.recording:
+        return None
+    flags = tuple(x is not None and (x._node is not None or x._grad is not None) for x in xs)
+    return flags if True in flags else None
+
+
+def dot(a, b, transpose_a=False, transpose_b=False):
+    """MXNet's dot: contract the last axis of ``a`` with the first axis of ``b``
+    (a matrix product for 2-D inputs); ``transpose_*`` reverse an input's axes first."""
+    b = to_nd(b, a, 'dot')
+    same_ctx(a, b, 'dot')
+    if transpose_a:
+        from .shape import transpose
+        a = transpose(a)
+    if transpose_b:
+        from .shape import transpose
+        b = transpose(b)
+    ad, bd = promote(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        from .math import multiply
+        return multiply(a, b)
+    if ad.shape[-1] != bd.shape[0]:
+        raise ValueError(f'dot: shapes {a.shape} and {b.shape} are not aligned '
+                         f'({ad.shape[-1]} != {bd.shape[0]})')
+    k = bd.shape[0]
+    a2 = ad.reshape(-1, k)
+    b2 = bd.reshape(k, -1)
+    out_shape = ad.shape[:-1] + bd.shape[1:]
+    y = (a2 @ b2).reshape(out_shape)
+    need = _need(a, b)
+    if need is None:
+        return _wrap(y, a._ctx)
+    sa, sb = ad.shape, bd.shape
+
+    def backward(g):
+        g2 = g.reshape(a2.shape[0], b2.shape[1])
+        return ((g2 @ b2.T).reshape(sa) if need[0] else None,
+                (a2.T @ g2).reshape(sb) if need[1] else None)
+    return record_op(backward, (a, b), y, a._ctx, name='dot')
+
+
+def batch_dot(a, b, transpose_a=False, transpose_b=False):
+    """Batched matrix product of (B, M, K) and (B, K, N) arrays (with optional transposes)."""
+    b = to_nd(b, a, 'batch_dot')
+    same_ctx(a, b, 'batch_dot')
+    if a.ndim < 3 or b.ndim < 3:
+        raise ValueError(f'batch_dot: expected arrays of at least 3 dimensions, got shapes '
+                         f'{a.shape} and {b.shape}')
+    ad, bd = promote(a, b)
+    at = ad.swapaxes(-1, -2) if transpose_a else ad
+    bt = bd.swapaxes(-1, -2) if transpose_b else bd
+    if at.shape[-1] != bt.shape[-2] or at.shape[:-2] != bt.shape[:-2]:
+        raise ValueError(f'batch_dot: shapes {a.shape} and {b.shape} are not aligned '
+                         f'(transpose_a={transpose_a}, transpose_b={transpose_b})')
+    xp = a.xp
+    y = xp.matmul(at, bt)
+    need = _need(a, b)
+    if need is None:
+        return _wrap(y, a._ctx)
+
+    def backward(g):
+        ga = gb = None
+        if need[0]:
+            ga = xp.matmul(bt, g.swapaxes(-1, -2)) if transpose_a else \
+                xp.matmul(g, bt.swapaxes(-1, -2))
+        if need[1]:
+            gb = xp.matmul(g.swapaxes(-1, -2), at) if transpose_b else \
+                xp.matmul(at.swapaxes(-1, -2), g)
+        return ga, gb
+    return record_op(backward, (a, b), y, a._ctx, name='batch_dot')
+
+
+def matmul(a, b):
+    """NumPy's ``a @ b`` with broadcasting over leading axes."""
+    b = to_nd(b, a, 'matmul')
+    same_ctx(a, b, 'matmul')
+    ad, bd = promote(a, b)
+    xp = a.xp
+    try:
+        y = xp.matmul(ad, bd)
+    except ValueError as err:
+        raise ValueError(f'matmul: shapes {a.shape} and {b.shape} are not aligned: {err}') \
+            from None
+    need = _need(a, b)
+    if need is None:
+        return _wrap(y, a._ctx)
+    sa, sb = ad.shape, bd.shape
+
+    def backward(g):
+        a2 = ad[None, :] if ad.ndim == 1 else ad
+        b2 = bd[:, None] if bd.ndim == 1 else bd
+        g2 = g
+        if ad.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        if bd.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
+        ga = unbroadcast(xp.matmul(g2, b2.swapaxes(-1, -2)), a2.shape).reshape(sa) \
+            if need[0] else None
+        gb = unbroadcast(xp.matmul(a2.swapaxes(-1, -2), g2), b2.shape).reshape(sb) \
+            if need[1] else None
+        return ga, gb
+    return record_op(backward, (a, b), y, a._ctx, name='matmul')
+
+
+def fully_connected(x, weight, bias=None, flatten=True):
+    """``x @ weight.T + bias`` with Gluon's Dense layout: weight is (units, in_units).
+
+    ``flatten=True`` collapses all axes of ``x`` after the first; ``False`` applies the
+    product to the last axis only.
+    """
+    same_ctx(x, weight, 'fully_connected')
+    xd, wd = x._data, weight._data
+    if xd.dtype != wd.dtype:
+        xd = xd.astype(wd.dtype)
+    in_units = wd.shape[1]
+    xshape = xd.shape
+    if flatten:
+        x2 = xd.reshape(xshape[0], -1) if xd.ndim != 2 else xd
+        out_shape = None
+    else:
+        x2 = xd.reshape(-1, xshape[-1]) if xd.ndim != 2 else xd
+        out_shape = xshape[:-1] + (wd.shape[0],)
+    if x2.shape[1] != in_units:
+        raise ValueError(f'Dense: input has {x2.shape[1]} features (shape {xshape}, '
+                         f'flatten={flatten}) but the weight expects {in_units} '
+                         f'(weight shape {wd.shape})')
+    y = x2 @ wd.T
+    if bias is not None:
+        y += bias._data
+    if out_shape is not None:
+        y = y.reshape(out_shape)
+    need = _need(x, weight, bias)
+    if need is None:
+        return _wrap(y, x._ctx)
+
+    def backward(g):
+        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        gx = (g2 @ wd).reshape(xshape) if need[0] else None
+        gw = g2.T @ x2 if need[1] else None
+        gb = g2.sum(axis=0) if bias is not None and need[2] else None
+        return gx, gw, gb
+    return record_op(backward, (x, weight, bias), y, x._ctx, name='fully_connected')

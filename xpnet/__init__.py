@@ -14,7 +14,7 @@ __version__ = '0.1.0'
 from .backend import Context, cpu, gpu, num_gpus, current_context  # noqa: F401
 from .ndarray import NDArray, array  # noqa: F401
 from . import ops as _ops  # noqa: F401  (binds NDArray's operators)
-from . import autograd, random, nd  # noqa: F401
+from . import autograd, random, nd, parallel  # noqa: F401
 from . import init, initializer  # noqa: F401
 from . import layers  # noqa: F401
 from . import loss, metric, optimizer, lr_scheduler  # noqa: F401
@@ -23,5 +23,5 @@ from . import utils, data  # noqa: F401
 from . import estimator, handlers  # noqa: F401
 
 __all__ = ['Context', 'cpu', 'gpu', 'num_gpus', 'current_context', 'NDArray', 'array',
-           'autograd', 'random', 'nd', 'init', 'initializer', 'layers', 'loss', 'metric',
+           'autograd', 'random', 'nd', 'parallel', 'init', 'initializer', 'layers', 'loss', 'metric',
            'optimizer', 'lr_scheduler', 'Trainer', 'utils', 'data', 'estimator', 'handlers']

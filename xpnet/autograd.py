@@ -29,22 +29,25 @@ Example::
     y.backward()            # x.grad == [2, 4]
 """
 import heapq
+import itertools
+import threading
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
 
 
-class _State:
-    __slots__ = ('recording', 'training', 'seq', 'retain')
+class _State(threading.local):
+    """Per-thread recording/training flags, so devices driven from parallel threads (see
+    ``xpnet.parallel``) each keep their own ``record()`` scope."""
 
     def __init__(self):
         self.recording = False
         self.training = False
-        self.seq = 0
         self.retain = False   # True while a backward pass keeps the graph (retain_graph)
 
 
 _state = _State()
+_seq = itertools.count(1)   # global: node order is comparable across threads
 
 
 def is_recording():
@@ -119,11 +122,7 @@ class Node:
         self.grads = None
         self.owned = None
         self.name = name
-        _state.seq += 1
-        self.seq = _state.seq
-
-    def __lt__(self, other):          # heap order: youngest first
-        return self.seq > other.seq
+        self.seq = next(_seq)
 
     def __repr__(self):
         return f'<Node {self.name or "op"} #{self.seq}>'
@@ -138,9 +137,11 @@ def needs_grad(*inputs):
     return flags if True in flags else None
 
 
+_wrap = None   # ndarray._wrap, bound by xpnet.ndarray at import (it imports this module)
+
+
 def record_op(backward, inputs, out_data, ctx, need=None, name=None):
     """Wrap ``out_data`` in an NDArray produced by a new node (single output)."""
-    from .ndarray import _wrap
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
     node = Node(inputs, backward, 1, name)
@@ -152,7 +153,6 @@ def record_op(backward, inputs, out_data, ctx, need=None, name=None):
 def record_multi(backward, inputs, out_datas, ctx, need=None, name=None):
     """Like :func:`record_op` for an op with several outputs; backward gets a list of
     gradients with ``None`` for outputs that received none."""
-    from .ndarray import _wrap
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
     node = Node(inputs, backward, len(out_datas), name)
@@ -229,8 +229,9 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
                 continue
             _collect_node(heap, node, h._oidx, g, owned)
 
+        heappop, heappush = heapq.heappop, heapq.heappush
         while heap:
-            node = heapq.heappop(heap)
+            node = heappop(heap)[1]
             backward_fn = node.backward
             if backward_fn is None:
                 raise RuntimeError(
@@ -248,7 +249,12 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
                     continue
                 src = x._node
                 if src is not None:
-                    _collect_node(heap, src, x._oidx, g, False)
+                    if src.grads is None and src.n_out == 1:   # first gradient: fast path
+                        src.grads = [g]
+                        src.owned = [False]
+                        heappush(heap, (-src.seq, src))
+                    else:
+                        _collect_node(heap, src, x._oidx, g, False)
                 elif x._grad is not None:
                     _collect_leaf(leaves, x, g, False)
     finally:
@@ -264,7 +270,7 @@ def _collect_node(heap, node, idx, g, owned):
     if grads is None:
         node.grads = grads = [None] * node.n_out
         node.owned = [False] * node.n_out
-        heapq.heappush(heap, node)
+        heapq.heappush(heap, (-node.seq, node))   # youngest first; seqs are unique
     prev = grads[idx]
     if prev is None:
         grads[idx] = g

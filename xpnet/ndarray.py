@@ -35,6 +35,9 @@ def _wrap(data, ctx):
     return a
 
 
+_ag._wrap = _wrap
+
+
 def _default_dtype(obj, dtype):
     if dtype is not None:
         return np.dtype(dtype)

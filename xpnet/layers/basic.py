@@ -16,10 +16,10 @@ def deferred_shape(param, shape):
     """Give a deferred parameter its now-known ``shape`` and initialize it (no-op once the
     parameter has data). Layers call this at the first forward."""
     if param._data is None:
-        param.shape = shape
         if param._deferred is None:
             raise RuntimeError(f'Parameter {param.name!r} has not been initialized; call '
                                '.initialize() on the network first')
+        param.shape = shape
         param._finish_deferred_init()
 
 

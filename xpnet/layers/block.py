@@ -116,7 +116,7 @@ class Block:
                 if p is value:   # registered through self.params.get(...) under its own name
                     break
             else:
-                self._register_param(name, value)
+                value = self._register_param(name, value)   # may be a shared parameter
         elif name in children and value is None:
             del children[name]
         object.__setattr__(self, name, value)

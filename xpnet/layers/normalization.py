@@ -72,6 +72,8 @@ class BatchNorm(_AffineNorm):
         axis = self._check_axis(x, self._axis, type(self).__name__)
         ctx = x.context
         gamma, beta = self._params(x.shape[axis], ctx)
+        if not self._scale:
+            gamma.data[...] = 1   # MXNet's fix_gamma: gamma is pinned to 1
         return ops.batch_norm(x, gamma, beta, self.running_mean.data(ctx),
                               self.running_var.data(ctx), axis=axis, eps=self._epsilon,
                               momentum=self._momentum, fix_gamma=not self._scale,
@@ -128,7 +130,7 @@ class GroupNorm(_AffineNorm):
     and beta have one value per group: shape ``(num_groups,)``."""
 
     def __init__(self, num_groups=1, epsilon=1e-5, center=True, scale=True,
-                 beta_initializer='zeros', gamma_initializer='ones', in_channels=0, **kwargs):
+                 beta_initializer='zeros', gamma_initializer='ones', **kwargs):
         super().__init__(num_groups, center, scale, beta_initializer, gamma_initializer,
                          **kwargs)
         if num_groups <= 0:

@@ -16,8 +16,14 @@ def _tracked1(x):
 
 
 def _binary_parts(a, b, op):
-    """(a_data, b_data, ctx, b_nd) with ``b`` either an NDArray or a Python scalar."""
-    if isinstance(b, NDArray):
+    """(a_data, b_data, b_nd) with ``b`` either an NDArray or a Python scalar."""
+    tb = type(b)
+    if tb is float or tb is int:      # the common scalar case, without ABC isinstance checks
+        ad = a._data
+        if tb is float and ad.dtype.kind in 'iub':
+            ad = ad.astype(np.float32)
+        return ad, b, None
+    if tb is NDArray:
         same_ctx(a, b, op)
         ad, bd = promote(a, b)
         return ad, bd, b
@@ -285,7 +291,7 @@ def _unary(name, f, df, float_only=True):
 
 def _sigmoid(xp, x):
     # 1/(1+exp(-x)) without overflow: below the clip exp(-x) would overflow the dtype.
-    lim = 80.0 if x.dtype.itemsize <= 4 else 700.0
+    lim = 88.0 if x.dtype.itemsize <= 4 else 709.0
     if x.ndim == 0:
         return xp.asarray(1.0 / (1.0 + xp.exp(-xp.maximum(x, -lim)))).astype(x.dtype)
     t = xp.maximum(x, -lim)

@@ -1,0 +1,57 @@
+"""Run per-device work concurrently, one thread per device.
+
+MXNet overlaps the devices of a data-parallel step through its asynchronous engine; xpnet
+computes eagerly, so code that needs the devices to meet in the middle of a pass (e.g.
+``SyncBatchNorm``, whose statistics span every device) runs each device's forward and
+backward in its own thread. NumPy and CuPy release the GIL in their heavy kernels, so this
+also overlaps the work on a multi-core CPU.
+
+Example::
+
+    shards = split_and_load(batch, ctxs)
+    def step(x, y):
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        return loss
+    losses = parallel_apply(step, [(x, y) for x, y in zip(shards, label_shards)])
+"""
+import threading
+
+from . import autograd as _ag
+
+__all__ = ['parallel_apply']
+
+
+def parallel_apply(fn, args_list, kwargs_list=None):
+    """Call ``fn(*args)`` for each entry of ``args_list`` concurrently; return the results in
+    order. The caller's autograd recording/training state is used in every thread. The first
+    exception raised by any call is re-raised (after all threads finished)."""
+    args_list = [a if isinstance(a, (tuple, list)) else (a,) for a in args_list]
+    kwargs_list = kwargs_list or [{}] * len(args_list)
+    if len(args_list) <= 1:
+        return [fn(*a, **k) for a, k in zip(args_list, kwargs_list)]
+    recording, training = _ag.is_recording(), _ag.is_training()
+    results = [None] * len(args_list)
+    errors = [None] * len(args_list)
+
+    def run(i):
+        prev_rec, prev_train = _ag.set_recording(recording), _ag.set_training(training)
+        try:
+            results[i] = fn(*args_list[i], **kwargs_list[i])
+        except BaseException as err:   # re-raised in the caller
+            errors[i] = err
+        finally:
+            _ag.set_recording(prev_rec)
+            _ag.set_training(prev_train)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f'xpnet-device-{i}', daemon=True)
+               for i in range(len(args_list))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for err in errors:
+        if err is not None:
+            raise err
+    return results

@@ -54,8 +54,9 @@ def check_grad(fn, inputs, ctx=None, eps=1e-6, rtol=1e-5, atol=1e-7, wrt=None, s
     """
     ctx = ctx or xpnet.cpu()
     rng = np.random.default_rng(seed)
-    hosts = [np.array(a, dtype=np.float64) if np.asarray(a).dtype.kind == 'f'
-             else np.array(a) for a in inputs]
+    # C order: numeric_grad perturbs a reshape(-1) view, which must not be a copy.
+    hosts = [np.array(a, dtype=np.float64, order='C') if np.asarray(a).dtype.kind == 'f'
+             else np.array(a, order='C') for a in inputs]
     if wrt is None:
         wrt = [i for i, a in enumerate(hosts) if a.dtype.kind == 'f']
     nds = [xpnet.array(a, ctx=ctx, dtype=a.dtype) for a in hosts]
@@ -90,8 +91,9 @@ def check_layer_grad(block, inputs, ctx=None, eps=1e-6, rtol=1e-5, atol=1e-7, se
     ctx = ctx or xpnet.cpu()
     block.cast('float64')
     rng = np.random.default_rng(seed)
-    hosts = [np.array(a, dtype=np.float64) if np.asarray(a).dtype.kind == 'f'
-             else np.array(a) for a in inputs]
+    # C order: numeric_grad perturbs a reshape(-1) view, which must not be a copy.
+    hosts = [np.array(a, dtype=np.float64, order='C') if np.asarray(a).dtype.kind == 'f'
+             else np.array(a, order='C') for a in inputs]
     plist = [p for p in block.collect_params().values() if p.grad_req != 'null'] if params \
         else []
     # Analytic gradients.

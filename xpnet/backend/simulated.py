@@ -251,6 +251,8 @@ class _SimModule:
                     obj = obj._a
                 elif isinstance(obj, (list, tuple)):
                     obj = _unwrap_allow_host(obj)
+                elif isinstance(obj, np.ndarray):
+                    obj = obj.copy()   # host -> device never aliases host memory (as CuPy)
                 return SimArray(func(obj, *args, **kwargs))
             return transfer
 

@@ -1,7 +1,407 @@
-"""Placeholder: being written (see docs/DEVELOPING.md for ownership)."""
-__all__ = ['Trainer']
+"""Trainer: applies an Optimizer to a set of Parameters, as Gluon's ``gluon.Trainer``.
+
+``step(batch_size)`` sums the gradients of every device replica (``allreduce_grads``), then
+updates each parameter once with ``rescale_grad = 1/batch_size`` on the device of its first
+replica and copies the new weight to the other replicas, so replicas stay bit-identical.
+Optimizer states (momentum, Adam moments) live on that first device.
+
+Gradient freshness follows Gluon: a parameter whose gradient was not written by
+``backward()`` since the last step raises ``UserWarning`` (an exception, as in Gluon) unless
+``ignore_stale_grad=True``, which skips it. Row-sparse gradients (``Embedding(sparse_grad=
+True)``) are consumed by the step: lazy optimizers touch only their rows.
+
+Example::
+
+    trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    with autograd.record():
+        loss = loss_fn(net(x), y)
+    loss.backward()
+    trainer.step(x.shape[0])
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from . import optimizer as opt
+from .backend import to_device, to_host
+from .layers.parameter import Parameter, _materialize_sparse
+from .ndarray import NDArray, RowSparseGrad, _wrap
+from .utils import _to_ctx as _to
+
+__all__ = ['Trainer', 'StatesFileError']
+
+_FORMAT = 'xpnet.trainer_states'
+_META_KEY = '__meta__'
+
+
+class StatesFileError(ValueError):
+    """A trainer states file is truncated, corrupt, or does not match the trainer."""
 
 
 class Trainer:
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError('Trainer is being written')
+    """Applies an Optimizer on a set of Parameters (Gluon's ``Trainer``).
+
+    Args:
+        params: a dict of name -> Parameter (``net.collect_params()``; taken in sorted key
+            order, as Gluon does) or a list of Parameters.
+        optimizer: an optimizer name (``'sgd'``, ``'adam'``...) or an
+            :class:`~xpnet.optimizer.Optimizer`.
+        optimizer_params: keyword arguments for the optimizer when given by name, e.g.
+            ``{'learning_rate': 0.1, 'wd': 1e-4}``; must be empty with an Optimizer instance.
+        kvstore, compression_params, update_on_kvstore: accepted for Gluon compatibility.
+            xpnet always reduces gradients itself and updates once per parameter (what
+            ``update_on_kvstore=True`` does); distributed kvstores and gradient compression
+            are not supported.
+
+    Example::
+
+        trainer = xpnet.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-3})
+        trainer.step(batch_size)
+    """
+
+    def __init__(self, params, optimizer, optimizer_params=None, kvstore='device',
+                 compression_params=None, update_on_kvstore=None):
+        if isinstance(params, dict):
+            names = sorted(params.keys())
+            plist = [params[k] for k in names]
+        elif isinstance(params, (list, tuple)):
+            plist = list(params)
+            names = [getattr(p, '_structure_name', None) or getattr(p, 'name', str(i))
+                     for i, p in enumerate(plist)]
+        else:
+            raise ValueError('Trainer: params must be a dict of Parameters (e.g. '
+                             f'net.collect_params()) or a list of them, got '
+                             f'{type(params).__name__}')
+        self._params, self._names, seen = [], [], set()
+        for name, p in zip(names, plist):
+            if not isinstance(p, Parameter):
+                raise ValueError(f'Trainer: params must hold Parameters, but {name!r} is a '
+                                 f'{type(p).__name__}')
+            if id(p) in seen:        # a shared parameter listed twice is updated once
+                continue
+            seen.add(id(p))
+            self._params.append(p)
+            self._names.append(name)
+        if isinstance(kvstore, str) and 'dist' in kvstore:
+            raise NotImplementedError(f'Trainer: distributed kvstore {kvstore!r} is not '
+                                      'supported by xpnet')
+        if compression_params:
+            raise NotImplementedError('Trainer: gradient compression is not supported by xpnet')
+        self._kvstore = kvstore
+        self._update_on_kvstore = update_on_kvstore
+        self._contexts = self._check_contexts()
+        self._init_optimizer(optimizer, optimizer_params)
+        self._scale = self._optimizer.rescale_grad
+        self._states = {}           # index -> optimizer state, on the first context
+        self._reduced = False       # allreduce_grads() ran since the last update
+
+    # ---- setup -------------------------------------------------------------------------
+    def _check_contexts(self):
+        contexts = None
+        for name, p in zip(self._names, self._params):
+            try:
+                ctx = p.list_ctx()
+            except RuntimeError as err:
+                raise RuntimeError(f'Trainer: parameter {name!r} is not initialized; call '
+                                   'net.initialize() before creating the Trainer') from err
+            if contexts is not None and ctx != contexts:
+                raise ValueError(f'Trainer: all Parameters must be initialized on the same '
+                                 f'contexts, but {name!r} is on {ctx} while the previous ones '
+                                 f'are on {contexts}')
+            contexts = ctx
+        return contexts or []
+
+    def _init_optimizer(self, optimizer, optimizer_params):
+        param_dict = dict(enumerate(self._params))
+        if isinstance(optimizer, opt.Optimizer):
+            if optimizer_params:
+                raise ValueError('Trainer: optimizer_params must be None when optimizer is an '
+                                 f'Optimizer instance ({type(optimizer).__name__}) rather than '
+                                 'a name')
+            self._optimizer = optimizer
+            # Not copied: lr_mult/wd_mult changed on a Parameter later take effect.
+            optimizer.param_dict = param_dict
+        elif isinstance(optimizer, str):
+            self._optimizer = opt.create(optimizer, param_dict=param_dict,
+                                         **(optimizer_params or {}))
+        else:
+            raise TypeError(f'Trainer: optimizer must be a name or an Optimizer, got '
+                            f'{type(optimizer).__name__}')
+
+    # ---- learning rate --------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The optimizer's current learning rate."""
+        return self._optimizer.learning_rate
+
+    @property
+    def optimizer(self):
+        """The :class:`~xpnet.optimizer.Optimizer` in use."""
+        return self._optimizer
+
+    def set_learning_rate(self, lr):
+        """Set the optimizer's learning rate (an error if a scheduler drives it)."""
+        self._optimizer.set_learning_rate(lr)
+
+    # ---- the step -------------------------------------------------------------------------
+    def step(self, batch_size, ignore_stale_grad=False):
+        """One update: :meth:`allreduce_grads` then :meth:`update`.
+
+        Call after ``backward()`` and outside ``autograd.record()``.
+
+        Args:
+            batch_size: gradients are scaled by ``1/batch_size`` (use 1 if the loss is
+                already a mean).
+            ignore_stale_grad: skip parameters whose gradient was not written by
+                ``backward()`` since the last step instead of raising.
+        """
+        self._optimizer.rescale_grad = self._scale / batch_size
+        self.allreduce_grads()
+        self._update(ignore_stale_grad)
+
+    def allreduce_grads(self):
+        """Sum each parameter's gradient over its device replicas, in every replica.
+
+        Separate from :meth:`update` so gradients can be inspected or clipped in between
+        (e.g. with :func:`xpnet.utils.clip_global_norm`).
+        """
+        if len(self._contexts) > 1:
+            for p in self._params:
+                if p.grad_req != 'null' and p._data is not None:
+                    _allreduce(p._data)
+        self._reduced = True
+
+    def update(self, batch_size, ignore_stale_grad=False):
+        """Apply the optimizer with gradients scaled by ``1/batch_size``.
+
+        With several devices, gradients not yet reduced by :meth:`allreduce_grads` are
+        reduced first, so every replica gets the same update.
+        """
+        self._optimizer.rescale_grad = self._scale / batch_size
+        if not self._reduced:
+            self.allreduce_grads()
+        self._update(ignore_stale_grad)
+
+    def _update(self, ignore_stale_grad=False):
+        todo = []
+        for i, p in enumerate(self._params):
+            if p.grad_req == 'null':
+                continue
+            if p._data is None and ignore_stale_grad:
+                continue        # never used in a forward pass yet (deferred init): stale
+            p._check()
+            datas = p._data
+            fresh = [d._fresh_grad for d in datas]
+            if not all(fresh):
+                if not ignore_stale_grad:
+                    ctx = datas[fresh.index(False)].context
+                    raise UserWarning(
+                        f'Gradient of Parameter `{self._names[i]}` on context {ctx} has not '
+                        'been updated by backward since last `step`. This could mean a bug in '
+                        'your model that made it only use a subset of the Parameters (Blocks) '
+                        'for this iteration. If you are intentionally only using a subset, '
+                        'call step with ignore_stale_grad=True to suppress this warning and '
+                        'skip updating of Parameters with stale gradient')
+                if not any(fresh):
+                    continue
+            todo.append(i)
+        optimizer = self._optimizer
+        for i in todo:
+            datas = self._params[i]._data
+            weight = datas[0]
+            buf = weight._grad
+            sparse = getattr(buf, '_sparse', None)
+            grad = sparse if sparse is not None else buf
+            with weight.context.use():     # CuPy computes on the current device
+                state = self._states.get(i, _MISSING)
+                if state is _MISSING:
+                    state = self._states[i] = optimizer.create_state_multi_precision(i, weight)
+                optimizer.update_multi_precision(i, weight, grad, state)
+            if len(datas) > 1:
+                rows = grad.indices if sparse is not None and \
+                    optimizer.updates_rows_only(grad) else None
+                _broadcast_weight(weight, datas[1:], rows)
+            for d in datas:
+                d._fresh_grad = False
+                if d._grad is not None:
+                    d._grad._sparse = None
+        self._reduced = False
+
+    def zero_grad(self):
+        """Set every parameter's gradient to zero (e.g. between ``grad_req='add'`` steps)."""
+        for p in self._params:
+            if p.grad_req != 'null':
+                p.zero_grad()
+
+    # ---- checkpointing ---------------------------------------------------------------------
+    def state_dict(self):
+        """The optimizer's states and bookkeeping: ``{'arrays': {key: host ndarray},
+        'meta': JSON-able dict}``. Restoring it with :meth:`load_state_dict` continues
+        training bit-identically (momentum and Adam moments, per-parameter update counts,
+        ``num_update`` and the learning-rate scheduler's state)."""
+        arrays, entries = {}, []
+        for i, (name, p) in enumerate(zip(self._names, self._params)):
+            entry = {'index': i, 'name': name,
+                     'shape': None if p.shape is None else list(p.shape)}
+            if i in self._states:
+                entry['state'] = _encode_state(self._states[i], f's{i}', arrays)
+            entries.append(entry)
+        meta = {'format': _FORMAT, 'version': 1, 'optimizer': self._optimizer.state_dict(),
+                'params': entries}
+        return {'arrays': arrays, 'meta': meta}
+
+    def load_state_dict(self, state, _source='state_dict'):
+        """Restore :meth:`state_dict` output (the same optimizer type and parameters)."""
+        meta, arrays = state['meta'], state['arrays']
+        if meta.get('format') != _FORMAT:
+            raise StatesFileError(f'{_source}: not an xpnet trainer state '
+                                  f'(format {meta.get("format")!r})')
+        entries = meta['params']
+        if len(entries) != len(self._params):
+            raise StatesFileError(f'{_source}: it holds states of {len(entries)} parameters '
+                                  f'but the trainer has {len(self._params)}')
+        kind = meta['optimizer'].get('type')
+        if kind != type(self._optimizer).__name__:
+            raise StatesFileError(f'{_source}: it holds {kind} states but the trainer uses '
+                                  f'{type(self._optimizer).__name__}')
+        for entry, name, p in zip(entries, self._names, self._params):
+            if entry['shape'] is not None and p.shape is not None and \
+                    tuple(entry['shape']) != tuple(p.shape):
+                raise StatesFileError(f'{_source}: parameter {entry["name"]!r} has shape '
+                                      f'{tuple(entry["shape"])} but the trainer\'s {name!r} '
+                                      f'has shape {tuple(p.shape)}')
+        states = {}
+        for entry, p in zip(entries, self._params):
+            if 'state' in entry:
+                ctx = p.list_ctx()[0]
+                states[entry['index']] = _decode_state(entry['state'], arrays, ctx, _source)
+        self._optimizer.load_state_dict(meta['optimizer'])
+        self._optimizer.param_dict = dict(enumerate(self._params))
+        self._states = states
+
+    def save_states(self, fname):
+        """Write the optimizer states to ``fname`` (``.npz``: arrays plus the JSON metadata,
+        no pickle), atomically: a temporary file in the same directory, fsync'ed, renamed."""
+        state = self.state_dict()
+        arrays = dict(state['arrays'])
+        arrays[_META_KEY] = np.array(json.dumps(state['meta']))
+        _atomic_savez(fname, arrays)
+
+    def load_states(self, fname):
+        """Restore the optimizer states saved by :meth:`save_states`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            StatesFileError: the file is truncated, corrupt, or for another optimizer or
+                set of parameters (the message names the file).
+        """
+        if not os.path.exists(fname):
+            raise FileNotFoundError(f'trainer states file {fname!r} does not exist')
+        try:
+            with np.load(fname, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            meta = json.loads(str(arrays.pop(_META_KEY)[()]))
+        except Exception as err:   # BadZipFile, CRC errors, EOFError, KeyError, JSON errors
+            raise StatesFileError(f'cannot read trainer states file {fname!r}: it is truncated, '
+                                  f'corrupt or not an xpnet trainer states file ({err})') from err
+        self.load_state_dict({'arrays': arrays, 'meta': meta}, _source=f'file {fname!r}')
+
+    def __repr__(self):
+        return (f'Trainer({type(self._optimizer).__name__}, {len(self._params)} parameters, '
+                f'contexts={self._contexts})')
+
+
+_MISSING = object()
+
+
+def _allreduce(datas):
+    """Sum the gradients of all replicas into each of them (row-sparse kept sparse when every
+    replica's gradient is row-sparse)."""
+    bufs = [d._grad for d in datas]
+    sparse = [getattr(b, '_sparse', None) for b in bufs]
+    ctx0 = datas[0].context
+    if all(s is not None for s in sparse):
+        xp = ctx0.xp
+        with ctx0.use():
+            total = RowSparseGrad(
+                xp.concatenate([_to(s.indices, ctx0) for s in sparse]),
+                xp.concatenate([_to(s.values, ctx0) for s in sparse]), sparse[0].shape
+            ).coalesce()
+        for d, b in zip(datas, bufs):
+            b._sparse = total if d.context == ctx0 else RowSparseGrad(
+                _to(total.indices, d.context), _to(total.values, d.context), total.shape)
+        return
+    for d in datas:
+        with d.context.use():
+            _materialize_sparse(d)
+    total = bufs[0]._data
+    with ctx0.use():
+        for b in bufs[1:]:
+            total += _to(b._data, ctx0)
+    for d, b in zip(datas[1:], bufs[1:]):
+        with d.context.use():
+            b._data[...] = _to(total, d.context)
+
+
+def _broadcast_weight(weight, others, rows):
+    """Copy the updated weight (or only ``rows`` of it) to the other replicas."""
+    src = weight._data
+    if rows is None:
+        for d in others:
+            with d.context.use():
+                d._data[...] = _to(src, d.context)
+        return
+    values = src[rows]
+    for d in others:
+        with d.context.use():
+            d._data[_to(rows, d.context)] = _to(values, d.context)
+
+
+def _encode_state(state, key, arrays):
+    """JSON description of a state (None, NDArray, or nested tuples/lists of them); arrays go
+    into ``arrays`` under keys derived from ``key``."""
+    if state is None:
+        return None
+    if isinstance(state, NDArray):
+        arrays[key] = state.asnumpy()
+        return {'array': key}
+    if isinstance(state, (tuple, list)):
+        return {'tuple' if isinstance(state, tuple) else 'list':
+                [_encode_state(s, f'{key}_{k}', arrays) for k, s in enumerate(state)]}
+    raise TypeError(f'save_states: cannot save an optimizer state of type '
+                    f'{type(state).__name__} (expected None, NDArray or tuples of them)')
+
+
+def _decode_state(desc, arrays, ctx, source):
+    if desc is None:
+        return None
+    if 'array' in desc:
+        key = desc['array']
+        if key not in arrays:
+            raise StatesFileError(f'{source}: the state array {key!r} is missing')
+        host = arrays[key]
+        with ctx.use():
+            return _wrap(to_device(host, ctx, dtype=host.dtype, copy=True), ctx)
+    if 'tuple' in desc:
+        return tuple(_decode_state(d, arrays, ctx, source) for d in desc['tuple'])
+    return [_decode_state(d, arrays, ctx, source) for d in desc['list']]
+
+
+def _atomic_savez(fname, arrays):
+    directory = os.path.dirname(os.path.abspath(fname))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(fname) + '.', suffix='.tmp',
+                               dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **{k: to_host(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, fname)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

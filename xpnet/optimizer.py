@@ -1,2 +1,0 @@
-"""Placeholder: being written (see docs/DEVELOPING.md for ownership)."""
-__all__ = []

@@ -1,0 +1,152 @@
+"""Adam (MXNet 1.9's rule, with lazy row-sparse updates) and AdamW (decoupled weight decay)."""
+import math
+
+from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
+                   _sparse_rows, _scaled_grad)
+
+__all__ = ['Adam', 'AdamW']
+
+
+def _moments(xp, t, mean, var, beta1, beta2, epsilon):
+    """Update the moments from the prepared gradient ``t`` (consumed) and return
+    ``mean / (sqrt(var) + epsilon)`` in ``t``'s buffer."""
+    tmp = t * (1.0 - beta1)
+    mean *= beta1
+    mean += tmp
+    xp.multiply(t, t, out=t)
+    t *= 1.0 - beta2
+    var *= beta2
+    var += t
+    del tmp                        # at most two large temporaries alive: fewer page faults
+    xp.sqrt(var, out=t)
+    t += epsilon
+    xp.divide(mean, t, out=t)
+    return t
+
+
+def adam_kernel(xp, w, g, mean, var, lr, wd, rescale, clip, beta1, beta2, epsilon):
+    """MXNet's ``adam_update`` in place (``lr`` already bias-corrected)::
+
+        g = clip(rescale * g + wd * w)
+        mean = beta1 * mean + (1 - beta1) * g
+        var = beta2 * var + (1 - beta2) * g**2
+        w -= lr * mean / (sqrt(var) + epsilon)
+    """
+    t = _scaled_grad(xp, g, rescale, clip, wd, w)
+    t = _moments(xp, t, mean, var, beta1, beta2, epsilon)
+    t *= lr
+    w -= t
+
+
+def adamw_kernel(xp, w, g, mean, var, lr_t, decay, rescale, clip, beta1, beta2, epsilon):
+    """Decoupled weight decay in place::
+
+        g = clip(rescale * g)
+        mean, var as Adam
+        w -= lr_t * mean / (sqrt(var) + epsilon) + decay * w      # decay = lr * wd
+    """
+    t = _scaled_grad(xp, g, rescale, clip)
+    t = _moments(xp, t, mean, var, beta1, beta2, epsilon)
+    t *= lr_t
+    if decay:
+        w *= 1.0 - decay
+    w -= t
+
+
+class _AdamBase(Optimizer):
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 lazy_update=True, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.lazy_update = lazy_update
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))   # mean, variance
+
+    def _corrected_lr(self, index, lr):
+        t = self._index_update_count[index]
+        return lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+
+    def _apply(self, kernel, weight, grad, state, *args):
+        xp, w = weight.xp, weight._data
+        mean, var = _data(state[0]), _data(state[1])
+        if _is_sparse(grad) and self.lazy_update and self._supports_lazy:
+            rows, values = _sparse_rows(grad)
+            w_rows, m_rows, v_rows = w[rows], mean[rows], var[rows]
+            kernel(xp, w_rows, values, m_rows, v_rows, *args)
+            w[rows], mean[rows], var[rows] = w_rows, m_rows, v_rows
+            return
+        kernel(xp, w, _dense_grad(grad), mean, var, *args)
+
+
+@register
+class Adam(_AdamBase):
+    """The Adam optimizer (Kingma & Ba), MXNet 1.9's formulation.
+
+    At the t-th update of a weight::
+
+        g = clip(rescale_grad * grad + wd * weight, clip_gradient)
+        mean = beta1 * mean + (1 - beta1) * g
+        var = beta2 * var + (1 - beta2) * g**2
+        lr_t = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t)
+        weight -= lr_t * mean / (sqrt(var) + epsilon)
+
+    Weight decay is L2 (added to the gradient); see :class:`AdamW` for decoupled decay.
+    With a row-sparse gradient and ``lazy_update=True`` only the gradient's rows of the
+    weight, mean and var change.
+
+    Args:
+        learning_rate: default 0.001.
+        beta1, beta2: decay rates of the moment estimates.
+        epsilon: added to ``sqrt(var)``.
+        lazy_update: lazy updates for row-sparse gradients.
+        **kwargs: see :class:`Optimizer`.
+    """
+    _supports_lazy = True
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        self._apply(adam_kernel, weight, grad, state, self._corrected_lr(index, float(lr)),
+                    float(wd), float(self.rescale_grad), self._clip, float(self.beta1),
+                    float(self.beta2), float(self.epsilon))
+
+
+@register
+class AdamW(_AdamBase):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization", ICLR 2019).
+
+    MXNet 1.9 has no AdamW optimizer (only the ``contrib.adamw_update`` kernel), so this
+    follows the paper with MXNet's argument names and Adam's bias-corrected step size::
+
+        g = clip(rescale_grad * grad, clip_gradient)          # no wd in the gradient
+        mean, var as in Adam
+        lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)       # lr_t = lr if not correct_bias
+        weight -= lr_t * mean / (sqrt(var) + epsilon) + lr * wd * weight
+
+    ``lr`` is the scheduled learning rate times the parameter's ``lr_mult`` (the paper's
+    schedule multiplier times alpha, with ``wd`` the paper's lambda / alpha: PyTorch's
+    convention). This equals MXNet's ``adamw_update`` kernel called with
+    ``lr=lr_t, eta=1, wd=lr*wd``. Row-sparse gradients are used densified.
+
+    Args:
+        learning_rate: default 0.001.
+        beta1, beta2, epsilon: as in :class:`Adam`.
+        correct_bias: apply Adam's bias correction to the step size.
+        **kwargs: see :class:`Optimizer` (``wd`` is the decoupled decay).
+    """
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 correct_bias=True, **kwargs):
+        kwargs.pop('lazy_update', None)
+        super().__init__(learning_rate=learning_rate, beta1=beta1, beta2=beta2,
+                         epsilon=epsilon, lazy_update=False, **kwargs)
+        self.correct_bias = correct_bias
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        lr = float(lr)
+        lr_t = self._corrected_lr(index, lr) if self.correct_bias else lr
+        self._apply(adamw_kernel, weight, grad, state, lr_t, lr * float(wd),
+                    float(self.rescale_grad), self._clip, float(self.beta1),
+                    float(self.beta2), float(self.epsilon))

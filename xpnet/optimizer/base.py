@@ -1,0 +1,355 @@
+"""The Optimizer base class: learning rate, weight decay, multipliers and update counting.
+
+The bookkeeping follows MXNet 1.9's ``mxnet.optimizer.Optimizer`` exactly (so schedules,
+Adam's bias correction and per-parameter multipliers give the same numbers): every
+``update(index, ...)`` first counts the update of ``index``, ``num_update`` is the largest
+count of any index, the learning rate is ``lr_scheduler(num_update)`` (or ``lr``) times the
+parameter's ``lr_mult``, and the weight decay is ``wd`` times its ``wd_mult``.
+
+Subclasses implement ``create_state(index, weight)`` and ``_step(index, weight, grad, state,
+lr, wd)``; the arithmetic runs in place on the weight's device through its array module.
+A gradient may be an :class:`~xpnet.ndarray.RowSparseGrad` (``Embedding(sparse_grad=True)``):
+optimizers with ``lazy_update`` then touch only its rows, the others use it densified.
+
+Example::
+
+    opt = xpnet.optimizer.create('sgd', learning_rate=0.1, momentum=0.9, wd=1e-4)
+    state = opt.create_state(0, weight)
+    opt.update(0, weight, grad, state)        # weight changes in place
+"""
+import warnings
+
+import numpy as np
+
+from ..ndarray import NDArray, _wrap
+
+__all__ = ['Optimizer', 'register', 'create']
+
+
+def _is_sparse(grad):
+    return getattr(grad, 'is_row_sparse', False)
+
+
+def _data(arr):
+    """The xp array behind an NDArray (or the array itself)."""
+    return arr._data if isinstance(arr, NDArray) else arr
+
+
+def _zeros_like(weight, dtype=None):
+    return _wrap(weight.xp.zeros(weight.shape, dtype=dtype or weight.dtype), weight.context)
+
+
+def _dense_grad(grad):
+    """The gradient as an xp array (a row-sparse one densified)."""
+    return grad.todense() if _is_sparse(grad) else _data(grad)
+
+
+def _sparse_rows(grad):
+    """(unique row indices, summed row gradients) of a row-sparse gradient."""
+    g = grad.coalesce()
+    return g.indices, g.values
+
+
+def _scaled_grad(xp, g, rescale, clip, wd=0.0, w=None):
+    """A fresh array ``clip(rescale * g + wd * w)`` (the caller may overwrite it)."""
+    t = g * rescale
+    if wd:
+        tmp = w * wd
+        t += tmp
+        del tmp
+    if clip is not None:
+        xp.clip(t, -clip, clip, out=t)
+    return t
+
+
+class Optimizer:
+    """Base class of the optimizers.
+
+    Args:
+        rescale_grad: gradients are multiplied by this first (the Trainer sets
+            ``1/batch_size``).
+        param_idx2name: dict index -> parameter name, used to look up ``lr_mult`` /
+            ``wd_mult`` given by name; with it, parameters whose name does not end in
+            ``weight`` or ``gamma`` get no weight decay (MXNet's rule).
+        wd: weight decay (L2) coefficient.
+        clip_gradient: clip the (rescaled) gradient to ``[-clip_gradient, clip_gradient]``;
+            None or a value <= 0 disables clipping.
+        learning_rate: the learning rate; None means the scheduler's, or 0.01 without one.
+            Given together with ``lr_scheduler`` it overwrites the scheduler's ``base_lr``
+            (MXNet's rule; note that MXNet's Poly/Cosine schedulers keep decaying from their
+            own original ``base_lr``).
+        lr_scheduler: an :class:`~xpnet.lr_scheduler.LRScheduler`.
+        sym: accepted for MXNet compatibility (must be None: xpnet has no symbols).
+        begin_num_update: the update count to start from.
+        multi_precision: keep a float32 master copy of float16 weights and update that.
+        param_dict: dict index -> Parameter whose ``lr_mult`` / ``wd_mult`` are read at every
+            update (the Trainer passes its parameters here).
+    """
+    opt_registry = {}
+    _supports_lazy = False
+
+    def __init__(self, rescale_grad=1., param_idx2name=None, wd=0., clip_gradient=None,
+                 learning_rate=None, lr_scheduler=None, sym=None, begin_num_update=0,
+                 multi_precision=False, param_dict=None):
+        if sym is not None:
+            raise ValueError('Optimizer: sym is not supported (xpnet has no symbolic graphs); '
+                             'set lr_mult/wd_mult on the Parameters instead')
+        self.rescale_grad = rescale_grad
+        self.lr_scheduler = lr_scheduler
+        if lr_scheduler is None and learning_rate is None:
+            learning_rate = 0.01
+        self.lr = learning_rate
+        if lr_scheduler is not None and learning_rate is not None \
+                and lr_scheduler.base_lr != learning_rate:
+            warnings.warn(f'learning rate from ``lr_scheduler`` ({lr_scheduler.base_lr}) has '
+                          f'been overwritten by ``learning_rate`` in optimizer '
+                          f'({learning_rate}).', UserWarning, stacklevel=2)
+            lr_scheduler.base_lr = learning_rate
+        self.wd = wd
+        self.lr_mult = {}
+        self.wd_mult = {}
+        self.begin_num_update = begin_num_update
+        self.num_update = begin_num_update
+        self._index_update_count = {}
+        self.clip_gradient = clip_gradient
+        self.multi_precision = multi_precision
+        if param_idx2name is None:
+            param_idx2name = {}
+        if not isinstance(param_idx2name, dict):
+            raise TypeError('param_idx2name must be a dict from parameter index to name, got '
+                            f'{type(param_idx2name).__name__}')
+        self.idx2name = dict(param_idx2name)
+        self.param_dict = param_dict if param_dict else {}
+        self.set_lr_mult({})
+        self.set_wd_mult({})
+
+    # ---- registry ---------------------------------------------------------------------
+    @staticmethod
+    def register(klass):
+        """Class decorator: make ``klass`` creatable by its lower-case name."""
+        if not isinstance(klass, type):
+            raise TypeError('register expects an Optimizer class')
+        name = klass.__name__.lower()
+        if name in Optimizer.opt_registry and Optimizer.opt_registry[name] is not klass:
+            warnings.warn(f'optimizer {klass.__module__}.{klass.__name__} overrides the '
+                          f'registered {Optimizer.opt_registry[name].__name__}', stacklevel=2)
+        Optimizer.opt_registry[name] = klass
+        return klass
+
+    @staticmethod
+    def create_optimizer(name, **kwargs):
+        """An optimizer by its registered name (case-insensitive): ``create('adam', ...)``."""
+        klass = Optimizer.opt_registry.get(str(name).lower())
+        if klass is None:
+            raise ValueError(f'Cannot find optimizer {name!r}; registered optimizers: '
+                             f'{sorted(Optimizer.opt_registry)}')
+        return klass(**kwargs)
+
+    # ---- learning rate ----------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The current learning rate (the scheduler's value at ``num_update`` if any)."""
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler(self.num_update)
+        return self.lr
+
+    def set_learning_rate(self, lr):
+        """Set the learning rate (not allowed when an ``lr_scheduler`` drives it)."""
+        if self.lr_scheduler is not None:
+            raise UserWarning('LRScheduler of the optimizer has already been defined. Note that '
+                              'set_learning_rate can mutate the value of the learning rate of '
+                              'the optimizer only when the LRScheduler of the optimizer is '
+                              'undefined.')
+        self.lr = lr
+
+    def set_lr_mult(self, args_lr_mult):
+        """Per-parameter learning-rate multipliers: dict of index or name -> float."""
+        self.lr_mult = dict(args_lr_mult)
+
+    def set_wd_mult(self, args_wd_mult):
+        """Per-parameter weight-decay multipliers: dict of index or name -> float.
+
+        Parameters named in ``param_idx2name`` whose name does not end in ``weight`` or
+        ``gamma`` (biases, BatchNorm beta...) default to 0, as in MXNet.
+        """
+        self.wd_mult = {}
+        for name in self.idx2name.values():
+            if not (name.endswith(('_weight', '_gamma', '.weight', '.gamma'))
+                    or name in ('weight', 'gamma')):
+                self.wd_mult[name] = 0.0
+        self.wd_mult.update(args_wd_mult)
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    def _update_count(self, index):
+        """Count one update of ``index`` (or of each index of a list)."""
+        counts = self._index_update_count
+        for idx in (index if isinstance(index, (list, tuple)) else (index,)):
+            c = counts.get(idx, self.begin_num_update) + 1
+            counts[idx] = c
+            if c > self.num_update:
+                self.num_update = c
+
+    def _get_lrs(self, indices):
+        lr = self.lr_scheduler(self.num_update) if self.lr_scheduler is not None else self.lr
+        lrs = []
+        for index in indices:
+            if index in self.param_dict:
+                lrs.append(lr * self.param_dict[index].lr_mult)
+            elif index in self.lr_mult:
+                lrs.append(lr * self.lr_mult[index])
+            elif index in self.idx2name:
+                lrs.append(lr * self.lr_mult.get(self.idx2name[index], 1.0))
+            else:
+                lrs.append(lr)
+        return lrs
+
+    def _get_lr(self, index):
+        return self._get_lrs([index])[0]
+
+    def _get_wds(self, indices):
+        wds = []
+        for index in indices:
+            if index in self.param_dict:
+                wds.append(self.wd * self.param_dict[index].wd_mult)
+            elif index in self.wd_mult:
+                wds.append(self.wd * self.wd_mult[index])
+            elif index in self.idx2name:
+                wds.append(self.wd * self.wd_mult.get(self.idx2name[index], 1.0))
+            else:
+                wds.append(self.wd)
+        return wds
+
+    def _get_wd(self, index):
+        return self._get_wds([index])[0]
+
+    @property
+    def _clip(self):
+        """The clipping bound, or None when clipping is off."""
+        c = self.clip_gradient
+        return float(c) if c is not None and c > 0 else None
+
+    # ---- states and updates -----------------------------------------------------------------
+    def create_state(self, index, weight):
+        """The auxiliary state (momentum, moments...) of a weight: None, an NDArray or a tuple
+        of them. Called once per weight, before its first update."""
+        return None
+
+    def create_state_multi_precision(self, index, weight):
+        """Like :meth:`create_state`; with ``multi_precision`` and a float16 weight the state
+        is ``(float32 master copy of the weight, state of the master)``."""
+        if self.multi_precision and weight.dtype == np.float16:
+            master = _wrap(weight._data.astype(np.float32), weight.context)
+            return (master, self.create_state(index, master))
+        if weight.dtype == np.float16:
+            warnings.warn('Accumulating with float16 in optimizer can lead to poor accuracy or '
+                          'slow convergence. Consider using multi_precision=True option of the '
+                          f'{type(self).__name__} optimizer', stacklevel=2)
+        return self.create_state(index, weight)
+
+    def update(self, index, weight, grad, state):
+        """Update ``weight`` in place from ``grad`` and ``state`` (also in place).
+
+        Args:
+            index: the parameter's index (or a list of indices, with lists of weights,
+                gradients and states: all are counted before the learning rates are read,
+                as MXNet's aggregated updates do).
+            weight: NDArray.
+            grad: NDArray, or a RowSparseGrad.
+            state: what :meth:`create_state` returned.
+        """
+        if isinstance(index, (list, tuple)):
+            self._update_count(index)
+            for i, w, g, s, lr, wd in zip(index, weight, grad, state, self._get_lrs(index),
+                                          self._get_wds(index)):
+                self._step(i, w, g, s, lr, wd)
+            return
+        self._update_count(index)
+        self._step(index, weight, grad, state, self._get_lr(index), self._get_wd(index))
+
+    def update_multi_precision(self, index, weight, grad, state):
+        """:meth:`update`, through the float32 master copy for float16 weights."""
+        if isinstance(index, (list, tuple)):
+            for i, w, g, s in zip(index, weight, grad, state):
+                self.update_multi_precision(i, w, g, s)
+            return
+        if self.multi_precision and weight.dtype == np.float16 and isinstance(state, tuple) \
+                and len(state) == 2 and isinstance(state[0], NDArray) \
+                and state[0].dtype == np.float32:
+            master, inner = state
+            if _is_sparse(grad):
+                grad = grad.astype(np.float32)
+            else:
+                grad = _wrap(_data(grad).astype(np.float32), weight.context)
+            self.update(index, master, grad, inner)
+            weight._data[...] = master._data.astype(weight.dtype)
+            return
+        self.update(index, weight, grad, state)
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        raise NotImplementedError(f'{type(self).__name__} must implement update() or _step()')
+
+    def updates_rows_only(self, grad):
+        """True if an update with this gradient changes only the gradient's rows (a lazy
+        row-sparse update); the Trainer then copies only those rows to other devices."""
+        return _is_sparse(grad) and self._supports_lazy and getattr(self, 'lazy_update', False)
+
+    # ---- checkpointing ----------------------------------------------------------------------
+    _NOT_SAVED = frozenset({'param_dict', 'lr_scheduler', '_index_update_count', 'lr_mult',
+                            'wd_mult', 'idx2name'})
+
+    def state_dict(self):
+        """The optimizer's hyper-parameters, update counts and scheduler state as a
+        JSON-serializable dict (optimizer *states* such as momentum are kept by the Trainer).
+        """
+        hyper = {}
+        for k, v in vars(self).items():
+            if k in self._NOT_SAVED:
+                continue
+            if isinstance(v, (bool, int, float, str, type(None))):
+                hyper[k] = v
+        return {
+            'type': type(self).__name__,
+            'hyper': hyper,
+            'index_update_count': _encode_keyed(self._index_update_count),
+            'lr_mult': _encode_keyed(self.lr_mult),
+            'wd_mult': _encode_keyed(self.wd_mult),
+            'idx2name': _encode_keyed(self.idx2name),
+            'lr_scheduler': None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` returned (same optimizer type required)."""
+        from .. import lr_scheduler as _lrs
+        if state.get('type') != type(self).__name__:
+            raise ValueError(f'load_state_dict: the state is of a {state.get("type")} '
+                             f'optimizer, not a {type(self).__name__}')
+        for k, v in state['hyper'].items():
+            setattr(self, k, v)
+        self._index_update_count = _decode_keyed(state['index_update_count'])
+        self.lr_mult = _decode_keyed(state.get('lr_mult', []))
+        self.wd_mult = _decode_keyed(state.get('wd_mult', []))
+        self.idx2name = _decode_keyed(state.get('idx2name', []))
+        sched = state.get('lr_scheduler')
+        if sched is None:
+            self.lr_scheduler = None
+        elif self.lr_scheduler is not None and type(self.lr_scheduler).__name__ == sched['type']:
+            self.lr_scheduler.load_state_dict(sched)
+        else:
+            self.lr_scheduler = _lrs.from_state_dict(sched)
+
+    def __repr__(self):
+        return f'{type(self).__name__}(learning_rate={self.lr}, wd={self.wd})'
+
+
+def _encode_keyed(d):
+    """A dict with int or str keys as JSON: a list of [key, value] pairs (JSON objects
+    would turn int keys into strings)."""
+    return [[k, v] for k, v in d.items()]
+
+
+def _decode_keyed(pairs):
+    return {k: v for k, v in pairs}
+
+
+register = Optimizer.register
+create = Optimizer.create_optimizer

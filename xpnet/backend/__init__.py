@@ -229,6 +229,10 @@ def to_device(arr, ctx, dtype=None, copy=False):
     if is_array(arr) and get_array_module(arr) is not xp:
         arr = to_host(arr)
     with ctx.use():
+        if ctx.device_type == 'gpu' and isinstance(arr, xp.ndarray) \
+                and arr.device.id != ctx.device_id:
+            # cupy.asarray keeps an array on its own GPU; copy it to this one (peer copy).
+            return xp.array(arr, dtype=dtype, copy=True)
         out = xp.asarray(arr, dtype=dtype)
         if copy and out is arr:
             out = out.copy()

@@ -335,62 +335,95 @@ def batch_norm(x, gamma, beta, running_mean, running_var, axis=1, eps=1e-5, mome
 # ---- fused losses -------------------------------------------------------------------------------
 
 def softmax_cross_entropy(pred, label, axis=-1, sparse_label=True, from_logits=False):
-    """Per-element ``-log_softmax(pred)[label]`` (sparse) or ``-sum(label * log_softmax)``
-    (dense) along ``axis``, as one fused op: the backward is ``softmax - onehot``, computed
-    in place when the graph is not retained."""
+    """Per-position ``-log_softmax(pred)[label]`` (sparse: ``label`` holds class indices,
+    clipped to the valid range, with ``pred``'s shape without ``axis`` or with ``axis`` of
+    size 1) or ``-sum(label * log_softmax(pred))`` (dense: ``label`` has ``pred``'s shape)
+    along ``axis``, as one fused op. ``from_logits`` takes ``pred`` as log-probabilities.
+
+    The class axis is moved last and the rest flattened, so every case runs as ``(M, n)``
+    rows. The sparse backward is ``(softmax - onehot) * g`` from the saved ``exp``.
+    """
     xp = pred.xp
     pd = _float(pred._data)
     axis = norm_axis(axis, pd.ndim, 'SoftmaxCrossEntropyLoss')
-    if from_logits:
-        logp = pd
-    else:
-        logp = pd - pd.max(axis=axis, keepdims=True)
-        logp -= xp.log(xp.exp(logp).sum(axis=axis, keepdims=True))
     n = pd.shape[axis]
+    last = axis == pd.ndim - 1
+    moved = pd if last else xp.moveaxis(pd, axis, -1)
+    moved_shape = moved.shape
+    out_shape = moved_shape[:-1]
+    x2 = moved.reshape(-1, n)
+    M = x2.shape[0]
+
+    def restore(a2):
+        a = a2.reshape(moved_shape)
+        return a if last else xp.moveaxis(a, -1, axis)
+
     if sparse_label:
         ld = label._data
-        if ld.shape == pd.shape[:axis] + (1,) + pd.shape[axis + 1:]:
-            ld = ld.reshape(pd.shape[:axis] + pd.shape[axis + 1:])
-        if ld.shape != pd.shape[:axis] + pd.shape[axis + 1:]:
+        if ld.shape != out_shape and ld.shape != pd.shape[:axis] + (1,) + pd.shape[axis + 1:]:
             raise ValueError(f'SoftmaxCrossEntropyLoss: label shape {label.shape} does not '
-                             f'match prediction shape {pred.shape} (class axis {axis})')
-        idx = xp.expand_dims(xp.clip(ld.astype(np.int64), 0, n - 1), axis)
-        loss = -xp.take_along_axis(logp, idx, axis=axis).squeeze(axis)
+                             f'match prediction shape {pred.shape} (expected {out_shape}, '
+                             f'the prediction without the class axis {axis})')
+        idx = ld.reshape(-1).astype(np.int64)      # a copy: clip in place (MXNet's pick)
+        xp.maximum(idx, 0, out=idx)
+        xp.minimum(idx, n - 1, out=idx)
+        rows = xp.arange(M)
+        if from_logits:
+            loss = -x2[rows, idx]
+        else:
+            sh = x2 - x2.max(axis=1, keepdims=True)
+            picked = sh[rows, idx]
+            e = xp.exp(sh, out=sh)
+            s = e.sum(axis=1)
+            loss = xp.log(s)
+            loss -= picked
+        loss = loss.reshape(out_shape)
+        if not tracked(pred):
+            return _wrap(loss, pred._ctx)
+        dtype = pd.dtype
+
+        def backward(g):
+            gf = g.reshape(-1)
+            if from_logits:
+                gp = xp.zeros((M, n), dtype=dtype)
+                gp[rows, idx] = -gf
+            else:
+                gp = e * (gf / s)[:, None]
+                gp[rows, idx] -= gf
+            return (restore(gp),)
+        return record_op(backward, (pred,), loss, pred._ctx, name='softmax_cross_entropy')
+
+    ld = label._data.astype(pd.dtype, copy=False)
+    if ld.shape != pd.shape:
+        raise ValueError(f'SoftmaxCrossEntropyLoss(sparse_label=False): label shape '
+                         f'{label.shape} must equal prediction shape {pred.shape}')
+    l2 = (ld if last else xp.moveaxis(ld, axis, -1)).reshape(-1, n)
+    if from_logits:
+        logp = x2
     else:
-        ld = label._data.astype(pd.dtype, copy=False)
-        if ld.shape != pd.shape:
-            raise ValueError(f'SoftmaxCrossEntropyLoss(sparse_label=False): label shape '
-                             f'{label.shape} must equal prediction shape {pred.shape}')
-        loss = -(logp * ld).sum(axis=axis)
-    need = _need(pred, None if sparse_label else label)
+        logp = x2 - x2.max(axis=1, keepdims=True)
+        logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
+    loss = -(logp * l2).sum(axis=1).reshape(out_shape)
+    need = _need(pred, label)
     if need is None:
         return _wrap(loss, pred._ctx)
-    shape = [1] * pd.ndim
-    shape[axis] = n
 
-    def backward(g):
-        ge = xp.expand_dims(g, axis)
-        gl = None
-        if from_logits:
-            if sparse_label:
-                gp = (xp.arange(n).reshape(shape) == idx) * -ge
+    def backward_dense(g):
+        gf = g.reshape(-1, 1)
+        gp = gl = None
+        if need[0]:
+            if from_logits:
+                gp = l2 * -gf
             else:
-                gp = -ld * ge
-            return gp.astype(pd.dtype, copy=False), None
-        p = xp.exp(logp)            # fresh array: free to modify in place
-        if sparse_label:
-            # p - onehot, scaled by g: subtract 1 at each label position.
-            grid = list(xp.indices(idx.shape, sparse=True))
-            grid[axis] = idx
-            p[tuple(grid)] -= 1
-            p *= ge
-            gp = p
-        else:
-            gp = (p * ld.sum(axis=axis, keepdims=True) - ld) * ge
-            if need[1]:
-                gl = -logp * ge
+                gp = xp.exp(logp)
+                gp *= l2.sum(axis=1, keepdims=True)
+                gp -= l2
+                gp *= gf
+            gp = restore(gp)
+        if need[1]:
+            gl = restore(logp * -gf)
         return gp, gl
-    return record_op(backward, (pred, None if sparse_label else label), loss, pred._ctx,
+    return record_op(backward_dense, (pred, label), loss, pred._ctx, need=need,
                      name='softmax_cross_entropy')
 
 
@@ -401,7 +434,7 @@ def sigmoid_binary_cross_entropy(pred, label, pos_weight=None, from_sigmoid=Fals
     x = _float(pred._data)
     z = label._data.astype(x.dtype, copy=False)
     if z.shape != x.shape:
-        z = xp.broadcast_to(z, x.shape) if z.size == x.size or z.ndim < x.ndim else z
+        z = z.reshape(x.shape) if z.size == x.size else xp.broadcast_to(z, x.shape)
     pw = None if pos_weight is None else (
         pos_weight._data if hasattr(pos_weight, '_data') else pos_weight)
     if not from_sigmoid:
@@ -439,5 +472,8 @@ def sigmoid_binary_cross_entropy(pred, label, pos_weight=None, from_sigmoid=Fals
             gx = (-w1 / (x + eps) + (1 - z) / (1 - x + eps)) * g
             gz = (-(xp.log(x + eps) * (1 if pw is None else pw)) + xp.log(1 - x + eps)) * g \
                 if need[1] else None
-        return gx, (unbroadcast(gz, label.shape) if gz is not None else None)
+        if gz is not None:
+            gz = gz.reshape(label.shape) if gz.size == label.size else \
+                unbroadcast(gz, label.shape)
+        return gx, gz
     return record_op(backward, (pred, label), loss, pred._ctx, name='sigmoid_bce')

@@ -286,3 +286,19 @@ def test_constant_parameter(ctx):
     x = nd.zeros((2,), ctx=ctx)
     assert blk(x).asnumpy().tolist() == [1, 2]
     assert blk.c.grad_req == 'null'
+
+
+def test_loads_gluon1_mxnet_params_file(ctx, tmp_path):
+    """A Gluon 1.x ``save_parameters`` file (MXNet's binary format) loads by name."""
+    here = os.path.join(os.path.dirname(__file__), 'data')
+    ref = np.load(os.path.join(here, 'mxnet_mlp_ref.npz'))
+    net = nn.HybridSequential()
+    net.add(nn.Dense(5, activation='relu'), nn.BatchNorm(), nn.Dense(3))
+    net.load_parameters(os.path.join(here, 'mxnet_mlp.params'), ctx=ctx)
+    y = net(xpnet.array(ref['x'], ctx=ctx))
+    np.testing.assert_allclose(y.asnumpy(), ref['y'], rtol=1e-5, atol=1e-6)
+    data = open(os.path.join(here, 'mxnet_mlp.params'), 'rb').read()
+    bad = tmp_path / 'cut.params'
+    bad.write_bytes(data[:100])
+    with pytest.raises(nn.ParameterFileError, match='truncated'):
+        net.load_parameters(str(bad))

@@ -35,6 +35,7 @@ import numpy as np
 from .. import initializer as _init
 from ..backend import Context, to_host
 from ..ndarray import NDArray
+from .mxnet_params import is_mxnet_params, read_mxnet_params
 from .parameter import DeferredInitializationError, Parameter, ParameterDict
 
 __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
@@ -66,13 +67,17 @@ def _save_arrays(filename, arrays):
 
 
 def _load_arrays(filename):
-    """``{name: host array}`` from an ``.npz`` file, with pickling disabled; a clear
+    """``{name: host array}`` from an ``.npz`` file (or an MXNet ``.params`` file), with
+    pickling disabled; a clear
     :class:`ParameterFileError` if the file is missing, truncated or not an npz."""
     if not os.path.exists(filename):
         raise FileNotFoundError(f'parameter file {filename!r} does not exist')
     try:
-        with np.load(filename, allow_pickle=False) as f:
-            out = {k: f[k] for k in f.files}
+        if is_mxnet_params(filename):   # Gluon 1.x save_parameters output: same names
+            out = read_mxnet_params(filename)
+        else:
+            with np.load(filename, allow_pickle=False) as f:
+                out = {k: f[k] for k in f.files}
     except Exception as err:  # BadZipFile, ValueError (pickled data), OSError, EOFError...
         raise ParameterFileError(f'cannot read parameter file {filename!r}: it is truncated, '
                                  f'corrupt or not an xpnet .npz file ({err})') from err

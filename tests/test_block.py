@@ -302,3 +302,18 @@ def test_loads_gluon1_mxnet_params_file(ctx, tmp_path):
     bad.write_bytes(data[:100])
     with pytest.raises(nn.ParameterFileError, match='truncated'):
         net.load_parameters(str(bad))
+
+
+def test_deepcopied_net_trains_independently(ctx):
+    import copy
+    net = MLP()
+    net.initialize(ctx=ctx)
+    x = nd.ones((2, 5), ctx=ctx)
+    net(x)
+    twin = copy.deepcopy(net)
+    trainer = xpnet.Trainer(twin.collect_params(), 'sgd', {'learning_rate': 1.0})
+    with autograd.record():
+        twin(x).sum().backward()
+    trainer.step(1)
+    assert twin.out.weight.data(ctx).context == ctx
+    assert not np.allclose(twin.out.weight.data(ctx).asnumpy(), net.out.weight.data(ctx).asnumpy())

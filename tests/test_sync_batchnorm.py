@@ -86,3 +86,33 @@ def test_inference_uses_running_stats_without_sync():
     sbn.initialize(ctx=[xpnet.cpu(0), xpnet.cpu(1)])
     out = sbn(nd.ones((2, 2), ctx=xpnet.cpu(1)))
     np.testing.assert_allclose(out.asnumpy(), 1 / np.sqrt(1 + 1e-5), rtol=1e-6)
+
+
+def test_estimator_runs_sync_batchnorm_across_devices():
+    """The Estimator's default fit_batch runs devices concurrently when SyncBatchNorm needs
+    it; the result equals one device with plain BatchNorm on the whole batch."""
+    from xpnet.data import ArrayDataset, DataLoader
+    from xpnet.estimator import Estimator
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 32).astype(np.float32)
+
+    def make(bn):
+        xpnet.random.seed(0)
+        net = nn.Sequential()
+        net.add(nn.Dense(8, in_units=5), bn, nn.Dense(3, in_units=8))
+        return net
+    loader = DataLoader(ArrayDataset(x, y), batch_size=16)
+    results = []
+    for bn, ctx in ((nn.BatchNorm(in_channels=8), [xpnet.cpu(0)]),
+                    (nn.SyncBatchNorm(in_channels=8), [xpnet.cpu(0), xpnet.cpu(1)])):
+        net = make(bn)
+        net.initialize(init='xavier', ctx=ctx)
+        trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+        est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer, context=ctx)
+        est.logger.disabled = True
+        est.fit(loader, epochs=2)
+        results.append({k: p.data(ctx[0]).asnumpy() for k, p in net.collect_params().items()})
+    for k in results[0]:
+        np.testing.assert_allclose(results[1][k], results[0][k], rtol=1e-4, atol=1e-5,
+                                   err_msg=k)

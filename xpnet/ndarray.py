@@ -449,6 +449,13 @@ class NDArray:
     def __reduce__(self):
         return (_from_host, (self.asnumpy(), self._ctx.device_type, self._ctx.device_id))
 
+    def __deepcopy__(self, memo):
+        # Keeps the device and the gradient attachment (so a deep-copied net can train).
+        out = _wrap(self._data.copy(), self._ctx)
+        if self._grad is not None:
+            out.attach_grad(self._grad_req)
+        return out
+
     # ---- operators -------------------------------------------------------------------------
     def __add__(self, other):
         return _O.add(self, other)

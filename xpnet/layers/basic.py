@@ -1,5 +1,7 @@
 """Containers and basic layers: Sequential, Dense, Dropout, Embedding, Flatten, Lambda,
 Identity, Concurrent, SparseEmbedding."""
+import threading
+
 import numpy as np
 
 from .. import ops
@@ -12,15 +14,22 @@ __all__ = ['Sequential', 'HybridSequential', 'Dense', 'Dropout', 'Embedding', 'F
            'SparseEmbedding', 'deferred_shape']
 
 
+_deferred_lock = threading.Lock()
+
+
 def deferred_shape(param, shape):
     """Give a deferred parameter its now-known ``shape`` and initialize it (no-op once the
-    parameter has data). Layers call this at the first forward."""
+    parameter has data). Layers call this at the first forward; a lock makes it safe when
+    several devices run their first forward concurrently."""
     if param._data is None:
-        if param._deferred is None:
-            raise RuntimeError(f'Parameter {param.name!r} has not been initialized; call '
-                               '.initialize() on the network first')
-        param.shape = shape
-        param._finish_deferred_init()
+        with _deferred_lock:
+            if param._data is not None:
+                return
+            if param._deferred is None:
+                raise RuntimeError(f'Parameter {param.name!r} has not been initialized; call '
+                                   '.initialize() on the network first')
+            param.shape = shape
+            param._finish_deferred_init()
 
 
 def _activation_block(activation):

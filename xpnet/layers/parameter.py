@@ -156,12 +156,13 @@ class Parameter:
         initializer = _init.create(init) if explicit else _init.create(default_init)
         host = initializer.init_array(self.name, self._shape, self.dtype, explicit=explicit) \
             if isinstance(initializer, _init.Initializer) else self._call_init(initializer)
+        replicas = [_wrap(to_device(host, c, dtype=self.dtype, copy=True), c)
+                    for c in ctx_list]
+        for d in replicas:
+            d.attach_grad(self._grad_req)
         self._deferred = None
         self._ctx_list = list(ctx_list)
-        self._data = [_wrap(to_device(host, c, dtype=self.dtype, copy=True), c)
-                      for c in ctx_list]
-        for d in self._data:
-            d.attach_grad(self._grad_req)
+        self._data = replicas      # last: another thread seeing data sees it complete
 
     def _call_init(self, fn):
         arr = np.zeros(self._shape, dtype=self.dtype)

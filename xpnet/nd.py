@@ -97,3 +97,44 @@ def SoftmaxOutput(data, label=None, **kwargs):
 
 def waitall():
     """Wait for all pending device work (no-op on CPU)."""
+
+
+# ---- convolution and pooling (MXNet's operator names; owner: issue 4) ---------------------
+
+def _conv_default(value, fill):
+    return fill if value is None or (isinstance(value, (tuple, list)) and len(value) == 0) \
+        else value
+
+
+def Convolution(data, weight, bias=None, kernel=None, stride=None, dilate=None, pad=None,
+                num_filter=None, num_group=1, no_bias=False, layout=None, **kwargs):
+    """MXNet's Convolution: ``weight`` (num_filter, C/num_group, *kernel); see
+    ``xpnet.ops.convolution``. ``workspace``/``cudnn_*`` arguments are accepted and ignored."""
+    return _ops.convolution(data, weight, None if no_bias else bias,
+                            _conv_default(stride, 1), _conv_default(pad, 0),
+                            _conv_default(dilate, 1), num_group, layout)
+
+
+def Deconvolution(data, weight, bias=None, kernel=None, stride=None, dilate=None, pad=None,
+                  adj=None, num_filter=None, num_group=1, no_bias=True, layout=None, **kwargs):
+    """MXNet's Deconvolution (transposed convolution): ``weight`` (C, num_filter/num_group,
+    *kernel); ``adj`` is the output padding. Note MXNet's default ``no_bias=True``."""
+    return _ops.deconvolution(data, weight, None if no_bias else bias,
+                              _conv_default(stride, 1), _conv_default(pad, 0),
+                              _conv_default(dilate, 1), num_group, _conv_default(adj, 0),
+                              layout)
+
+
+def Pooling(data, kernel=None, pool_type='max', global_pool=False, pooling_convention='valid',
+            stride=None, pad=None, count_include_pad=True, layout=None, **kwargs):
+    """MXNet's Pooling: 'max', 'avg' or 'sum'; ``pooling_convention='full'`` is ceil mode.
+    As in MXNet (unlike the Gluon layers) ``stride`` defaults to 1."""
+    if pooling_convention not in ('valid', 'full'):
+        raise ValueError(f"Pooling: pooling_convention must be 'valid' or 'full', got "
+                         f"{pooling_convention!r}")
+    kernel = _conv_default(kernel, 1)
+    return _ops.pooling(data, kernel, _conv_default(stride, 1), _conv_default(pad, 0),
+                        pool_type, pooling_convention == 'full', count_include_pad, layout,
+                        global_pool)
+
+# ---- end of convolution and pooling -------------------------------------------------------

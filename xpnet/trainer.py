@@ -18,17 +18,15 @@ Example::
     loss.backward()
     trainer.step(x.shape[0])
 """
-import contextlib
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from . import optimizer as opt
-from .backend import to_device, to_host
+from .backend import to_device
 from .layers.parameter import Parameter, _materialize_sparse
 from .ndarray import NDArray, RowSparseGrad, _wrap
+from .serialization import FileFormatError, load_npz, save_npz
 from .utils import _to_ctx as _to
 
 __all__ = ['Trainer', 'StatesFileError']
@@ -37,7 +35,7 @@ _FORMAT = 'xpnet.trainer_states'
 _META_KEY = '__meta__'
 
 
-class StatesFileError(ValueError):
+class StatesFileError(FileFormatError):
     """A trainer states file is truncated, corrupt, or does not match the trainer."""
 
 
@@ -288,7 +286,7 @@ class Trainer:
         state = self.state_dict()
         arrays = dict(state['arrays'])
         arrays[_META_KEY] = np.array(json.dumps(state['meta']))
-        _atomic_savez(fname, arrays)
+        save_npz(fname, arrays)
 
     def load_states(self, fname):
         """Restore the optimizer states saved by :meth:`save_states`.
@@ -298,11 +296,8 @@ class Trainer:
             StatesFileError: the file is truncated, corrupt, or for another optimizer or
                 set of parameters (the message names the file).
         """
-        if not os.path.exists(fname):
-            raise FileNotFoundError(f'trainer states file {fname!r} does not exist')
+        arrays = load_npz(fname, what='trainer states', error=StatesFileError)
         try:
-            with np.load(fname, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
             meta = json.loads(str(arrays.pop(_META_KEY)[()]))
         except Exception as err:   # BadZipFile, CRC errors, EOFError, KeyError, JSON errors
             raise StatesFileError(f'cannot read trainer states file {fname!r}: it is truncated, '
@@ -390,18 +385,3 @@ def _decode_state(desc, arrays, ctx, source):
     return [_decode_state(d, arrays, ctx, source) for d in desc['list']]
 
 
-def _atomic_savez(fname, arrays):
-    directory = os.path.dirname(os.path.abspath(fname))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(fname) + '.', suffix='.tmp',
-                               dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **{k: to_host(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, fname)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

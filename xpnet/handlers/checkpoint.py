@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin
-from ..layers.block import _load_arrays, _save_arrays
+from ..serialization import load_npz, save_npz
 from ._monitor import Monitor
 from ._period import check_period, every
 
@@ -203,7 +203,7 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
                 'states': _file_record(states_file), 'training': training}
         arrays = dict(arrays)
         arrays[_META] = np.frombuffer(json.dumps(meta).encode('utf-8'), dtype=np.uint8)
-        _save_arrays(self._path(stem, 'progress'), arrays)
+        save_npz(self._path(stem, 'progress'), arrays)
 
     def _prune(self):
         if self.max_checkpoints is None:
@@ -255,7 +255,7 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
         if not os.path.exists(marker):
             raise CheckpointError(f'{marker} is missing: the checkpoint was not completed')
         try:
-            arrays = _load_arrays(marker)
+            arrays = load_npz(marker, what='checkpoint record')
             meta = json.loads(bytes(arrays.pop(_META)).decode('utf-8'))
         except Exception as err:
             raise CheckpointError(f'{marker} is truncated or corrupt ({err})') from err

@@ -26,7 +26,6 @@ import contextlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 
@@ -35,6 +34,7 @@ import numpy as np
 from .. import initializer as _init
 from ..backend import Context, to_host
 from ..ndarray import NDArray
+from ..serialization import FileFormatError, load_npz, save_npz
 from .mxnet_params import is_mxnet_params, read_mxnet_params
 from .parameter import DeferredInitializationError, Parameter, ParameterDict
 
@@ -43,44 +43,27 @@ __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
 _name_counts = {}
 
 
-class ParameterFileError(ValueError):
+class ParameterFileError(FileFormatError):
     """A parameter file is unreadable, or does not match the block's parameters."""
 
 
 def _save_arrays(filename, arrays):
-    """Write ``{name: host array}`` to ``filename`` as ``.npz``, atomically: a temporary file
-    in the same directory, flushed and fsync'ed, then renamed over the target."""
-    directory = os.path.dirname(os.path.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(filename) + '.', suffix='.tmp',
-                               dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``{name: host array}`` to ``filename`` as ``.npz``, atomically."""
+    save_npz(filename, arrays)
 
 
 def _load_arrays(filename):
     """``{name: host array}`` from an ``.npz`` file (or an MXNet ``.params`` file), with
-    pickling disabled; a clear
-    :class:`ParameterFileError` if the file is missing, truncated or not an npz."""
-    if not os.path.exists(filename):
-        raise FileNotFoundError(f'parameter file {filename!r} does not exist')
-    try:
-        if is_mxnet_params(filename):   # Gluon 1.x save_parameters output: same names
+    pickling disabled; a clear :class:`ParameterFileError` if the file is truncated, corrupt
+    or not a parameter file."""
+    if os.path.exists(filename) and is_mxnet_params(filename):   # Gluon 1.x save_parameters
+        try:
             out = read_mxnet_params(filename)
-        else:
-            with np.load(filename, allow_pickle=False) as f:
-                out = {k: f[k] for k in f.files}
-    except Exception as err:  # BadZipFile, ValueError (pickled data), OSError, EOFError...
-        raise ParameterFileError(f'cannot read parameter file {filename!r}: it is truncated, '
-                                 f'corrupt or not an xpnet .npz file ({err})') from err
+        except Exception as err:
+            raise ParameterFileError(f'cannot read parameter file {filename!r}: it is '
+                                     f'truncated or corrupt ({err})') from err
+    else:
+        out = load_npz(filename, what='parameter', error=ParameterFileError)
     return {k[4:] if k.startswith(('arg:', 'aux:')) else k: v for k, v in out.items()}
 
 
@@ -438,7 +421,7 @@ class Block:
             total += n
             if p.grad_req != 'null':
                 trainable += n
-        print(f'Parameters in forward computation graph, duplicate included', file=out)
+        print('Parameters in forward computation graph, duplicate included', file=out)
         print(f'   Total params: {total:,}', file=out)
         print(f'   Trainable params: {trainable:,}', file=out)
         print(f'   Non-trainable params: {total - trainable:,}', file=out)

@@ -279,6 +279,56 @@ def normalize(x, gamma, beta, red_axes, param_shape, eps, center=True, scale=Tru
     return out, mean, var
 
 
+def _channel_rows(xp, d, axis):
+    """``d`` with ``axis`` moved last as a C-contiguous (rows, channels) matrix (a view when
+    the memory is already channels-last, as convolution outputs are) and the moved shape."""
+    moved = xp.moveaxis(d, axis, -1)
+    return xp.ascontiguousarray(moved).reshape(-1, moved.shape[-1]), moved.shape
+
+
+def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale):
+    """Training-mode batch normalization computed on the (rows, channels) matrix of ``x``.
+
+    Same numbers as :func:`normalize` over all axes but ``axis``; the per-channel sums are
+    BLAS/einsum row reductions instead of strided multi-axis reductions (2-3x faster for
+    the channels-last memory the convolution core produces). Returns ``(y, mean, var)``
+    with ``mean``/``var`` of shape (C,).
+    """
+    xp = x.xp
+    x2, mshape = _channel_rows(xp, _float(x._data), axis)
+    R = x2.shape[0]
+    ones = xp.ones(R, dtype=x2.dtype)
+    mean = (ones @ x2) / R
+    xc = x2 - mean
+    var = xp.einsum('rc,rc->c', xc, xc) / R
+    inv = 1.0 / xp.sqrt(var + eps)
+    s = gamma._data.astype(x2.dtype, copy=False) * inv if scale else inv
+    y2 = xc * s
+    if center:
+        y2 += beta._data.astype(x2.dtype, copy=False)
+    y = xp.moveaxis(y2.reshape(mshape), -1, axis)
+    need = _need(x, gamma if scale else None, beta if center else None)
+    if need is None:
+        return _wrap(y, x._ctx), mean, var
+    gshape = gamma.shape
+
+    def backward(g):
+        g2 = _channel_rows(xp, g, axis)[0]
+        gb = ones @ g2                                    # sum of g per channel
+        gg = xp.einsum('rc,rc->c', g2, xc) * inv          # sum of g * xhat
+        gx = None
+        if need[0]:
+            # dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat))
+            t = xc * (inv * gg / R)
+            t += gb / R
+            gx2 = g2 - t
+            gx2 *= s
+            gx = xp.moveaxis(gx2.reshape(mshape), -1, axis)
+        return (gx, gg.reshape(gshape) if need[1] else None,
+                gb.reshape(gshape) if need[2] else None)
+    return record_op(backward, (x, gamma, beta), y, x._ctx, name='batch_norm'), mean, var
+
+
 def batch_norm(x, gamma, beta, running_mean, running_var, axis=1, eps=1e-5, momentum=0.9,
                fix_gamma=False, use_global_stats=False, center=True, training=None):
     """Batch normalization over all axes but ``axis``.
@@ -301,8 +351,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, axis=1, eps=1e-5, mome
     pshape = tuple(pshape)
     scale = not fix_gamma
     if training and not use_global_stats:
-        red = tuple(i for i in range(x.ndim) if i != axis)
-        y, mean, var = normalize(x, gamma, beta, red, pshape, eps, center=center, scale=scale)
+        y, mean, var = _batch_norm_rows(x, gamma, beta, axis, eps, center, scale)
         rm, rv = running_mean._data, running_var._data
         rm *= momentum
         rm += (1 - momentum) * mean.reshape(C).astype(rm.dtype, copy=False)

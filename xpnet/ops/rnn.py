@@ -326,7 +326,7 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
         dh = xp.empty((N, P), dtype=dt)
         keep = None
         if is_lstm:
-            tcs, hh, clipped = aux['tcs'], aux['hh'], aux['clipped']
+            tcs, clipped = aux['tcs'], aux['clipped']
             dc = xp.empty((N, H), dtype=dt)
             dtmp = xp.empty((N, H), dtype=dt)
             deriv = xp.empty((N, G), dtype=dt)

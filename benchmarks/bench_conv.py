@@ -1,0 +1,241 @@
+"""Convolution benchmark: xpnet (NumPy) against PyTorch CPU, measured in the same run.
+
+Cases (issue 4):
+  lenet   training step of LeNet (Conv 20x5 - ReLU - MaxPool2 - Conv 50x5 - ReLU - MaxPool2 -
+          Dense 500 - ReLU - Dense 10) on 1x28x28, batch 64, plain SGD;
+  cifar   training step of a CIFAR-style net on 3x32x32, batch 32: Conv3x3(32)+BN+ReLU,
+          Conv3x3(32)+BN+ReLU, MaxPool2, Conv3x3(64)+BN+ReLU, GlobalAvgPool, Dense(10);
+  deconv  forward + backward of Conv2DTranspose 64->32, kernel 4, stride 2, padding 1, on
+          64x16x16, batch 16.
+
+Each framework runs in its own worker process (so neither carries the other's interpreter
+heap or thread pools), and the parent interleaves them round by round: ``--rounds`` rounds
+of ``--steps`` steps each. A round's per-step time is its mean; the report gives the median
+over rounds and the ratio xpnet / PyTorch of the medians (below 1: xpnet is faster).
+Absolute times on a shared machine are noise; the ratio is what to read.
+
+    python benchmarks/bench_conv.py                 # all cases
+    python benchmarks/bench_conv.py --case cifar --profile     # plus a cProfile of xpnet
+    python benchmarks/bench_conv.py --threads 1     # both frameworks single-threaded
+
+On a machine shared with other busy processes, multi-threaded BLAS/OpenMP pools stall
+whenever one of their threads is descheduled; ``--threads 1`` gives steadier ratios there.
+``--cpu-time`` reports process CPU time instead of wall time (meaningful with one thread:
+it leaves out the time the process waited for a core).
+"""
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+# ---- xpnet ----------------------------------------------------------------------------------
+
+def make_xp_case(name, rng):
+    import xpnet
+    from xpnet import autograd, nd, ops
+    from xpnet import layers as nn
+    xpnet.random.seed(0)
+    if name == 'deconv':
+        layer = nn.Conv2DTranspose(32, 4, strides=2, padding=1, in_channels=64)
+        layer.initialize(init=xpnet.init.Xavier())
+        x = nd.array(rng.standard_normal((16, 64, 16, 16)).astype(np.float32))
+        x.attach_grad()
+
+        def step():
+            with autograd.record():
+                out = layer(x)
+            out.backward()
+        return step
+    net = nn.HybridSequential()
+    if name == 'lenet':
+        net.add(nn.Conv2D(20, 5, activation='relu'), nn.MaxPool2D(2),
+                nn.Conv2D(50, 5, activation='relu'), nn.MaxPool2D(2),
+                nn.Dense(500, activation='relu'), nn.Dense(10))
+        shape, batch = (1, 28, 28), 64
+    else:
+        net.add(nn.Conv2D(32, 3, padding=1), nn.BatchNorm(), nn.Activation('relu'),
+                nn.Conv2D(32, 3, padding=1), nn.BatchNorm(), nn.Activation('relu'),
+                nn.MaxPool2D(2),
+                nn.Conv2D(64, 3, padding=1), nn.BatchNorm(), nn.Activation('relu'),
+                nn.GlobalAvgPool2D(), nn.Dense(10))
+        shape, batch = (3, 32, 32), 32
+    net.initialize(init=xpnet.init.Xavier())
+    x = nd.array(rng.standard_normal((batch,) + shape).astype(np.float32))
+    y = nd.array(rng.integers(0, 10, batch).astype(np.float32))
+    net(x)
+    params = [p for p in net.collect_params().values() if p.grad_req != 'null']
+
+    def step(lr=0.01):
+        with autograd.record():
+            loss = ops.softmax_cross_entropy(net(x), y).mean()
+        loss.backward()
+        for p in params:
+            p.data()._data -= lr * p.grad()._data       # plain SGD, in place
+        return loss
+    return step
+
+
+# ---- PyTorch --------------------------------------------------------------------------------
+
+def make_torch_case(name, rng):
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as TF
+    torch.manual_seed(0)
+    if name == 'deconv':
+        layer = tnn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+        x = torch.tensor(rng.standard_normal((16, 64, 16, 16)).astype(np.float32),
+                         requires_grad=True)
+
+        def step():
+            out = layer(x)
+            out.backward(torch.ones_like(out))
+        return step
+    if name == 'lenet':
+        net = tnn.Sequential(tnn.Conv2d(1, 20, 5), tnn.ReLU(), tnn.MaxPool2d(2),
+                             tnn.Conv2d(20, 50, 5), tnn.ReLU(), tnn.MaxPool2d(2),
+                             tnn.Flatten(), tnn.Linear(800, 500), tnn.ReLU(),
+                             tnn.Linear(500, 10))
+        shape, batch = (1, 28, 28), 64
+    else:
+        net = tnn.Sequential(tnn.Conv2d(3, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(),
+                             tnn.Conv2d(32, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(),
+                             tnn.MaxPool2d(2),
+                             tnn.Conv2d(32, 64, 3, padding=1), tnn.BatchNorm2d(64), tnn.ReLU(),
+                             tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10))
+        shape, batch = (3, 32, 32), 32
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    x = torch.tensor(rng.standard_normal((batch,) + shape).astype(np.float32))
+    y = torch.tensor(rng.integers(0, 10, batch))
+
+    def step():
+        opt.zero_grad()
+        loss = TF.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def torch_available():
+    try:
+        import importlib.util
+        return importlib.util.find_spec('torch') is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# ---- timing ---------------------------------------------------------------------------------
+
+def time_round(step, steps, cpu_time=False):
+    clock = time.process_time if cpu_time else time.perf_counter
+    t0 = clock()
+    for _ in range(steps):
+        step()
+    return (clock() - t0) / steps * 1e3
+
+
+def _worker(framework, name, warmup, threads, cpu_time, conn):
+    """A framework's own process: build the case, warm up, then time rounds on request."""
+    if framework == 'torch':
+        import torch
+        if threads:
+            torch.set_num_threads(threads)
+        info = f'torch {torch.__version__}, {torch.get_num_threads()} thread(s)'
+        step = make_torch_case(name, np.random.default_rng(0))
+    else:
+        info = f'numpy {np.__version__}'
+        step = make_xp_case(name, np.random.default_rng(0))
+    for _ in range(warmup):
+        step()
+    conn.send(info)
+    while True:
+        steps = conn.recv()
+        if steps is None:
+            break
+        conn.send(time_round(step, steps, cpu_time))
+    conn.close()
+
+
+def bench(name, args):
+    ctx = mp.get_context('spawn')
+    frameworks = ['xpnet'] + (['torch'] if torch_available() else [])
+    workers = {}
+    for fw in frameworks:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(fw, name, args.warmup, args.threads,
+                                                 args.cpu_time, child), daemon=True)
+        proc.start()
+        workers[fw] = (proc, parent)
+    infos = {fw: conn.recv() for fw, (_, conn) in workers.items()}
+    times = {fw: [] for fw in frameworks}
+    for _ in range(args.rounds):
+        for fw, (_, conn) in workers.items():
+            conn.send(args.steps)
+            times[fw].append(conn.recv())
+    for proc, conn in workers.values():
+        conn.send(None)
+        proc.join()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    line = f'{name:7s} xpnet {med["xpnet"]:7.2f} ms'
+    if 'torch' in med:
+        line += (f'   torch {med["torch"]:7.2f} ms   ratio xpnet/torch '
+                 f'{med["xpnet"] / med["torch"]:.2f}')
+    print(line + '   (per-round ms: ' + ', '.join(
+        f'{k}=' + '/'.join(f'{t:.1f}' for t in v) for k, v in times.items()) + ')',
+        flush=True)
+    return med, infos
+
+
+def profile(name, steps):
+    import cProfile
+    import pstats
+    step = make_xp_case(name, np.random.default_rng(0))
+    for _ in range(3):
+        step()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        step()
+    prof.disable()
+    print(f'\ncProfile of {steps} xpnet {name} steps (tottime, top 20):')
+    pstats.Stats(prof, stream=sys.stdout).sort_stats('tottime').print_stats(20)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--case', choices=['lenet', 'cifar', 'deconv', 'all'], default='all')
+    ap.add_argument('--steps', type=int, default=10)
+    ap.add_argument('--rounds', type=int, default=7)
+    ap.add_argument('--warmup', type=int, default=3)
+    ap.add_argument('--profile', action='store_true', help='cProfile the xpnet steps too')
+    ap.add_argument('--threads', type=int, default=None,
+                    help='threads for BLAS (xpnet) and PyTorch (default: their defaults)')
+    ap.add_argument('--cpu-time', action='store_true',
+                    help='time process CPU instead of wall clock (use with --threads 1)')
+    args = ap.parse_args(argv)
+    if args.threads:
+        # BLAS pools are sized when numpy loads: the spawned workers inherit these.
+        os.environ.update({n: str(args.threads) for n in
+                           ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')})
+    cases = ['lenet', 'cifar', 'deconv'] if args.case == 'all' else [args.case]
+    for i, name in enumerate(cases):
+        _, infos = bench(name, args)
+        if i == 0:
+            print('  ' + '; '.join(infos.values()) + ('; CPU time' if args.cpu_time else
+                                                      '; wall time'), flush=True)
+    if not torch_available():
+        print('(PyTorch not importable: xpnet timed alone)')
+    if args.profile:
+        for name in cases:
+            profile(name, args.steps)
+
+
+if __name__ == '__main__':
+    main()

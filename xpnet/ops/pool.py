@@ -1,0 +1,271 @@
+"""N-d max / average / sum pooling over the convolution core's channels-last windows.
+
+Pooling is separable: a window max (or sum) is computed one spatial axis at a time, innermost
+first, as the max over the kernel offsets of strided views, with the arg-max offset of each
+1-D pass kept for the backward pass. Ties go to the first maximum in row-major window order,
+as in MXNet.
+
+Pooling conventions (MXNet 1.9 semantics unless said):
+
+- ``ceil_mode=True`` uses ``out = ceil((x + 2p - k) / s) + 1`` and keeps a last window
+  that may start in the right padding or past it. MXNet returns ``-FLT_MAX`` for a max
+  window holding no input element; **xpnet returns 0 there (and passes no gradient)**.
+- Average pooling divides by the window clipped to the padded extent
+  (``count_include_pad=True``) or by the number of real input elements
+  (``count_include_pad=False``); a window with nothing to count gives 0.
+
+Example::
+
+    z = pooling(y, kernel=(2, 2), pool_type='max')
+    g = pooling(y, pool_type='avg', global_pool=True)          # (N, C, 1, 1)
+"""
+import numpy as np
+
+from ._base import _wrap, needs_grad, record_op
+from ..backend.memory import prime_host_allocator
+from .conv import (_check_rank, _from_nsc, _pad_nsc, _prod, _to_nsc,
+                   _tuple, normalize_layout)
+
+__all__ = ['pooling', 'pool_output_size']
+
+
+def pool_output_size(size, kernel, stride, pad, ceil_mode=False):
+    """Spatial output size of pooling: floor (or ceil) of ``(x + 2p - k) / s``, plus 1."""
+    if ceil_mode:
+        return tuple(-(-(x + 2 * p - k) // s) + 1 for x, k, s, p in zip(size, kernel, stride, pad))
+    return tuple((x + 2 * p - k) // s + 1 for x, k, s, p in zip(size, kernel, stride, pad))
+
+
+def _pool_args(data, kernel, stride, pad, layout, global_pool, op):
+    if layout is None:
+        nd = data.ndim - 2 if isinstance(kernel, (int, np.integer)) or kernel is None \
+            else len(tuple(kernel))
+        last = False
+    else:
+        nd, last = normalize_layout(layout, None, op)
+    if nd < 1 or nd > 3:
+        raise ValueError(f'{op}: pooling supports 1 to 3 spatial axes, got input shape '
+                         f'{data.shape}')
+    _check_rank(data, nd, layout, op)
+    if global_pool:
+        return nd, last, None, None, None
+    kernel = _tuple(kernel, nd, 'pool_size', op, 1)
+    stride = kernel if stride is None else _tuple(stride, nd, 'strides', op, 1)
+    pad = _tuple(pad, nd, 'padding', op, 0)
+    return nd, last, kernel, stride, pad
+
+
+def _divisor(xp, size, kernel, stride, pad, out, count_include_pad, dtype):
+    """Average-pooling divisor per output position, shaped (*out, 1) to broadcast over
+    (N, *out, C); a Python float when it is the same everywhere."""
+    per_dim = []
+    constant = True
+    for x, k, s, p, o in zip(size, kernel, stride, pad, out):
+        start = np.arange(o) * s - p
+        if count_include_pad:
+            cnt = np.minimum(start + k, x + p) - start
+        else:
+            cnt = np.minimum(start + k, x) - np.maximum(start, 0)
+        cnt = np.maximum(cnt, 0)
+        if not (cnt == k).all():
+            constant = False
+        per_dim.append(cnt)
+    if constant:
+        return float(_prod(kernel))
+    div = per_dim[0].astype(np.float64)
+    for c in per_dim[1:]:
+        div = np.multiply.outer(div, c)
+    div[div == 0] = 1        # an empty window sums to 0; dividing by 1 keeps it 0
+    return xp.asarray(div.astype(dtype)[..., None])
+
+
+def _crop(pad, size):
+    return (slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, size))
+
+
+def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False,
+            count_include_pad=True, layout=None, global_pool=False, name=None):
+    """N-d max / average / sum pooling (MXNet's ``Pooling``).
+
+    Args:
+        data: ``(N, C, *spatial)`` (or channels-last with ``layout``).
+        kernel: window size, int or one per spatial axis.
+        stride: step (None: the window size).
+        pad: symmetric padding; ignored by max pooling, zeros for average pooling.
+        pool_type: 'max', 'avg' or 'sum'.
+        ceil_mode: ceil instead of floor in the output size (MXNet's 'full' convention).
+        count_include_pad: average pooling divides by the padded window size (True) or by
+            the number of input elements in the window (False).
+        layout: 'NCW', 'NWC', 'NCHW', 'NHWC', 'NCDHW', 'NDHWC' or None (channels-first).
+        global_pool: pool over the whole spatial extent (output spatial size 1).
+        name: the layer name used in error messages.
+
+    See the module docstring for the border conventions.
+
+    Example::
+
+        y = pooling(x, kernel=3, stride=2, pad=1, pool_type='max')
+    """
+    op = name or 'Pooling'
+    if pool_type not in ('max', 'avg', 'sum'):
+        raise ValueError(f"{op}: pool_type must be 'max', 'avg' or 'sum', got {pool_type!r}")
+    nd, last, kernel, stride, pad = _pool_args(data, kernel, stride, pad, layout, global_pool,
+                                               op)
+    xp = data.xp
+    prime_host_allocator(xp)
+    x = _to_nsc(data._data, last)
+    if global_pool:
+        return _global_pool(data, xp, x, nd, last, pool_type)
+    size = x.shape[1:-1]
+    for s, k, p in zip(size, kernel, pad):
+        if k > s + 2 * p:
+            raise ValueError(f'{op}: pool_size {kernel} is larger than the padded input '
+                             f'{tuple(q + 2 * r for q, r in zip(size, pad))} (input shape '
+                             f'{data.shape}, padding {pad})')
+        if p >= k:
+            raise ValueError(f'{op}: padding {pad} must be smaller than pool_size {kernel}')
+    out = pool_output_size(size, kernel, stride, pad, ceil_mode)
+    extent = tuple(max(s + 2 * p, (o - 1) * st + k)
+                   for s, p, o, st, k in zip(size, pad, out, stride, kernel))
+    need = needs_grad(data)
+    # A window reduction is separable: reduce the innermost spatial axis first, then the
+    # next... (sum(k) strided passes instead of prod(k), over shrinking arrays). For max,
+    # the first maximum of each 1-D window is kept, which is the first maximum of the whole
+    # window in row-major order (the smallest row holding one, then its smallest column).
+    axes = list(range(nd - 1, -1, -1))
+    if pool_type == 'max':
+        fill = -np.inf if x.dtype.kind == 'f' else np.iinfo(x.dtype).min
+        cur = _pad_nsc(xp, x, pad, extent, fill)
+        args, shapes = [], []
+        for d in axes:
+            shapes.append(cur.shape)
+            wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
+            best = cur[wins[0]].copy()
+            arg = None
+            if need is not None:
+                arg = xp.zeros(best.shape, dtype=np.uint8 if kernel[d] < 256 else np.int32)
+                args.append(arg)
+            for j, win in enumerate(wins[1:], 1):
+                v = cur[win]
+                if arg is not None:
+                    # Offset j wins where it beats the running maximum strictly (ties keep
+                    # the first); a later winner has a larger j, so a running maximum of
+                    # j * win records the last improvement. (NumPy's where() with a small
+                    # int dtype is ~30x slower than this.)
+                    step = (v > best).astype(arg.dtype)
+                    step *= j
+                    xp.maximum(arg, step, out=arg)
+                xp.maximum(best, v, out=best)
+            cur = best
+        # Ceil-mode windows holding no input element start in (or past) the right padding.
+        for axis, (n, s, p, sz) in enumerate(zip(out, stride, pad, size), 1):
+            first_empty = next((o for o in range(n) if o * s - p >= sz), n)
+            if first_empty < n:
+                cur[(slice(None),) * axis + (slice(first_empty, None),)] = 0
+        result = _from_nsc(cur, last)
+        if need is None:
+            return _wrap(result, data._ctx)
+
+        def backward(g):
+            g = _to_nsc(g, last)
+            for d, arg, shape in zip(axes[::-1], args[::-1], shapes[::-1]):
+                gin = _grad_buffer(xp, shape, g.dtype, d, kernel[d], stride[d], out[d])
+                wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
+                for j, win in enumerate(wins):
+                    # g * mask, not where(): NumPy's where() is ~13x slower here. (Only a
+                    # non-finite g differs: NaN instead of 0 beside the arg-max.)
+                    hit = g * (arg == j)
+                    if stride[d] >= kernel[d]:
+                        gin[win] = hit
+                    else:
+                        gin[win] += hit
+                g = gin
+            return (_from_nsc(g[_crop(pad, size)], last),)
+        return record_op(backward, (data,), result, data._ctx, name='max_pooling')
+
+    cur = _pad_nsc(xp, x, pad, extent, 0)
+    if cur.dtype.kind != 'f':
+        cur = cur.astype(np.float32)
+    shapes = []
+    for d in axes:
+        shapes.append(cur.shape)
+        wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
+        total = cur[wins[0]].copy()
+        for win in wins[1:]:
+            total += cur[win]
+        cur = total
+    div = 1.0 if pool_type == 'sum' else _divisor(xp, size, kernel, stride, pad, out,
+                                                  count_include_pad, cur.dtype)
+    scalar = isinstance(div, float)
+    if scalar and div != 1.0:
+        cur *= 1.0 / div
+    elif not scalar:
+        cur /= div
+    result = _from_nsc(cur, last)
+    if need is None:
+        return _wrap(result, data._ctx)
+
+    def backward_avg(g):
+        g = _to_nsc(g, last)
+        if scalar:
+            g = g * (1.0 / div) if div != 1.0 else g
+        else:
+            g = g / div
+        for d, shape in zip(axes[::-1], shapes[::-1]):
+            gin = _grad_buffer(xp, shape, g.dtype, d, kernel[d], stride[d], out[d])
+            for win in _axis_windows(len(shape), d, kernel[d], stride[d], out[d]):
+                if stride[d] >= kernel[d]:
+                    gin[win] = g
+                else:
+                    gin[win] += g
+            g = gin
+        return (_from_nsc(g[_crop(pad, size)], last),)
+    return record_op(backward_avg, (data,), result, data._ctx, name='avg_pooling')
+
+
+def _grad_buffer(xp, shape, dtype, d, k, s, o):
+    """The gradient buffer of one separable pooling step: uninitialized when the windows
+    along axis ``d`` tile it exactly (every element is then assigned), zeros otherwise."""
+    if s == k and shape[1 + d] == o * s:
+        return xp.empty(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype)
+
+
+def _axis_windows(ndim, d, k, s, o):
+    """Index tuples selecting, for each offset j < k along spatial axis ``d`` of an
+    (N, *S, C) array, the element of every output position."""
+    lead = (slice(None),) * (1 + d)
+    return [lead + (slice(j, j + s * (o - 1) + 1, s),) for j in range(k)]
+
+
+def _global_pool(data, xp, x, nd, last, pool_type):
+    N, C = x.shape[0], x.shape[-1]
+    P = _prod(x.shape[1:-1])
+    keep = (N,) + (1,) * nd + (C,)
+    flat = x.reshape(N, P, C)
+    need = needs_grad(data)
+    if pool_type == 'max':
+        arg = flat.argmax(axis=1)                                  # first maximum
+        y = xp.take_along_axis(flat, arg[:, None, :], axis=1).reshape(keep)
+        result = _from_nsc(y, last)
+        if need is None:
+            return _wrap(result, data._ctx)
+
+        def backward(g):
+            g = _to_nsc(g, last).reshape(N, 1, C)
+            hit = xp.arange(P).reshape(1, P, 1) == arg[:, None, :]
+            gx = xp.where(hit, g, 0).astype(g.dtype, copy=False).reshape(x.shape)
+            return (_from_nsc(gx, last),)
+        return record_op(backward, (data,), result, data._ctx, name='global_max_pooling')
+    total = flat.sum(axis=1, dtype=flat.dtype if flat.dtype.kind == 'f' else np.float32)
+    scale = 1.0 if pool_type == 'sum' else 1.0 / P
+    y = (total * scale if scale != 1.0 else total).reshape(keep)
+    result = _from_nsc(y, last)
+    if need is None:
+        return _wrap(result, data._ctx)
+
+    def backward_avg(g):
+        g = _to_nsc(g, last)
+        gx = xp.broadcast_to(g * scale if scale != 1.0 else g, x.shape)
+        return (_from_nsc(gx, last),)
+    return record_op(backward_avg, (data,), result, data._ctx, name='global_avg_pooling')

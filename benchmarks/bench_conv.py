@@ -8,14 +8,26 @@ Cases (issue 4):
   deconv  forward + backward of Conv2DTranspose 64->32, kernel 4, stride 2, padding 1, on
           64x16x16, batch 16.
 
-Each framework runs in its own worker process (so neither carries the other's interpreter
-heap or thread pools), and the parent interleaves them round by round: ``--rounds`` rounds
-of ``--steps`` steps each. A round's per-step time is its mean; the report gives the median
-over rounds and the ratio xpnet / PyTorch of the medians (below 1: xpnet is faster).
-Absolute times on a shared machine are noise; the ratio is what to read.
+By default both frameworks run in THIS process (as the acceptance suite measures them): each
+case is built for both, warmed up, then timed in interleaved rounds (xpnet round, PyTorch
+round, ... with the order alternating between rounds) of ``--steps`` steps each. A round's
+per-step time is its mean; the report gives the median over rounds and the ratio xpnet /
+PyTorch of the medians (below 1: xpnet is faster). Absolute times on a shared machine are
+noise; the ratio is what to read.
 
-    python benchmarks/bench_conv.py                 # all cases
-    python benchmarks/bench_conv.py --case cifar --profile     # plus a cProfile of xpnet
+Rounds are separated by an idle ``--gap`` (0.3 s): after a parallel region, OpenBLAS's
+worker threads (NumPy) spin for up to ~0.1 s and GNU OpenMP's (PyTorch) for a while too,
+and without the gap that spinning steals a core from whichever framework runs next
+(measured: PyTorch's LeNet round 16.5 ms after a PyTorch round, 24 ms right after an
+xpnet round). ``--gap 0`` shows that effect.
+
+``--separate-processes`` instead runs each framework in its own worker process. That mode
+flatters xpnet: while one worker computes, the other's idle OpenMP/OpenBLAS threads spin
+and take cores away from it, which slows PyTorch more than NumPy. Use it only to look at
+that effect.
+
+    python benchmarks/bench_conv.py                 # all cases, one process
+    python benchmarks/bench_conv.py --case cifar --profile     # plus xpnet's time per op
     python benchmarks/bench_conv.py --threads 1     # both frameworks single-threaded
 
 On a machine shared with other busy processes, multi-threaded BLAS/OpenMP pools stall
@@ -50,6 +62,7 @@ def make_xp_case(name, rng):
             with autograd.record():
                 out = layer(x)
             out.backward()
+        step.model = layer
         return step
     net = nn.HybridSequential()
     if name == 'lenet':
@@ -77,6 +90,7 @@ def make_xp_case(name, rng):
         for p in params:
             p.data()._data -= lr * p.grad()._data       # plain SGD, in place
         return loss
+    step.model = net
     return step
 
 
@@ -163,7 +177,50 @@ def _worker(framework, name, warmup, threads, cpu_time, conn):
     conn.close()
 
 
-def bench(name, args):
+def _report(name, times):
+    med = {k: statistics.median(v) for k, v in times.items()}
+    line = f'{name:7s} xpnet {med["xpnet"]:7.2f} ms'
+    if 'torch' in med:
+        line += (f'   torch {med["torch"]:7.2f} ms   ratio xpnet/torch '
+                 f'{med["xpnet"] / med["torch"]:.2f}')
+    print(line + '   (per-round ms: ' + ', '.join(
+        f'{k}=' + '/'.join(f'{t:.1f}' for t in v) for k, v in times.items()) + ')',
+        flush=True)
+    return med
+
+
+def _torch_setup(threads):
+    """Import PyTorch once (or return None) and size its thread pool."""
+    if not torch_available():
+        return None
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    return torch
+
+
+def bench_in_process(name, args):
+    """Both frameworks in this process, rounds interleaved (the default)."""
+    torch = _torch_setup(args.threads)
+    infos = {'xpnet': f'numpy {np.__version__}'}
+    steps = {'xpnet': make_xp_case(name, np.random.default_rng(0))}
+    if torch is not None:
+        infos['torch'] = f'torch {torch.__version__}, {torch.get_num_threads()} thread(s)'
+        steps['torch'] = make_torch_case(name, np.random.default_rng(0))
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    times = {fw: [] for fw in steps}
+    order = list(steps)
+    for r in range(args.rounds):
+        for fw in (order if r % 2 == 0 else order[::-1]):
+            time.sleep(args.gap)
+            times[fw].append(time_round(steps[fw], args.steps, args.cpu_time))
+    return _report(name, times), infos
+
+
+def bench_separate(name, args):
+    """Each framework in its own spawned worker process (``--separate-processes``)."""
     ctx = mp.get_context('spawn')
     frameworks = ['xpnet'] + (['torch'] if torch_available() else [])
     workers = {}
@@ -182,30 +239,60 @@ def bench(name, args):
     for proc, conn in workers.values():
         conn.send(None)
         proc.join()
-    med = {k: statistics.median(v) for k, v in times.items()}
-    line = f'{name:7s} xpnet {med["xpnet"]:7.2f} ms'
-    if 'torch' in med:
-        line += (f'   torch {med["torch"]:7.2f} ms   ratio xpnet/torch '
-                 f'{med["xpnet"] / med["torch"]:.2f}')
-    print(line + '   (per-round ms: ' + ', '.join(
-        f'{k}=' + '/'.join(f'{t:.1f}' for t in v) for k, v in times.items()) + ')',
-        flush=True)
-    return med, infos
+    return _report(name, times), infos
 
 
 def profile(name, steps):
-    import cProfile
-    import pstats
+    """Where an xpnet step's time goes: each layer's forward (pre/post hooks) and each
+    op's backward (timed by wrapping the backward rule of every recorded node)."""
+    import collections
+    from xpnet import autograd as ag
     step = make_xp_case(name, np.random.default_rng(0))
+    times = collections.defaultdict(float)
+    started = {}
+    layers = []
+
+    def collect(block):             # the outermost layers below the containers
+        if 'Sequential' not in type(block).__name__:
+            layers.append(block)    # (a Conv2D's activation is part of its time)
+            return
+        for child in block._children.values():
+            collect(child)
+    collect(step.model)
+    handles = []
+    for layer in layers:
+        handles.append(layer.register_forward_pre_hook(
+            lambda b, a: started.__setitem__(id(b), time.perf_counter())))
+        handles.append(layer.register_forward_hook(
+            lambda b, a, o: times.__setitem__(
+                'forward  ' + type(b).__name__,
+                times['forward  ' + type(b).__name__] + time.perf_counter() - started[id(b)])))
+    init = ag.Node.__init__
+
+    def timed_init(node, inputs, backward, n_out=1, name=None):
+        def timed(g, _fn=backward, _key='backward ' + str(name)):
+            t0 = time.perf_counter()
+            out = _fn(g)
+            times[_key] += time.perf_counter() - t0
+            return out
+        init(node, inputs, timed, n_out, name)
     for _ in range(3):
         step()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(steps):
-        step()
-    prof.disable()
-    print(f'\ncProfile of {steps} xpnet {name} steps (tottime, top 20):')
-    pstats.Stats(prof, stream=sys.stdout).sort_stats('tottime').print_stats(20)
+    ag.Node.__init__ = timed_init
+    try:
+        times.clear()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = (time.perf_counter() - t0) / steps * 1e3
+    finally:
+        ag.Node.__init__ = init
+        for h in handles:
+            h.detach()
+    print(f'\nxpnet {name}: {total:.2f} ms per step; by layer (forward) and op (backward):')
+    for key, t in sorted(times.items(), key=lambda kv: -kv[1]):
+        if t / steps * 1e3 >= 0.05:
+            print(f'  {key:32s} {t / steps * 1e3:7.2f} ms')
 
 
 def main(argv=None):
@@ -214,22 +301,33 @@ def main(argv=None):
     ap.add_argument('--steps', type=int, default=10)
     ap.add_argument('--rounds', type=int, default=7)
     ap.add_argument('--warmup', type=int, default=3)
-    ap.add_argument('--profile', action='store_true', help='cProfile the xpnet steps too')
+    ap.add_argument('--gap', type=float, default=0.3,
+                    help='idle seconds before each round, so the previous round\'s spinning '
+                         'thread pools go to sleep (in-process mode)')
+    ap.add_argument('--profile', action='store_true',
+                    help='also print where an xpnet step spends its time (per layer/op)')
     ap.add_argument('--threads', type=int, default=None,
                     help='threads for BLAS (xpnet) and PyTorch (default: their defaults)')
     ap.add_argument('--cpu-time', action='store_true',
                     help='time process CPU instead of wall clock (use with --threads 1)')
+    ap.add_argument('--separate-processes', action='store_true',
+                    help='run each framework in its own worker process (flatters xpnet: '
+                         "the other process's idle thread pools spin; see the docstring)")
     args = ap.parse_args(argv)
-    if args.threads:
-        # BLAS pools are sized when numpy loads: the spawned workers inherit these.
+    if args.threads and os.environ.get('OPENBLAS_NUM_THREADS') != str(args.threads):
+        # BLAS pools are sized when numpy loads, and numpy is already loaded here: set the
+        # variables and start again (spawned workers inherit them too).
         os.environ.update({n: str(args.threads) for n in
                            ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')})
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     cases = ['lenet', 'cifar', 'deconv'] if args.case == 'all' else [args.case]
+    bench = bench_separate if args.separate_processes else bench_in_process
     for i, name in enumerate(cases):
         _, infos = bench(name, args)
         if i == 0:
-            print('  ' + '; '.join(infos.values()) + ('; CPU time' if args.cpu_time else
-                                                      '; wall time'), flush=True)
+            mode = 'separate processes' if args.separate_processes else 'one process'
+            print('  ' + '; '.join(infos.values()) + f'; {mode}; ' +
+                  ('CPU time' if args.cpu_time else 'wall time'), flush=True)
     if not torch_available():
         print('(PyTorch not importable: xpnet timed alone)')
     if args.profile:

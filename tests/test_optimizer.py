@@ -290,4 +290,5 @@ def test_sgd_momentum_update_costs_like_handwritten_numpy():
     ratios = []
     for _ in range(3):
         ratios.append(best(ours) / best(handwritten))
-    assert min(ratios) < 1.5, f'SGD update / hand-written NumPy = {ratios}'
+    # Generous bound: a guard against copies/temporaries, not a benchmark (CI may be loaded).
+    assert min(ratios) < 3.0, f'SGD update / hand-written NumPy = {ratios}'

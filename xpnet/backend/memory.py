@@ -1,8 +1,8 @@
 """Host memory helpers for large temporaries (the one place xpnet tunes host allocation).
 
 ``scratch`` pools the large column matrices of the convolution core (MXNet's "temp space");
-``prime_host_allocator`` raises glibc's mmap/trim thresholds once per process. Both are
-no-ops for device arrays (CuPy has its own memory pool).
+``prime_host_allocator`` raises glibc's mmap/trim thresholds once per process (``mallopt``).
+Both are no-ops for device arrays (CuPy has its own memory pool).
 """
 import threading
 import weakref
@@ -85,16 +85,44 @@ scratch = _Scratch()
 _allocator_primed = []
 
 
-def prime_host_allocator(xp):
-    """Once per process, allocate and free a 31 MB host block.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt() parameter numbers
+_MMAP_THRESHOLD = 32 << 20        # glibc's ceiling for the mmap threshold (64-bit)
+_TRIM_THRESHOLD = 1 << 30
 
-    glibc's malloc starts with low mmap/trim thresholds and raises them (up to 32 MB / 64
-    MB) only when a mapped block that size is freed. Until then the few-MB temporaries of a
-    training step are returned to the OS at the end of every step and page-faulted back in
-    at the next one (~10k faults, 30-45 ms of kernel time per step of the CIFAR benchmark).
-    Freeing one such block raises the thresholds to glibc's own ceiling; no page is touched,
-    and with other allocators this is a no-op.
+
+def _glibc_mallopt():
+    """glibc's ``mallopt`` (None with another C library)."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        fn = libc.mallopt
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def prime_host_allocator(xp):
+    """Once per process, stop glibc's malloc from returning a training step's temporaries
+    to the OS between steps.
+
+    glibc maps every block above its mmap threshold (128 KB at start) separately and
+    unmaps it when freed, and trims the heap top once more than the trim threshold is
+    free. Either way the few-MB temporaries of a training step are page-faulted back in at
+    the next step (~7k faults, 20-30 ms of kernel time per step of the CIFAR benchmark,
+    measured). Setting the mmap threshold to glibc's ceiling (32 MB) and the trim
+    threshold to 1 GB keeps them in the heap for reuse; a process then keeps up to 1 GB
+    of freed heap memory. Without ``mallopt`` (another C library), a 31 MB block is
+    allocated and freed instead, which raises glibc's dynamic thresholds part of the way.
+    No-op for device arrays.
     """
-    if not _allocator_primed and xp is np:
-        _allocator_primed.append(True)
-        np.empty((31 << 20) // 4, dtype=np.float32)   # allocated and freed at once
+    if _allocator_primed or xp is not np:
+        return
+    _allocator_primed.append(True)
+    mallopt = _glibc_mallopt()
+    if mallopt is not None and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and \
+            mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):
+        return
+    np.empty((31 << 20) // 4, dtype=np.float32)   # allocated and freed at once

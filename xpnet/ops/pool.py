@@ -140,22 +140,8 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         for d in axes:
             shapes.append(cur.shape)
             wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
-            best = cur[wins[0]].copy()
-            arg = None
-            if need is not None:
-                arg = xp.zeros(best.shape, dtype=np.uint8 if kernel[d] < 256 else np.int32)
-                args.append(arg)
-            for j, win in enumerate(wins[1:], 1):
-                v = cur[win]
-                if arg is not None:
-                    # Offset j wins where it beats the running maximum strictly (ties keep
-                    # the first); a later winner has a larger j, so a running maximum of
-                    # j * win records the last improvement. (NumPy's where() with a small
-                    # int dtype is ~30x slower than this.)
-                    step = (v > best).astype(arg.dtype)
-                    step *= j
-                    xp.maximum(arg, step, out=arg)
-                xp.maximum(best, v, out=best)
+            best, arg = _max_along(xp, cur, wins, need is not None)
+            args.append(arg)
             cur = best
         # Ceil-mode windows holding no input element start in (or past) the right padding.
         for axis, (n, s, p, sz) in enumerate(zip(out, stride, pad, size), 1):
@@ -171,14 +157,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
             for d, arg, shape in zip(axes[::-1], args[::-1], shapes[::-1]):
                 gin = _grad_buffer(xp, shape, g.dtype, d, kernel[d], stride[d], out[d])
                 wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
-                for j, win in enumerate(wins):
-                    # g * mask, not where(): NumPy's where() is ~13x slower here. (Only a
-                    # non-finite g differs: NaN instead of 0 beside the arg-max.)
-                    hit = g * (arg == j)
-                    if stride[d] >= kernel[d]:
-                        gin[win] = hit
-                    else:
-                        gin[win] += hit
+                _scatter_max(xp, g, arg, gin, wins, stride[d] >= kernel[d])
                 g = gin
             return (_from_nsc(g[_crop(pad, size)], last),)
         return record_op(backward, (data,), result, data._ctx, name='max_pooling')
@@ -223,6 +202,49 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
     return record_op(backward_avg, (data,), result, data._ctx, name='avg_pooling')
 
 
+def _max_along(xp, cur, wins, need_arg):
+    """Running maximum over the windows ``wins`` of one axis, and (if ``need_arg``) the
+    offset of the first maximum: bool for two offsets (offset 1 won), else uint8/int32.
+    Ties keep the first offset: a later one wins only where it is strictly greater."""
+    k = len(wins)
+    if k == 1:
+        best = cur[wins[0]].copy()
+        return best, (xp.zeros(best.shape, dtype=np.uint8) if need_arg else None)
+    v0, v1 = cur[wins[0]], cur[wins[1]]
+    best = xp.maximum(v0, v1)
+    arg = xp.greater(v1, v0) if need_arg else None
+    if need_arg and k > 2:
+        arg = arg.astype(np.uint8 if k < 256 else np.int32)
+    for j in range(2, k):
+        v = cur[wins[j]]
+        if need_arg:
+            xp.copyto(arg, j, where=v > best)
+        xp.maximum(best, v, out=best)
+    return best, arg
+
+
+def _scatter_max(xp, g, arg, gin, wins, disjoint):
+    """Backward of :func:`_max_along`: ``g`` to the arg-max offset of each window, into
+    ``gin`` (assigned when the windows are ``disjoint``, else accumulated). A product with
+    the mask, not where() (~13x slower here); only a non-finite g differs: NaN instead of
+    0 beside the arg-max."""
+    if arg.dtype == np.bool_:
+        first = xp.logical_not(arg)
+        if disjoint:
+            xp.multiply(g, first, out=gin[wins[0]])
+            xp.multiply(g, arg, out=gin[wins[1]])
+        else:
+            gin[wins[0]] += g * first
+            gin[wins[1]] += g * arg
+        return
+    for j, win in enumerate(wins):
+        hit = g * (arg == j)
+        if disjoint:
+            gin[win] = hit
+        else:
+            gin[win] += hit
+
+
 def _grad_buffer(xp, shape, dtype, d, k, s, o):
     """The gradient buffer of one separable pooling step: uninitialized when the windows
     along axis ``d`` tile it exactly (every element is then assigned), zeros otherwise."""
@@ -257,7 +279,10 @@ def _global_pool(data, xp, x, nd, last, pool_type):
             gx = xp.where(hit, g, 0).astype(g.dtype, copy=False).reshape(x.shape)
             return (_from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='global_max_pooling')
-    total = flat.sum(axis=1, dtype=flat.dtype if flat.dtype.kind == 'f' else np.float32)
+    if flat.dtype.kind == 'f':
+        total = xp.matmul(xp.ones(P, dtype=flat.dtype), flat)     # N GEMVs: 3x a sum()
+    else:
+        total = flat.sum(axis=1, dtype=np.float32)
     scale = 1.0 if pool_type == 'sum' else 1.0 / P
     y = (total * scale if scale != 1.0 else total).reshape(keep)
     result = _from_nsc(y, last)

@@ -4,6 +4,7 @@
 ``prime_host_allocator`` raises glibc's mmap/trim thresholds once per process (``mallopt``).
 Both are no-ops for device arrays (CuPy has its own memory pool).
 """
+import os
 import threading
 import weakref
 
@@ -116,11 +117,14 @@ def prime_host_allocator(xp):
     threshold to 1 GB keeps them in the heap for reuse; a process then keeps up to 1 GB
     of freed heap memory. Without ``mallopt`` (another C library), a 31 MB block is
     allocated and freed instead, which raises glibc's dynamic thresholds part of the way.
-    No-op for device arrays.
+    No-op for device arrays, and when the environment variable ``XPNET_TUNE_MALLOC`` is
+    ``0`` (leave the C allocator exactly as the process configured it).
     """
     if _allocator_primed or xp is not np:
         return
     _allocator_primed.append(True)
+    if os.environ.get('XPNET_TUNE_MALLOC', '1') == '0':
+        return
     mallopt = _glibc_mallopt()
     if mallopt is not None and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and \
             mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):

@@ -176,7 +176,7 @@ def test_conv_cell_errors():
         rnn.Conv1DGRUCell((3, 8), 4, i2h_kernel=3, h2h_kernel=4)
     with pytest.raises(ValueError, match='conv_layout'):
         rnn.Conv2DRNNCell((3, 8, 8), 4, 3, 3, conv_layout='NCW')
-    with pytest.raises(ValueError, match='tuple of 3'):
+    with pytest.raises(ValueError, match='tuple/list of 3'):
         rnn.Conv3DRNNCell((3, 4, 4, 4), 4, i2h_kernel=(3, 3), h2h_kernel=3)
     with pytest.raises(ValueError, match='input_shape'):
         rnn.Conv2DLSTMCell((3, 8), 4, 3, 3)

@@ -17,6 +17,7 @@ Example::
 import numbers
 
 from .. import ops
+from ..ops._base import int_tuple
 from ..ops.conv import normalize_layout
 from .basic import _activation_block, deferred_shape
 from .block import HybridBlock
@@ -29,13 +30,7 @@ _DEFAULT_LAYOUT = {1: 'NCW', 2: 'NCHW', 3: 'NCDHW'}
 
 
 def _ntuple(value, nd, what, layer):
-    if isinstance(value, numbers.Integral):
-        return (int(value),) * nd
-    out = tuple(int(v) for v in value)
-    if len(out) != nd:
-        raise ValueError(f'{layer}: {what} must be an int or a tuple/list of {nd} ints, '
-                         f'got {value!r}')
-    return out
+    return int_tuple(value, nd, what, layer)
 
 
 def check_layout(layout, nd, layer):

@@ -17,9 +17,9 @@ Example::
     y = pool(x)                                    # (N, C, ceil-or-floor(...), ...)
     g = nn.GlobalAvgPool2D()(x)                    # (N, C, 1, 1)
 """
-import numbers
 
 from .. import ops
+from ..ops._base import int_tuple
 from .block import HybridBlock
 from .conv import check_input_rank, check_layout
 
@@ -29,16 +29,7 @@ __all__ = ['MaxPool1D', 'MaxPool2D', 'MaxPool3D', 'AvgPool1D', 'AvgPool2D', 'Avg
 
 
 def _ntuple(value, nd, what, layer, low):
-    if isinstance(value, numbers.Integral):
-        out = (int(value),) * nd
-    else:
-        out = tuple(int(v) for v in value)
-        if len(out) != nd:
-            raise ValueError(f'{layer}: {what} must be an int or a tuple/list of {nd} ints, '
-                             f'got {value!r}')
-    if any(v < low for v in out):
-        raise ValueError(f'{layer}: every {what} must be >= {low}, got {value!r}')
-    return out
+    return int_tuple(value, nd, what, layer, low)
 
 
 class _Pooling(HybridBlock):

@@ -106,3 +106,25 @@ def norm_axes(axis, ndim, exclude=False, op='op'):
     if exclude:
         axes = tuple(i for i in range(ndim) if i not in axes)
     return axes
+
+
+def int_tuple(value, nd, what, owner, minimum=None):
+    """An int or a sequence of ints as a tuple of ``nd`` ints (a length-1 sequence is
+    repeated), each ``>= minimum`` if given; a ``ValueError`` naming ``owner`` and ``what``
+    otherwise. Used for kernel sizes, strides, paddings and dilations everywhere."""
+    if isinstance(value, numbers.Integral):
+        out = (int(value),) * nd
+    else:
+        try:
+            out = tuple(int(v) for v in value)
+        except TypeError:
+            raise ValueError(f'{owner}: {what} must be an int or a tuple/list of {nd} ints, got '
+                             f'{value!r}') from None
+        if len(out) == 1 and nd > 1:
+            out = out * nd
+    if len(out) != nd:
+        raise ValueError(f'{owner}: {what} must be an int or a tuple/list of {nd} ints, got '
+                         f'{value!r}')
+    if minimum is not None and any(v < minimum for v in out):
+        raise ValueError(f'{owner}: every {what} must be >= {minimum}, got {value!r}')
+    return out

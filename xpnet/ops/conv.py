@@ -53,7 +53,7 @@ import itertools
 import numpy as np
 
 from ..backend.memory import prime_host_allocator, scratch
-from ._base import _wrap, needs_grad, record_op, same_ctx
+from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
 from ._rows import add_channel_vector, channel_sum
 from ..autograd import grad_retained
 from .winograd import use_winograd, winograd_backward, winograd_forward
@@ -73,17 +73,7 @@ _LAYOUTS = {
 
 def _tuple(value, nd, what, op, minimum):
     """An int or sequence as a tuple of ``nd`` ints, each >= ``minimum``."""
-    if isinstance(value, (int, np.integer)):
-        out = (int(value),) * nd
-    else:
-        out = tuple(int(v) for v in value)
-        if len(out) == 1 and nd > 1:
-            out = out * nd
-    if len(out) != nd:
-        raise ValueError(f'{op}: {what} must be an int or a tuple of {nd} ints, got {value!r}')
-    if any(v < minimum for v in out):
-        raise ValueError(f'{op}: every {what} must be >= {minimum}, got {value!r}')
-    return out
+    return int_tuple(value, nd, what, op, minimum)
 
 
 def normalize_layout(layout, nd, op='Convolution'):

@@ -18,6 +18,7 @@ Example::
 import numbers
 
 from ... import ops
+from ...ops._base import int_tuple
 from ..basic import deferred_shape
 from ..block import HybridBlock
 from ..parameter import Parameter
@@ -32,20 +33,7 @@ _LAYOUTS = {1: ('NCW', 'NWC'), 2: ('NCHW', 'NHWC'), 3: ('NCDHW', 'NDHWC')}
 
 
 def _spec(value, dims, name, owner, minimum):
-    if isinstance(value, numbers.Integral):
-        value = (int(value),) * dims
-    else:
-        try:
-            value = tuple(int(v) for v in value)
-        except TypeError:
-            raise ValueError(f'{owner}: {name} must be an int or a tuple of {dims} ints, got '
-                             f'{value!r}') from None
-        if len(value) != dims:
-            raise ValueError(f'{owner}: for {dims}-D convolution {name} must be an int or a '
-                             f'tuple of {dims} ints, got {value!r}')
-    if any(v < minimum for v in value):
-        raise ValueError(f'{owner}: {name} values must be >= {minimum}, got {value}')
-    return value
+    return int_tuple(value, dims, name, owner, minimum)
 
 
 class _BaseConvRNNCell(HybridRecurrentCell):

@@ -182,12 +182,40 @@ class MultiFactorScheduler(LRScheduler):
         return self.base_lr
 
 
-class PolyScheduler(LRScheduler):
-    """Polynomial decay to ``final_lr`` at ``max_update``.
-
-    After the warmup: ``final_lr + (base_lr - final_lr) * (1 - t / T) ** pwr`` with
+class _DecayToFinal(LRScheduler):
+    """After the warmup, ``final_lr + (base_lr - final_lr) * shape(t / T)`` with
     ``t = num_update - warmup_steps`` and ``T = max_update - warmup_steps``; the last value
-    is kept after ``max_update``.
+    is kept after ``max_update``. Subclasses define ``_shape`` (1 at 0, 0 at 1)."""
+
+    def __init__(self, max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                 warmup_mode):
+        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+        name = type(self).__name__
+        if not isinstance(max_update, int):
+            raise TypeError(f'{name}: max_update must be an int, got {max_update!r}')
+        if max_update < 1:
+            raise ValueError(f'{name}: max_update must be >= 1, got {max_update}')
+        self.base_lr_orig = self.base_lr
+        self.max_update = max_update
+        self.final_lr = final_lr
+        self.max_steps = self.max_update - self.warmup_steps
+
+    def __call__(self, num_update):
+        if num_update < self.warmup_steps:
+            return self.get_warmup_lr(num_update)
+        if num_update <= self.max_update:
+            fraction = float(num_update - self.warmup_steps) / float(self.max_steps)
+            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * \
+                self._shape(fraction)
+        return self.base_lr
+
+    def _shape(self, fraction):
+        raise NotImplementedError
+
+
+class PolyScheduler(_DecayToFinal):
+    """Polynomial decay to ``final_lr`` at ``max_update``: ``shape(f) = (1 - f) ** pwr``
+    (see ``_DecayToFinal`` for ``f``).
 
     Args:
         max_update: the update count at which the decay reaches ``final_lr`` (int >= 1).
@@ -199,33 +227,16 @@ class PolyScheduler(LRScheduler):
 
     def __init__(self, max_update, base_lr=0.01, pwr=2, final_lr=0, warmup_steps=0,
                  warmup_begin_lr=0, warmup_mode='linear'):
-        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
-        if not isinstance(max_update, int):
-            raise TypeError(f'PolyScheduler: max_update must be an int, got {max_update!r}')
-        if max_update < 1:
-            raise ValueError(f'PolyScheduler: max_update must be >= 1, got {max_update}')
+        super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                         warmup_mode)
         self.power = pwr
-        self.base_lr_orig = self.base_lr
-        self.max_update = max_update
-        self.final_lr = final_lr
-        self.max_steps = self.max_update - self.warmup_steps
 
-    def __call__(self, num_update):
-        if num_update < self.warmup_steps:
-            return self.get_warmup_lr(num_update)
-        if num_update <= self.max_update:
-            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * \
-                pow(1 - float(num_update - self.warmup_steps) / float(self.max_steps),
-                    self.power)
-        return self.base_lr
+    def _shape(self, fraction):
+        return pow(1 - fraction, self.power)
 
 
-class CosineScheduler(LRScheduler):
-    """Cosine decay to ``final_lr`` at ``max_update``.
-
-    After the warmup: ``final_lr + (base_lr - final_lr) * (1 + cos(pi * t / T)) / 2`` with
-    ``t = num_update - warmup_steps`` and ``T = max_update - warmup_steps``; the last value
-    is kept after ``max_update``.
+class CosineScheduler(_DecayToFinal):
+    """Cosine decay to ``final_lr`` at ``max_update``: ``shape(f) = (1 + cos(pi f)) / 2``.
 
     Args:
         max_update: the update count at which the decay reaches ``final_lr`` (int >= 1).
@@ -236,23 +247,11 @@ class CosineScheduler(LRScheduler):
 
     def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
                  warmup_begin_lr=0, warmup_mode='linear'):
-        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
-        if not isinstance(max_update, int):
-            raise TypeError(f'CosineScheduler: max_update must be an int, got {max_update!r}')
-        if max_update < 1:
-            raise ValueError(f'CosineScheduler: max_update must be >= 1, got {max_update}')
-        self.base_lr_orig = base_lr
-        self.max_update = max_update
-        self.final_lr = final_lr
-        self.max_steps = self.max_update - self.warmup_steps
+        super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                         warmup_mode)
 
-    def __call__(self, num_update):
-        if num_update < self.warmup_steps:
-            return self.get_warmup_lr(num_update)
-        if num_update <= self.max_update:
-            self.base_lr = self.final_lr + (self.base_lr_orig - self.final_lr) * \
-                (1 + cos(pi * (num_update - self.warmup_steps) / self.max_steps)) / 2
-        return self.base_lr
+    def _shape(self, fraction):
+        return (1 + cos(pi * fraction)) / 2
 
 
 _SCHEDULERS = {cls.__name__: cls for cls in

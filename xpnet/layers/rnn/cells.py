@@ -89,6 +89,18 @@ def _mask_sequence_variable_length(data, length, valid_length, time_axis, merge)
     return outputs
 
 
+def _finish_unroll(outputs, states, all_states, length, valid_length, axis, layout,
+                   merge_outputs):
+    """The end of a step-by-step unroll: with ``valid_length``, each sequence's states after
+    its last valid step and zeroed padded outputs; then the requested output format."""
+    if valid_length is not None:
+        states = [ops.sequence_last(ops.stack(*ele, axis=0), valid_length, axis=0)
+                  for ele in zip(*all_states)]
+        outputs = _mask_sequence_variable_length(outputs, length, valid_length, axis, True)
+    outputs, _, _ = _format_sequence(length, outputs, layout, merge_outputs)
+    return outputs, states
+
+
 def _reverse_sequences(sequences, length, valid_length=None):
     """Reverse a list of steps in time (each sequence within its valid length)."""
     if valid_length is None:
@@ -218,12 +230,8 @@ class RecurrentCell(Block):
             outputs.append(output)
             if valid_length is not None:
                 all_states.append(states)
-        if valid_length is not None:
-            states = [ops.sequence_last(ops.stack(*ele, axis=0), valid_length, axis=0)
-                      for ele in zip(*all_states)]
-            outputs = _mask_sequence_variable_length(outputs, length, valid_length, axis, True)
-        outputs, _, _ = _format_sequence(length, outputs, layout, merge_outputs)
-        return outputs, states
+        return _finish_unroll(outputs, states, all_states, length, valid_length, axis, layout,
+                              merge_outputs)
 
     def forward(self, inputs, states):
         raise NotImplementedError(f'{type(self).__name__} must implement forward()')

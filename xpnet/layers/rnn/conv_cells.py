@@ -23,7 +23,7 @@ from ..basic import deferred_shape
 from ..block import HybridBlock
 from ..parameter import Parameter
 from .cells import (HybridRecurrentCell, _apply_activation, _check_activation,
-                    _format_sequence, _get_begin_state, _mask_sequence_variable_length)
+                    _finish_unroll, _format_sequence, _get_begin_state)
 
 __all__ = ['Conv1DRNNCell', 'Conv2DRNNCell', 'Conv3DRNNCell',
            'Conv1DLSTMCell', 'Conv2DLSTMCell', 'Conv3DLSTMCell',
@@ -197,12 +197,8 @@ class _BaseConvRNNCell(HybridRecurrentCell):
             outputs.append(out)
             if valid_length is not None:
                 all_states.append(states)
-        if valid_length is not None:
-            states = [ops.sequence_last(ops.stack(*ele, axis=0), valid_length, axis=0)
-                      for ele in zip(*all_states)]
-            outputs = _mask_sequence_variable_length(outputs, length, valid_length, axis, True)
-        outputs, _, _ = _format_sequence(length, outputs, layout, merge_outputs)
-        return outputs, states
+        return _finish_unroll(outputs, states, all_states, length, valid_length, axis, layout,
+                              merge_outputs)
 
 
 class _ConvRNNCell(_BaseConvRNNCell):

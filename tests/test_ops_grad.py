@@ -129,6 +129,20 @@ def test_fully_connected_grad(ctx):
                [rnd(3, 2, 4), rnd(5, 4), rnd(5)], ctx=ctx)
 
 
+@pytest.mark.parametrize('act', ['relu', 'tanh', 'sigmoid'])
+def test_fully_connected_fused_activation_grad(act, ctx):
+    from xpnet.ops import fully_connected
+    x, w, b = rnd(4, 3), rnd(5, 3), rnd(5)
+    check_grad(lambda x, w, b: fully_connected(x, w, b, act=act), [x, w, b], ctx=ctx)
+    check_grad(lambda x, w, b: fully_connected(x, w, b, flatten=False, act=act),
+               [rnd(2, 2, 3), w, b], ctx=ctx)
+    # Same numbers as the unfused product followed by the activation.
+    xs = [xpnet.array(a, ctx=ctx) for a in (x, w, b)]
+    fused = fully_connected(*xs, act=act).asnumpy()
+    plain = nd.Activation(fully_connected(*xs), act).asnumpy()
+    np.testing.assert_allclose(fused, plain, rtol=1e-6)
+
+
 def test_index_ops_grad(ctx):
     idx = np.array([2, 0, 2, 1])
     check_grad(lambda a, i: nd.take(a, i, axis=0), [rnd(3, 4), idx], ctx=ctx, wrt=[0])

@@ -6,6 +6,8 @@ import numpy as np
 
 from .. import ops
 from ..ndarray import NDArray
+from ..ops.linalg import FUSED_ACTIVATIONS
+from .activations import Activation
 from .block import Block, HybridBlock
 from .parameter import Parameter
 
@@ -37,7 +39,6 @@ def _activation_block(activation):
         return None
     if isinstance(activation, Block):
         return activation
-    from .activations import Activation
     return Activation(activation)
 
 
@@ -125,11 +126,17 @@ class Dense(HybridBlock):
             if self.bias is not None:
                 deferred_shape(self.bias, (self._units,))
         ctx = x._ctx
+        # A plain Activation child is fused into the product (one node, applied in place);
+        # any other activation block runs after it.
+        act = self.act
+        fused = getattr(act, '_act_type', None) if type(act) is Activation else None
+        if fused not in FUSED_ACTIVATIONS:
+            fused = None
         out = ops.fully_connected(x, w.data(ctx),
                                   None if self.bias is None else self.bias.data(ctx),
-                                  self._flatten)
-        if self.act is not None:
-            out = self.act(out)
+                                  self._flatten, act=fused)
+        if act is not None and fused is None:
+            out = act(out)
         return out
 
     def __repr__(self):

@@ -4,6 +4,7 @@ from ._base import _state, _wrap, promote, record_op, same_ctx, to_nd, unbroadca
 __all__ = ['dot', 'batch_dot', 'matmul', 'fully_connected']
 
 
+
 def _need(*xs):
     if not _state.recording:
         return None
@@ -109,13 +110,41 @@ def matmul(a, b):
     return record_op(backward, (a, b), y, a._ctx, name='matmul')
 
 
-def fully_connected(x, weight, bias=None, flatten=True):
-    """``x @ weight.T + bias`` with Gluon's Dense layout: weight is (units, in_units).
+def _act_forward(xp, y, act):
+    """Apply ``act`` to ``y`` in place (``y`` is the op's own fresh output)."""
+    if act == 'relu':
+        xp.maximum(y, 0, out=y)
+    elif act == 'tanh':
+        xp.tanh(y, out=y)
+    elif act == 'sigmoid':
+        from .math import _sigmoid
+        y[...] = _sigmoid(xp, y)
+    return y
+
+
+def _act_backward(g, y, act):
+    """d(act)/d(pre-activation) from the activation's output ``y``, times ``g``."""
+    if act == 'relu':
+        return g * (y > 0)
+    if act == 'tanh':
+        return g * (1 - y * y)
+    return g * (y * (1 - y))           # sigmoid
+
+
+FUSED_ACTIVATIONS = ('relu', 'tanh', 'sigmoid')
+
+
+def fully_connected(x, weight, bias=None, flatten=True, act=None):
+    """``act(x @ weight.T + bias)`` with Gluon's Dense layout: weight is (units, in_units).
 
     ``flatten=True`` collapses all axes of ``x`` after the first; ``False`` applies the
-    product to the last axis only.
+    product to the last axis only. ``act`` ('relu', 'tanh', 'sigmoid' or None) is applied
+    in place and differentiated from its output, so Dense with an activation is one node.
     """
     same_ctx(x, weight, 'fully_connected')
+    if act is not None and act not in FUSED_ACTIVATIONS:
+        raise ValueError(f'fully_connected: act must be one of {FUSED_ACTIVATIONS} or None, '
+                         f'got {act!r}')
     xd, wd = x._data, weight._data
     if xd.dtype != wd.dtype:
         xd = xd.astype(wd.dtype)
@@ -131,17 +160,23 @@ def fully_connected(x, weight, bias=None, flatten=True):
         raise ValueError(f'Dense: input has {x2.shape[1]} features (shape {xshape}, '
                          f'flatten={flatten}) but the weight expects {in_units} '
                          f'(weight shape {wd.shape})')
+    xp = x._ctx.xp
     y = x2 @ wd.T
     if bias is not None:
         y += bias._data
+    if act is not None:
+        _act_forward(xp, y, act)
     if out_shape is not None:
         y = y.reshape(out_shape)
     need = _need(x, weight, bias)
     if need is None:
         return _wrap(y, x._ctx)
+    y2 = y.reshape(-1, y.shape[-1]) if y.ndim != 2 else y
 
     def backward(g):
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        if act is not None:
+            g2 = _act_backward(g2, y2, act)
         gx = (g2 @ wd).reshape(xshape) if need[0] else None
         gw = g2.T @ x2 if need[1] else None
         gb = g2.sum(axis=0) if bias is not None and need[2] else None

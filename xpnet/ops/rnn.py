@@ -463,22 +463,30 @@ def _gate_vector(xp, values, ndim, axis, size, dtype):
     return v if xp is np else xp.asarray(v)
 
 
+def _check_gates(op, what, i2h, h2h, state, gates, axis):
+    """Validate a pointwise cell step's inputs: ``i2h``/``h2h`` of equal shape holding
+    ``gates`` blocks along ``axis``, and ``state`` of one block's shape. Returns
+    ``(xp, ndim, axis, H, state data)``."""
+    same_ctx(i2h, h2h, op)
+    nd = i2h.ndim
+    axis = axis % nd
+    if i2h.shape != h2h.shape or i2h.shape[axis] % gates:
+        raise ValueError(f'{op}: gate arrays {i2h.shape} and {h2h.shape} must match and hold '
+                         f'{gates} gates along axis {axis}')
+    H = i2h.shape[axis] // gates
+    sd = state._data
+    expect = i2h.shape[:axis] + (H,) + i2h.shape[axis + 1:]
+    if sd.shape != expect:
+        raise ValueError(f'{op}: {what} has shape {sd.shape}, expected {expect}')
+    return i2h.xp, nd, axis, H, sd
+
+
 def lstm_pointwise(i2h, h2h, c_prev, axis=1):
     """One LSTM step after the gate products: ``pre = i2h + h2h`` holds the gates i, f, g, o
     in four blocks along ``axis``; returns ``[h, c]`` with ``c = f*c_prev + i*g`` and
     ``h = o*tanh(c)`` (sigmoid gates, tanh candidate). One autograd node."""
-    same_ctx(i2h, h2h, 'lstm_pointwise')
-    xp = i2h.xp
-    nd = i2h.ndim
-    axis = axis % nd
-    if i2h.shape != h2h.shape or i2h.shape[axis] % 4:
-        raise ValueError(f'lstm_pointwise: gate arrays {i2h.shape} and {h2h.shape} must match '
-                         f'and hold 4 gates along axis {axis}')
-    H = i2h.shape[axis] // 4
-    cd = c_prev._data
-    expect = i2h.shape[:axis] + (H,) + i2h.shape[axis + 1:]
-    if cd.shape != expect:
-        raise ValueError(f'lstm_pointwise: cell state has shape {cd.shape}, expected {expect}')
+    xp, nd, axis, H, cd = _check_gates('lstm_pointwise', 'cell state', i2h, h2h, c_prev, 4,
+                                       axis)
     dt = i2h.dtype
     a = xp.add(i2h._data, h2h._data)
     bi, bf, bg, bo = _blocks(nd, axis, H, 4)
@@ -519,18 +527,7 @@ def lstm_pointwise(i2h, h2h, c_prev, axis=1):
 def gru_pointwise(i2h, h2h, h_prev, axis=1):
     """One GRU step after the gate products (gates r, z, n in three blocks along ``axis``):
     ``n = tanh(i_n + r * h_n)``, ``h = (1 - z) * n + z * h_prev``. One autograd node."""
-    same_ctx(i2h, h2h, 'gru_pointwise')
-    xp = i2h.xp
-    nd = i2h.ndim
-    axis = axis % nd
-    if i2h.shape != h2h.shape or i2h.shape[axis] % 3:
-        raise ValueError(f'gru_pointwise: gate arrays {i2h.shape} and {h2h.shape} must match '
-                         f'and hold 3 gates along axis {axis}')
-    H = i2h.shape[axis] // 3
-    hp = h_prev._data
-    expect = i2h.shape[:axis] + (H,) + i2h.shape[axis + 1:]
-    if hp.shape != expect:
-        raise ValueError(f'gru_pointwise: state has shape {hp.shape}, expected {expect}')
+    xp, nd, axis, H, hp = _check_gates('gru_pointwise', 'state', i2h, h2h, h_prev, 3, axis)
     br, bz, bn = _blocks(nd, axis, H, 3)
     pre = (slice(None),) * axis
     brz = pre + (slice(0, 2 * H),)

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-__all__ = ['single_thread_blas']
+__all__ = ['single_thread_blas', 'blas_controllable']
 
 _funcs = None      # (get_num_threads, set_num_threads), False when unavailable
 _lock = threading.Lock()
@@ -45,6 +45,13 @@ def _load():
                     return
     except OSError:
         pass
+
+
+def blas_controllable():
+    """True when NumPy's OpenBLAS thread count can be switched (the library was found)."""
+    if _funcs is None:
+        _load()
+    return bool(_funcs)
 
 
 class single_thread_blas:

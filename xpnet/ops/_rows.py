@@ -1,4 +1,5 @@
-"""Per-channel work on channels-last (rows, channels) matrices, with long inner loops.
+"""Per-channel work on channels-last (rows, channels) matrices, with long inner loops
+(and the ReLU kernel, which needs the same trick).
 
 Convolution outputs are kept channels-last, so bias adds, BatchNorm and bias gradients work
 on an (R, C) matrix with small C (16-64). Broadcasting a (C,) vector over it makes NumPy's
@@ -14,7 +15,11 @@ Example::
     total = fold(ones(R // k) @ rows, k, C)
 """
 
-__all__ = ['widening', 'tile', 'fold', 'channel_sum', 'add_channel_vector']
+import numpy as np
+
+from ..backend.hostpool import matmul as _mm
+
+__all__ = ['widening', 'tile', 'fold', 'channel_sum', 'add_channel_vector', 'relu_values']
 
 
 def widening(R, C, width=1024):
@@ -44,7 +49,7 @@ def channel_sum(xp, a):
     R, C = a2.shape
     k = widening(R, C)
     rows = a2.reshape(R // k, k * C)
-    return fold(xp.ones(R // k, dtype=a2.dtype) @ rows, k, C)
+    return fold(_mm(xp.ones(R // k, dtype=a2.dtype), rows), k, C)
 
 
 def add_channel_vector(xp, a, v):
@@ -56,3 +61,40 @@ def add_channel_vector(xp, a, v):
         return
     k = widening(R, C)
     a.reshape(R // k, k * C)[...] += tile(xp, v, k)
+
+
+# NumPy's SIMD loop for ``maximum`` runs only when both operands are contiguous: against the
+# scalar 0 a 4 MB float32 ReLU takes 0.52 ms, against a zero row broadcast over rows of this
+# length 0.16 ms (measured; an add of the same arrays takes 0.19 ms).
+_RELU_ROW = 16384
+_zero_rows = {}
+
+
+def _flat(a, order):
+    """The 1-D view of ``a``'s memory in the axis order ``order``, or None."""
+    t = a.transpose(order)
+    return t.reshape(-1) if t.flags.c_contiguous else None
+
+
+def relu_values(xp, x, out=None):
+    """``max(x, 0)`` (into ``out`` when given, which may be ``x``), NaN kept as NaN.
+
+    On the host, a float array whose memory is one contiguous block (in any axis order:
+    channels-last outputs are transposed views) is processed as rows against a cached row
+    of zeros; anything else uses ``xp.maximum(x, 0)``."""
+    if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < _RELU_ROW:
+        return xp.maximum(x, 0, out=out)
+    if out is None:
+        out = np.empty_like(x)             # same memory order as x
+    order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
+    fx, fy = _flat(x, order), _flat(out, order)
+    if fx is None or fy is None or out.strides != x.strides:
+        return np.maximum(x, 0, out=out)
+    zero = _zero_rows.get(x.dtype)
+    if zero is None:
+        zero = _zero_rows.setdefault(x.dtype, np.zeros(_RELU_ROW, dtype=x.dtype))
+    m = fx.size - fx.size % _RELU_ROW
+    np.maximum(fx[:m].reshape(-1, _RELU_ROW), zero, out=fy[:m].reshape(-1, _RELU_ROW))
+    if m < fx.size:
+        np.maximum(fx[m:], 0, out=fy[m:])
+    return out

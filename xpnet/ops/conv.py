@@ -52,6 +52,7 @@ import itertools
 
 import numpy as np
 
+from ..backend.hostpool import matmul as _mm
 from ..backend.memory import prime_host_allocator, scratch
 from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
 from ._rows import add_channel_vector, channel_sum
@@ -270,8 +271,8 @@ def _col2im_slabs(xp, slab, G, Cg, dtype, N, size, kernel, stride, pad, dilate, 
 def _gemm(xp, col, wm):
     """Per group: ``col[g] (M, Kc) @ wm[g].T (Kc, Og)``; -> (M, G*Og)."""
     if col.shape[0] == 1:
-        return col[0] @ wm[0].T
-    y = xp.matmul(col, wm.transpose(0, 2, 1))                 # (G, M, Og)
+        return _mm(col[0], wm[0].T)
+    y = _mm(col, wm.transpose(0, 2, 1))                 # (G, M, Og)
     return y.transpose(1, 0, 2).reshape(col.shape[1], -1)
 
 
@@ -319,7 +320,7 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
     tmp = xp.empty((G, M, Cg), dtype=dtype)
 
     def slab(i):
-        return xp.matmul(g2, wk[i], out=tmp)
+        return _mm(g2, wk[i], out=tmp)
     return _col2im_slabs(xp, slab, G, Cg, dtype, N, size, kernel, stride, pad, dilate, out)
 
 
@@ -336,9 +337,9 @@ def _weight_grad(xp, g, col, groups):
     M = col.shape[1]
     g2 = xp.ascontiguousarray(g).reshape(M, -1)
     if groups == 1:
-        return (g2.T @ col[0]).reshape(1, g2.shape[1], -1)
+        return _mm(g2.T, col[0]).reshape(1, g2.shape[1], -1)
     gg = g2.reshape(M, groups, -1).transpose(1, 2, 0)             # (G, Og, M)
-    return xp.matmul(gg, col)
+    return _mm(gg, col)
 
 
 def _channel_sum(xp, g):
@@ -465,7 +466,7 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
         # few input channels in channels-first memory (an image batch): unfold to the
         # transposed column matrix, whose copies run along image rows
         col = im2col_channels_first(xp, xcf, kernel, stride, pad, dilate, out)
-        y = (col.T @ wd.reshape(O, -1).T).reshape((x.shape[0],) + tuple(out) + (O,))
+        y = _mm(col.T, wd.reshape(O, -1).T).reshape((x.shape[0],) + tuple(out) + (O,))
         if not keep:
             scratch.give(col)
     else:
@@ -483,7 +484,7 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
             # first, so that the columns can go back to the pool before the input gradient
             # (which may unfold g into a matrix of the same size) runs
             if unfold_cf:
-                gw = (g.reshape(-1, O).T @ col.T).reshape(wshape)
+                gw = _mm(g.reshape(-1, O).T, col.T).reshape(wshape)
             else:
                 gw = _weight_from_matrix(_weight_grad(xp, g, col, groups), wshape, last)
             if not grad_retained():

@@ -1,5 +1,7 @@
 """Matrix products: dot (MXNet semantics), batch_dot, matmul, and the fused fully-connected op."""
 from ._base import _state, _wrap, promote, record_op, same_ctx, to_nd, unbroadcast
+from ..backend.hostpool import matmul as _mm
+from ._rows import relu_values
 
 __all__ = ['dot', 'batch_dot', 'matmul', 'fully_connected']
 
@@ -113,7 +115,7 @@ def matmul(a, b):
 def _act_forward(xp, y, act):
     """Apply ``act`` to ``y`` in place (``y`` is the op's own fresh output)."""
     if act == 'relu':
-        xp.maximum(y, 0, out=y)
+        relu_values(xp, y, out=y)
     elif act == 'tanh':
         xp.tanh(y, out=y)
     elif act == 'sigmoid':
@@ -161,7 +163,7 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
                          f'flatten={flatten}) but the weight expects {in_units} '
                          f'(weight shape {wd.shape})')
     xp = x._ctx.xp
-    y = x2 @ wd.T
+    y = _mm(x2, wd.T)
     if bias is not None:
         y += bias._data
     if act is not None:
@@ -177,8 +179,8 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
         if act is not None:
             g2 = _act_backward(g2, y2, act)
-        gx = (g2 @ wd).reshape(xshape) if need[0] else None
-        gw = g2.T @ x2 if need[1] else None
+        gx = _mm(g2, wd).reshape(xshape) if need[0] else None
+        gw = _mm(g2.T, x2) if need[1] else None
         gb = g2.sum(axis=0) if bias is not None and need[2] else None
         return gx, gw, gb
     return record_op(backward, (x, weight, bias), y, x._ctx, name='fully_connected')

@@ -5,6 +5,7 @@ Each op computes its forward once against ``xp`` and keeps only what its backwar
 import numpy as np
 
 from .. import random as _random
+from ..backend.hostpool import matmul as _mm
 from ._base import _state, _wrap, norm_axis, record_op, same_ctx, tracked, unbroadcast
 from ._rows import fold as _fold, tile as _tile, widening
 from .math import _sigmoid
@@ -318,7 +319,7 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale):
     def tile(v):                  # (C,) -> (k*C,)
         return _tile(xp, v, k)
 
-    mean = fold(ones @ xw) / R
+    mean = fold(_mm(ones, xw)) / R
     xs, shift = None, None        # backward's matrix and its per-channel offset from xc
     if xp is np:
         var = fold(xp.einsum('rc,rc->c', xw, xw)) / R - mean * mean
@@ -343,7 +344,7 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale):
 
     def backward(g):
         gw = _channel_rows(xp, g, axis)[0].reshape(R // k, k * C)
-        gb = fold(ones @ gw)                                 # sum of g per channel
+        gb = fold(_mm(ones, gw))                                 # sum of g per channel
         # sum of g * xhat = (sum(g * xs) - shift * sum(g)) * inv
         gg = (fold(xp.einsum('rc,rc->c', gw, xs)) - shift * gb) * inv
         gx = None

@@ -22,6 +22,7 @@ Example::
 import numpy as np
 
 from ._base import _wrap, needs_grad, record_op
+from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
 from ..backend.memory import prime_host_allocator
 from .conv import (_check_rank, _from_nsc, _pad_nsc, _prod, _to_nsc,
                    _tuple, normalize_layout)
@@ -135,14 +136,27 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
     axes = list(range(nd - 1, -1, -1))
     if pool_type == 'max':
         fill = -np.inf if x.dtype.kind == 'f' else np.iinfo(x.dtype).min
-        cur = _pad_nsc(xp, x, pad, extent, fill)
-        args, shapes = [], []
-        for d in axes:
-            shapes.append(cur.shape)
-            wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
-            best, arg = _max_along(xp, cur, wins, need is not None)
-            args.append(arg)
-            cur = best
+        keep_arg = need is not None
+        N = x.shape[0]
+        # On the host a large input is pooled in batch blocks over the host pool (each
+        # block runs the whole separable chain; one hand-off for several passes).
+        split = worth_splitting(x)
+
+        def forward_part(lo, hi):
+            cur = _pad_nsc(xp, x[lo:hi], pad, extent, fill)
+            args, shapes = [], []
+            for d in axes:
+                shapes.append(cur.shape)
+                wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
+                best, arg = _max_along(xp, cur, wins, keep_arg)
+                args.append(arg)
+                cur = best
+            return cur, args, shapes
+        parts = map_parts(forward_part, N) if split else [forward_part(0, N)]
+        bounds = [0]
+        for p in parts:
+            bounds.append(bounds[-1] + p[0].shape[0])
+        cur = parts[0][0] if len(parts) == 1 else xp.concatenate([p[0] for p in parts])
         # Ceil-mode windows holding no input element start in (or past) the right padding.
         for axis, (n, s, p, sz) in enumerate(zip(out, stride, pad, size), 1):
             first_empty = next((o for o in range(n) if o * s - p >= sz), n)
@@ -151,15 +165,39 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         result = _from_nsc(cur, last)
         if need is None:
             return _wrap(result, data._ctx)
+        crop = _crop(pad, size)
+
+        uncropped = tuple(extent) == tuple(size)
 
         def backward(g):
             g = _to_nsc(g, last)
-            for d, arg, shape in zip(axes[::-1], args[::-1], shapes[::-1]):
-                gin = _grad_buffer(xp, shape, g.dtype, d, kernel[d], stride[d], out[d])
-                wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
-                _scatter_max(xp, g, arg, gin, wins, stride[d] >= kernel[d])
-                g = gin
-            return (_from_nsc(g[_crop(pad, size)], last),)
+            # the blocks' gradients go straight into one buffer when nothing is cropped
+            gx = xp.empty(x.shape, dtype=g.dtype) if len(parts) > 1 else None
+
+            def backward_part(i):
+                lo, hi = bounds[i], bounds[i + 1]
+                _, args, shapes = parts[i]
+                gp = g[lo:hi]
+                for j, (d, arg, shape) in enumerate(zip(axes[::-1], args[::-1], shapes[::-1])):
+                    if gx is not None and uncropped and j == len(axes) - 1:
+                        gin = gx[lo:hi]
+                        if not (stride[d] == kernel[d] and shape[1 + d] == out[d] * stride[d]):
+                            gin[...] = 0
+                    else:
+                        gin = _grad_buffer(xp, shape, gp.dtype, d, kernel[d], stride[d],
+                                           out[d])
+                    wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
+                    _scatter_max(xp, gp, arg, gin, wins, stride[d] >= kernel[d])
+                    gp = gin
+                if gx is None:
+                    return gp[crop]
+                if not uncropped:
+                    gx[lo:hi] = gp[crop]
+            if gx is None:
+                return (_from_nsc(backward_part(0), last),)
+            run_parts(lambda lo, hi: [backward_part(i) for i in range(lo, hi)],
+                      len(parts), len(parts))
+            return (_from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='max_pooling')
 
     cur = _pad_nsc(xp, x, pad, extent, 0)
@@ -280,7 +318,7 @@ def _global_pool(data, xp, x, nd, last, pool_type):
             return (_from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='global_max_pooling')
     if flat.dtype.kind == 'f':
-        total = xp.matmul(xp.ones(P, dtype=flat.dtype), flat)     # N GEMVs: 3x a sum()
+        total = _mm(xp.ones(P, dtype=flat.dtype), flat)     # N GEMVs: 3x a sum()
     else:
         total = flat.sum(axis=1, dtype=np.float32)
     scale = 1.0 if pool_type == 'sum' else 1.0 / P

@@ -55,7 +55,7 @@ def test_validation_lines_and_totals(capsys):
     assert re.match(rf'\[Epoch 0\] Finished in {NUM}s, validation accuracy: {NUM}, validation '
                     rf'softmaxcrossentropyloss: {NUM}$', lines[i + 1])
     assert lines[i + 2].startswith('[Epoch 0] Finished in') and 'training accuracy' in lines[i + 2]
-    assert re.match(rf'Train for 3 batches\.$', lines[1])
+    assert re.match(r'Train for 3 batches\.$', lines[1])
     assert re.match(rf'Train finished using total \d+s with 1 epochs\. {METRICS}, validation '
                     rf'accuracy: {NUM}, validation softmaxcrossentropyloss: {NUM}$', lines[-1])
 

@@ -59,7 +59,6 @@ def run_case(d, ctx, stepwise=False):
             i += 1
     if spec['kind'] == 'layer':
         layout = spec['build'][1].get('layout', 'TNC')
-        batch = d['x'].shape[layout.find('N')]
         if states is None:
             block(x[:1] if layout == 'TNC' else x[:, :1])   # finish deferred init
     params = block.collect_params()

@@ -32,6 +32,8 @@ import heapq
 import itertools
 import threading
 
+from .backend.hostpool import is_deferred, resolve
+
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
 
@@ -248,6 +250,15 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
                 if g is None or x is None:
                     continue
                 src = x._node
+                if is_deferred(g):
+                    # a gradient still being computed in the background (a layer's weight
+                    # gradient, see backend.hostpool.defer): a leaf takes it at the end
+                    if src is None and x._grad is not None:
+                        _collect_leaf(leaves, x, g, False)
+                        continue
+                    g = resolve(g)
+                    if g is None:
+                        continue
                 if src is not None:
                     if src.grads is None and src.n_out == 1:   # first gradient: fast path
                         src.grads = [g]
@@ -257,12 +268,23 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
                         _collect_node(heap, src, x._oidx, g, False)
                 elif x._grad is not None:
                     _collect_leaf(leaves, x, g, False)
+    except BaseException:
+        # every background job of this pass finishes before backward returns
+        for entry in leaves.values():
+            try:
+                resolve(entry[1])
+            except BaseException:
+                pass
+        raise
     finally:
         _state.retain = prev_retain
 
+    for entry in leaves.values():
+        entry[1] = resolve(entry[1])
     bound = set()
     for leaf, g, owned in leaves.values():
-        _write_leaf(leaf, g, owned, bound, foreign)
+        if g is not None:
+            _write_leaf(leaf, g, owned, bound, foreign)
 
 
 def _collect_node(heap, node, idx, g, owned):
@@ -285,7 +307,11 @@ def _collect_leaf(leaves, leaf, g, owned):
     if entry is None:
         leaves[id(leaf)] = [leaf, g, owned]
     else:
-        entry[1] = _add(entry[1], g, entry[2])
+        prev, g = resolve(entry[1]), resolve(g)
+        if prev is None or g is None:
+            entry[1] = g if prev is None else prev
+            return
+        entry[1] = _add(prev, g, entry[2])
         entry[2] = True
 
 

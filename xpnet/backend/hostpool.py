@@ -35,13 +35,15 @@ Example::
 """
 import os
 import threading
+import time
 
 import numpy as np
 
 from .blas import blas_controllable, single_thread_blas
 
-__all__ = ['host_threads', 'run_parts', 'map_parts', 'worth_splitting', 'split_points', 'matmul',
-           'can_split_blas']
+__all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting', 'split_points', 'matmul',
+           'threaded_matmul', 'blas_threads_awake', 'can_split_blas', 'defer', 'Deferred',
+           'resolve', 'is_deferred', 'jobs_running']
 
 _MAX_THREADS = 8
 
@@ -113,6 +115,18 @@ def host_threads():
     return _threads
 
 
+def set_host_threads(n):
+    """Set the number of threads :func:`run_parts` splits work over (``None``: the
+    default, see ``XPNET_HOST_THREADS``); returns the previous setting. 1 turns splitting
+    and background jobs off."""
+    global _threads
+    previous = host_threads()
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f'set_host_threads: expected a positive integer or None, got {n!r}')
+    _threads = None if n is None else int(n)
+    return previous
+
+
 def split_points(n, parts):
     """``parts + 1`` boundaries splitting ``range(n)`` into near-equal contiguous parts."""
     return [n * i // parts for i in range(parts + 1)]
@@ -127,8 +141,9 @@ def run_parts(fn, n, parts=None):
     Runs ``fn(0, n)`` directly when the pool has one thread, ``n < 2``, or the pool is busy
     (nested calls, several calling threads).
     """
-    parts = min(host_threads() if parts is None else parts, n)
-    if parts < 2 or getattr(_local, 'inside', False) or not _pool_lock.acquire(blocking=False):
+    parts = min(host_threads() - _jobs_active, n, host_threads() if parts is None else parts)
+    if parts < 2 or getattr(_local, 'inside', False) or blas_threads_awake() or \
+            not _pool_lock.acquire(blocking=False):
         fn(0, n)
         return
     try:
@@ -167,6 +182,134 @@ def map_parts(fn, n, parts=None):
     return [results[k] for k in sorted(results)]
 
 
+# ---- background jobs ------------------------------------------------------------------------
+
+class Deferred:
+    """A value being computed by a background job (see :func:`defer`).
+
+    :meth:`result` waits for it -- or, when the job has not started yet, runs it in the
+    calling thread (so a caller that would only wait helps instead)."""
+    __slots__ = ('_fn', '_done', '_value', '_error', '_state')
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value = self._error = None
+        self._state = 'queued'                    # -> 'running' -> 'done'
+
+    def _run(self):
+        try:
+            self._value = self._fn()
+        except BaseException as err:              # re-raised by result()
+            self._error = err
+        finally:
+            self._fn = None
+            self._state = 'done'
+            self._done.release()
+
+    def result(self):
+        """The job's value (its exception is raised here)."""
+        if _claim(self):
+            self._run()
+        with self._done:                          # released once the job is done
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def part(self, i):
+        """A Deferred of ``result()[i]`` (for a job computing several values)."""
+        return _Item(self, i)
+
+
+class _Item:
+    __slots__ = ('_parent', '_index')
+
+    def __init__(self, parent, index):
+        self._parent, self._index = parent, index
+
+    def result(self):
+        value = self._parent.result()
+        return None if value is None else value[self._index]
+
+    def part(self, i):
+        return _Item(self, i)
+
+
+_jobs = []                       # queued Deferreds, oldest first
+_jobs_cond = threading.Condition(threading.Lock())
+_jobs_active = 0                 # queued or running background jobs
+_job_thread = None
+
+
+def _claim(d):
+    """Take a queued job out of the queue for the caller to run (False if started)."""
+    global _jobs_active
+    with _jobs_cond:
+        if d._state != 'queued':
+            return False
+        _jobs.remove(d)
+        _jobs_active -= 1
+        d._state = 'running'
+        return True
+
+
+def _job_loop():
+    global _jobs_active
+    _local.inside = True
+    while True:
+        with _jobs_cond:
+            while not _jobs:
+                _jobs_cond.wait()
+            d = _jobs.pop(0)
+            d._state = 'running'
+        try:
+            with single_thread_blas():
+                d._run()
+        finally:
+            with _jobs_cond:
+                _jobs_active -= 1
+
+
+def jobs_running():
+    """Number of background jobs queued or running."""
+    return _jobs_active
+
+
+def defer(fn):
+    """Start ``fn()`` on the host pool's background thread and return a :class:`Deferred`
+    of its value; meanwhile OpenBLAS runs on one thread and :func:`run_parts` uses one
+    thread fewer. Without a second thread (one CPU, or a BLAS whose threads cannot be
+    switched off) ``fn()`` runs now and its value is returned directly -- callers accept
+    both. For work off the critical path: the autograd engine resolves deferred leaf
+    gradients only when it writes them, at the end of the backward pass, so a layer's
+    weight gradient is computed while the backward pass goes on through earlier layers.
+    """
+    global _job_thread, _jobs_active
+    if not can_split_blas() or getattr(_local, 'inside', False) or blas_threads_awake():
+        return fn()
+    d = Deferred(fn)
+    with _jobs_cond:
+        if _job_thread is None:
+            _job_thread = threading.Thread(target=_job_loop, name='xpnet-host-jobs',
+                                           daemon=True)
+            _job_thread.start()
+        _jobs.append(d)
+        _jobs_active += 1
+        _jobs_cond.notify()
+    return d
+
+
+def resolve(value):
+    """``value.result()`` for a Deferred, else ``value`` itself."""
+    return value.result() if isinstance(value, (Deferred, _Item)) else value
+
+
+def is_deferred(value):
+    return isinstance(value, (Deferred, _Item))
+
+
 # Elementwise passes over fewer bytes than this stay on one thread: a 1 MB pass takes
 # ~0.06 ms, about what handing half of it to another thread costs.
 SPLIT_BYTES = 1 << 21
@@ -178,6 +321,40 @@ def worth_splitting(a):
 
 
 # ---- matrix products ------------------------------------------------------------------------
+
+# After a threaded product OpenBLAS's worker threads spin for about this long (2**28 cycles)
+# before they sleep. Splitting work over the pool meanwhile would put three busy threads on
+# two cores (measured: a Winograd layer 2.0 ms alone, 3.8-5 ms right after a threaded
+# GEMM), so run_parts runs serially and products stay threaded until the window has passed.
+BLAS_SPIN_SECONDS = 0.1
+_blas_awake_until = 0.0
+# OpenBLAS runs a GEMM on one thread below this many multiply-adds (its SMP threshold)
+_BLAS_THREADED_MNK = 65536 * 4
+
+
+def blas_threads_awake():
+    """Whether a threaded product issued through xpnet may still have OpenBLAS's worker
+    threads spinning."""
+    return time.monotonic() < _blas_awake_until
+
+
+def _note_threaded(mnk):
+    global _blas_awake_until
+    if mnk > _BLAS_THREADED_MNK and blas_controllable() and host_threads() > 1 and \
+            not _jobs_active:                     # (a job keeps BLAS on one thread)
+        _blas_awake_until = time.monotonic() + BLAS_SPIN_SECONDS
+
+
+def threaded_matmul(a, b, out=None):
+    """``a @ b`` on BLAS's own threads -- the fastest for a lone product of moderate size
+    (a Dense layer's: splitting a (128, 784) x (784, 512) product over the pool costs 1.1
+    against 0.84 ms) -- noting that OpenBLAS's threads are now awake (see
+    :func:`blas_threads_awake`)."""
+    y = a @ b if out is None else np.matmul(a, b, out=out)
+    if type(y) is np.ndarray and y.ndim >= 2 and a.ndim >= 2:
+        _note_threaded(y.size // max(1, y.shape[-1]) * a.shape[-1] * y.shape[-1])
+    return y
+
 
 # Below this many multiply-adds (M*N*K) a product runs whole on one thread: handing a part
 # to another thread and back costs ~0.1 ms, about a 6 M multiply-add product on one core.
@@ -197,6 +374,8 @@ def matmul(a, b, out=None):
     one thread. Device arrays go to their own ``matmul``."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
+    if blas_threads_awake() and not getattr(_local, 'inside', False):
+        return threaded_matmul(a, b, out)      # its threads are spinning anyway
     if a.ndim != 2 or b.ndim != 2 or not can_split_blas() or \
             a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MNK or getattr(_local, 'inside', False):
         with single_thread_blas():
@@ -205,14 +384,17 @@ def matmul(a, b, out=None):
     dtype = np.result_type(a.dtype, b.dtype)
     if K >= 8 * max(M, N):
         # a long reduction (a weight gradient: (O, rows) @ (rows, K*C)): each part
-        # multiplies its slab of the reduction axis into its own partial result, then the
-        # partials are added (splitting M or N would read the long operand twice)
-        parts = min(host_threads(), K)
-        start = {lo: i for i, lo in enumerate(split_points(K, parts)[:-1])}
-        partial = np.empty((parts, M, N), dtype=dtype)
-        run_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi], out=partial[start[lo]]),
-                  K, parts)
-        return np.sum(partial, axis=0, out=out)
+        # multiplies its slab of the reduction axis, then the partial products are added
+        # (splitting M or N would read the long operand twice). The pool decides how many
+        # parts actually run (maybe one), so the partials are whatever map_parts returns.
+        partial = map_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi]), K)
+        total = partial[0]
+        for p in partial[1:]:
+            total += p
+        if out is None:
+            return total
+        out[...] = total
+        return out
     if out is None:
         out = np.empty((M, N), dtype=dtype)
     if M >= N:

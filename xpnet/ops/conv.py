@@ -52,7 +52,8 @@ import itertools
 
 import numpy as np
 
-from ..backend.hostpool import matmul as _mm
+from ..backend import hostpool
+from ..backend.hostpool import matmul as _mm, run_parts, worth_splitting
 from ..backend.memory import prime_host_allocator, scratch
 from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
 from ._rows import add_channel_vector, channel_sum
@@ -218,11 +219,14 @@ def _unfold_channels_first(xd, last, groups, C, kernel, out):
             and xd.flags.c_contiguous)
 
 
-def im2col_channels_first(xp, x, kernel, stride, pad, dilate, out):
+def im2col_channels_first(xp, x, kernel, stride, pad, dilate, out, col=None):
     """Windows of a C-contiguous channels-first input ``x`` (N, C, *S) as the transposed
     column matrix ``(C * prod(K), N * prod(out))`` -- row = (channel, kernel offset), column
     = output position, so each copied run is a row of output positions. Its rows are in the
-    order of a channels-first weight (O, C, *K) reshaped to (O, C * prod(K))."""
+    order of a channels-first weight (O, C, *K) reshaped to (O, C * prod(K)).
+
+    ``col``: write into this ``(C, *K, N, *out)`` array (a view into a larger matrix)
+    instead, and return it."""
     N, C = x.shape[:2]
     size = x.shape[2:]
     nd = len(size)
@@ -235,8 +239,12 @@ def im2col_channels_first(xp, x, kernel, stride, pad, dilate, out):
     shape = (C,) + tuple(kernel) + (N,) + tuple(out)
     strides = (st[1],) + tuple(st[2 + i] * dilate[i] for i in range(nd)) + (st[0],) + \
         tuple(st[2 + i] * stride[i] for i in range(nd))
+    view = xp.lib.stride_tricks.as_strided(xpad, shape, strides)
+    if col is not None:
+        col[...] = view
+        return col
     col = scratch.take(xp, shape, x.dtype)
-    col[...] = xp.lib.stride_tricks.as_strided(xpad, shape, strides)
+    col[...] = view
     return col.reshape(C * _prod(kernel), N * _prod(out))
 
 
@@ -358,6 +366,20 @@ def _weight_from_matrix(gm, shape_cf, last):
     return g.transpose((0, g.ndim - 1) + tuple(range(1, g.ndim - 1)))
 
 
+def _in_background(xp, fn, need_w, need_b):
+    """``fn()``'s pair (weight gradient, bias gradient), on the host computed by a
+    background job while the backward pass goes on (the autograd engine waits for them
+    only when it writes the leaves' gradients): a convolution's weight gradient is off the
+    critical path, and the elementwise backward passes of the layers before it leave a
+    core idle. Device arrays, and a host without a second thread, compute them now."""
+    if not (need_w or need_b):
+        return None, None
+    value = fn() if xp is not np else hostpool.defer(fn)
+    if hostpool.is_deferred(value):
+        return value.part(0) if need_w else None, value.part(1) if need_b else None
+    return value
+
+
 # ---- convolution ---------------------------------------------------------------------------
 
 def _conv_args(data, weight, bias, stride, pad, dilate, groups, layout, op):
@@ -450,53 +472,78 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
 
         def backward_winograd(g):
             g = xp.ascontiguousarray(_to_nsc(g, last))
-            gx, gwm = winograd_backward(xp, g, saved, need[0], need[1])
-            gw = _weight_from_matrix(gwm, wshape, last) if need[1] else None
+            gx, weight_grad = winograd_backward(xp, g, saved, need[0], need[1])
             if gx is not None:
                 gx = _from_nsc(gx, last)
                 if gx.dtype != in_dtype:
                     gx = gx.astype(in_dtype)
-            return gx, gw, _channel_sum(xp, g) if need[2] else None
+
+            def parameter_grads():
+                return (_weight_from_matrix(weight_grad(), wshape, last) if need[1] else None,
+                        _channel_sum(xp, g) if need[2] else None)
+            return (gx,) + _in_background(xp, parameter_grads, need[1], need[2])
         return record_op(backward_winograd, (data, weight, bias), result, data._ctx,
                          need=need, name='convolution')
     keep = need is not None and need[1]
     xcf = _input_data(data, wd)
     unfold_cf = _unfold_channels_first(xcf, last, groups, C, kernel, out)
+    b = None if bias is None else bias._data.astype(np.result_type(xcf.dtype, wd.dtype),
+                                                    copy=False)
     if unfold_cf:
         # few input channels in channels-first memory (an image batch): unfold to the
-        # transposed column matrix, whose copies run along image rows
-        col = im2col_channels_first(xp, xcf, kernel, stride, pad, dilate, out)
-        y = _mm(col.T, wd.reshape(O, -1).T).reshape((x.shape[0],) + tuple(out) + (O,))
+        # transposed column matrix, whose copies run along image rows; on the host in
+        # batch blocks over the host pool (unfold, product and bias in one hand-off)
+        N, P, Kp = xcf.shape[0], _prod(out), _prod(kernel)
+        col = scratch.take(xp, (C * Kp, N * P), xcf.dtype)
+        col_nd = col.reshape((C,) + tuple(kernel) + (N,) + tuple(out))
+        y = xp.empty((N,) + tuple(out) + (O,), dtype=np.result_type(xcf.dtype, wd.dtype))
+        wT = wd.reshape(O, -1).T
+
+        def unfold_part(lo, hi):
+            im2col_channels_first(xp, xcf[lo:hi], kernel, stride, pad, dilate, out,
+                                  col=col_nd[(slice(None),) * (1 + nd) + (slice(lo, hi),)])
+            yp = y[lo:hi]
+            _mm(col[:, lo * P:hi * P].T, wT, out=yp.reshape(-1, O))
+            if b is not None:
+                add_channel_vector(xp, yp, b)
+        if xp is np and worth_splitting(col):
+            run_parts(unfold_part, N)
+        else:
+            unfold_part(0, N)
         if not keep:
             scratch.give(col)
     else:
         y, col = _conv_nsc(xp, x, wm, kernel, stride, pad, dilate, out, groups, keep_col=keep)
-    if bias is not None:
-        add_channel_vector(xp, y, bias._data.astype(y.dtype, copy=False))
+        if b is not None:
+            add_channel_vector(xp, y, b)
     result = _from_nsc(y, last)
     if need is None:
         return _wrap(result, data._ctx)
 
     def backward(g):
         g = xp.ascontiguousarray(_to_nsc(g, last))      # once, for every product below
-        gx = gw = gb = None
-        if need[1]:
-            # first, so that the columns can go back to the pool before the input gradient
-            # (which may unfold g into a matrix of the same size) runs
-            if unfold_cf:
-                gw = _mm(g.reshape(-1, O).T, col.T).reshape(wshape)
-            else:
-                gw = _weight_from_matrix(_weight_grad(xp, g, col, groups), wshape, last)
-            if not grad_retained():
-                scratch.give(col)         # this graph is freed after this call
-        if need[0]:
-            gx = _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, groups)
-            gx = _from_nsc(gx, last)
-            if gx.dtype != in_dtype:
-                gx = gx.astype(in_dtype)
-        if need[2]:
-            gb = _channel_sum(xp, g)
-        return gx, gw, gb
+        gx = None
+        retained = grad_retained()
+
+        def parameter_grads():
+            gw = gb = None
+            if need[1]:
+                if unfold_cf:
+                    gw = _mm(g.reshape(-1, O).T, col.T).reshape(wshape)
+                else:
+                    gw = _weight_from_matrix(_weight_grad(xp, g, col, groups), wshape, last)
+                if not retained:
+                    scratch.give(col)     # this graph is freed after this call
+            if need[2]:
+                gb = _channel_sum(xp, g)
+            return gw, gb
+        if not need[0]:
+            return (None,) + _in_background(xp, parameter_grads, need[1], need[2])
+        gx = _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, groups)
+        gx = _from_nsc(gx, last)
+        if gx.dtype != in_dtype:
+            gx = gx.astype(in_dtype)
+        return (gx,) + _in_background(xp, parameter_grads, need[1], need[2])
     return record_op(backward, (data, weight, bias), result, data._ctx, need=need,
                      name='convolution')
 

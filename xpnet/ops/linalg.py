@@ -1,6 +1,6 @@
 """Matrix products: dot (MXNet semantics), batch_dot, matmul, and the fused fully-connected op."""
 from ._base import _state, _wrap, promote, record_op, same_ctx, to_nd, unbroadcast
-from ..backend.hostpool import matmul as _mm
+from ..backend.hostpool import threaded_matmul as _mt
 from ._rows import relu_values
 
 __all__ = ['dot', 'batch_dot', 'matmul', 'fully_connected']
@@ -36,7 +36,7 @@ def dot(a, b, transpose_a=False, transpose_b=False):
     a2 = ad.reshape(-1, k)
     b2 = bd.reshape(k, -1)
     out_shape = ad.shape[:-1] + bd.shape[1:]
-    y = (a2 @ b2).reshape(out_shape)
+    y = _mt(a2, b2).reshape(out_shape)
     need = _need(a, b)
     if need is None:
         return _wrap(y, a._ctx)
@@ -44,8 +44,8 @@ def dot(a, b, transpose_a=False, transpose_b=False):
 
     def backward(g):
         g2 = g.reshape(a2.shape[0], b2.shape[1])
-        return ((g2 @ b2.T).reshape(sa) if need[0] else None,
-                (a2.T @ g2).reshape(sb) if need[1] else None)
+        return (_mt(g2, b2.T).reshape(sa) if need[0] else None,
+                _mt(a2.T, g2).reshape(sb) if need[1] else None)
     return record_op(backward, (a, b), y, a._ctx, name='dot')
 
 
@@ -163,7 +163,7 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
                          f'flatten={flatten}) but the weight expects {in_units} '
                          f'(weight shape {wd.shape})')
     xp = x._ctx.xp
-    y = _mm(x2, wd.T)
+    y = _mt(x2, wd.T)
     if bias is not None:
         y += bias._data
     if act is not None:
@@ -179,8 +179,8 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
         if act is not None:
             g2 = _act_backward(g2, y2, act)
-        gx = _mm(g2, wd).reshape(xshape) if need[0] else None
-        gw = _mm(g2.T, x2) if need[1] else None
+        gx = _mt(g2, wd).reshape(xshape) if need[0] else None
+        gw = _mt(g2.T, x2) if need[1] else None
         gb = g2.sum(axis=0) if bias is not None and need[2] else None
         return gx, gw, gb
     return record_op(backward, (x, weight, bias), y, x._ctx, name='fully_connected')

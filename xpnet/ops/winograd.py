@@ -255,9 +255,10 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
 def winograd_backward(xp, g, saved, need_x, need_w):
     """Gradients of :func:`winograd_forward` for the output gradient ``g`` (N, *out, O).
 
-    Returns ``(gx, gwm)``: gx (N, H, W, C) (or None) and the weight gradient as an
-    (O, 9*C) matrix in ``wm``'s column order (or None). Split over the batch on the host
-    like the forward pass; the weight gradient sums the parts' (36, O, C) products.
+    Returns ``(gx, weight_grad)``: gx (N, H, W, C) (or None), computed here (split over
+    the batch on the host like the forward pass), and a function computing the weight
+    gradient as an (O, 9*C) matrix in ``wm``'s column order (or None): the caller may run
+    it later, off the critical path (see ``backend.hostpool.defer``).
     """
     V, U, (N, H, W, C), pad, (OH, OW), (th, tw) = saved
     tt = th * tw
@@ -268,7 +269,8 @@ def winograd_backward(xp, g, saved, need_x, need_w):
     aligned = (OH, OW) == (4 * th, 4 * tw)
     R = 36 * max(C, O) * tt
     work = _Workspace(xp, dtype, N, R, R)
-    dU = {}
+    # the output-gradient tiles' transform dM is kept whole for the weight gradient
+    dM_all = xp.empty((36, N, tt, O), dtype=dtype) if need_w else None
     if need_x:
         gpad = xp.empty((N, 4 * th + 2, 4 * tw + 2, C), dtype=dtype)
     Ut = U.transpose(0, 2, 1) if need_x else None
@@ -280,7 +282,8 @@ def winograd_backward(xp, g, saved, need_x, need_w):
 
     def chunk(lo, c0, c1):
         n = c1 - c0
-        # regions: g's tiles (0) -> 1-D (1) -> dM (0); dM U^T (1) -> 1-D (0) -> dX (1)
+        # regions: g's tiles (0) -> 1-D (1) -> dM (0 or dM_all); dM U^T (1) -> 1-D (0)
+        # -> dX (1)
         gt = work.get(0, lo, n, (4, 4, n, th, tw, O))
         dst = gt.transpose(2, 3, 0, 4, 1, 5)
         if aligned:
@@ -289,10 +292,9 @@ def winograd_backward(xp, g, saved, need_x, need_w):
             gfull = xp.zeros((n, 4 * th, 4 * tw, O), dtype=dtype)
             gfull[:, :OH, :OW] = gsrc[c0:c1]
             dst[...] = gfull.reshape(n, th, 4, tw, 4, O)
-        dM = work.get(0, lo, n, (36, n * tt, O))
+        dM = _view(xp, dM_all[:, c0:c1], (36, n * tt, O)) if need_w else \
+            work.get(0, lo, n, (36, n * tt, O))
         _transform(xp, A, gt, work.get(1, lo, n, (24 * n * tt * O,)), dM)
-        if need_w:
-            dU[c0] = xp.matmul(dM.transpose(0, 2, 1), _view(xp, V[:, c0:c1], (36, n * tt, C)))
         if not need_x:
             return
         dV = work.get(1, lo, n, (36, n * tt, C))
@@ -316,15 +318,14 @@ def winograd_backward(xp, g, saved, need_x, need_w):
             t[:4, 4:6, :, :, last_c].transpose(2, 3, 0, 1, 4)
         gp[:, 4 * th:, 4 * tw:] = t[4:6, 4:6, :, last_r, last_c].transpose(2, 0, 1, 3)
     _run(xp, part, N)
-    gx = gwm = None
-    if need_w:
-        parts = [dU[k] for k in sorted(dU)]
-        dUs = parts[0]
-        for p in parts[1:]:
-            dUs = dUs + p
-        gw9 = _mm(xp, KGt, dUs.reshape(36, O * C)).reshape(9, O, C)      # (k, o, c)
-        gwm = xp.ascontiguousarray(gw9.transpose(1, 0, 2)).reshape(O, 9 * C)
+    gx = None
     if need_x:
         ph, pw = pad
         gx = gpad[:, ph:ph + H, pw:pw + W]
-    return gx, gwm
+
+    def weight_grad():
+        dU = _mm(xp, dM_all.reshape(36, N * tt, O).transpose(0, 2, 1),
+                 V.reshape(36, N * tt, C))                               # (36, O, C)
+        gw9 = _mm(xp, KGt, dU.reshape(36, O * C)).reshape(9, O, C)       # (k, o, c)
+        return xp.ascontiguousarray(gw9.transpose(1, 0, 2)).reshape(O, 9 * C)
+    return gx, (weight_grad if need_w else None)

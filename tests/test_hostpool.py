@@ -316,3 +316,30 @@ def test_relu_values_keeps_integers():
     a = np.arange(-20000, 20000, dtype=np.int32)
     np.testing.assert_array_equal(relu_values(np, a), np.maximum(a, 0))
     assert relu_values(np, a).dtype == np.int32
+
+
+@pytest.mark.skipif(not hasattr(__import__('os'), 'fork'), reason='needs os.fork')
+def test_pool_works_in_a_forked_child(pool):
+    """A child forked after the pool started has none of its threads: it starts afresh
+    instead of waiting forever for threads that do not exist."""
+    import os
+    hostpool.run_parts(lambda lo, hi: None, 6)           # parent's threads exist
+    assert hostpool.resolve(hostpool.defer(lambda: 1)) == 1
+    pid = os.fork()
+    if pid == 0:                                          # child
+        result = []
+
+        def work():
+            out = np.zeros(6)
+            hostpool.run_parts(lambda lo, hi: out.__setitem__(slice(lo, hi), 1), 6)
+            result.append(out.sum() == 6 and hostpool.resolve(hostpool.defer(lambda: 7)) == 7)
+        code = 1
+        try:
+            t = threading.Thread(target=work, daemon=True)
+            t.start()
+            t.join(20)
+            code = 3 if t.is_alive() else (0 if result == [True] else 2)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -20,6 +20,10 @@ Writing an op (see ``xpnet/ops``)::
 Rules for backward closures: return one gradient (or ``None``) per input, with the
 input's shape and dtype; never modify the incoming gradient in place (it may be shared);
 return fresh arrays or views of the incoming gradient, never an array saved from forward.
+A gradient may also be a ``backend.hostpool.Deferred`` (work running on a background
+thread, see ``hostpool.defer``): a leaf's is awaited only when the leaf gradients are
+written at the end of the pass, any other at once. Every background job of a pass has
+finished when ``backward`` returns, and a job's exception is raised from it.
 
 Example::
 

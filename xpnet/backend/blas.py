@@ -86,3 +86,13 @@ class single_thread_blas:
                 if _users == 0 and _saved not in (None, 1):
                     _funcs[1](_saved)
         return False
+
+
+def _after_fork_in_child():
+    global _users, _saved, _lock
+    _lock = threading.Lock()
+    _users, _saved = 0, None
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

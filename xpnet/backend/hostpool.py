@@ -1,31 +1,41 @@
-"""Intra-op parallelism for large host (NumPy) ops: the one place xpnet runs its own threads.
+"""xpnet's threads on the host: intra-op parallelism and background jobs for NumPy ops.
 
 NumPy runs every elementwise op, copy and reduction on one core; only its BLAS is threaded.
-In a convolution step that leaves one of two cores idle for about half the time -- worse
-than idle: after each threaded GEMM, OpenBLAS's worker threads spin for ~0.1 s waiting for
-the next one, so a second thread of ours would fight them for the core (measured: a 2.4 ms
-strided copy split over two threads takes 1.3 ms after a sleep, but no less than 2.4 ms
-right after a threaded GEMM).
+In a CNN training step that leaves one of two cores idle about half the time -- worse than
+idle: after each threaded GEMM, OpenBLAS's worker threads spin for ~0.1 s waiting for the
+next one, so a thread of ours would fight them for the core (measured on 2 cores: a 2.4 ms
+strided copy split over two threads takes 1.3 ms after a pause, but no less than 2.4 ms
+right after a threaded GEMM; a Winograd layer split in two takes 2.0 ms alone and 3.8-5
+ms right after one). This module is the threading policy of xpnet's host ops:
 
-:func:`run_parts` therefore takes over *both* kinds of parallelism for a block of work that
-splits along one axis (the batch): it switches OpenBLAS to one thread
-(:class:`~xpnet.backend.blas.single_thread_blas`) and runs the parts on a small pool of
-persistent threads, the caller doing its own share. Each part's GEMMs are then
-single-threaded and its copies and elementwise passes run beside the other part's; NumPy
-releases the GIL inside both. Measured on 2 cores (CIFAR's 32->32 3x3 layer, batch 32):
-split GEMMs match OpenBLAS's own two-thread GEMM, and the layer's forward + backward drop
-from 14.7 to 11.5 ms.
+- :func:`run_parts` runs a block of work that splits along one axis (the batch) on a
+  small pool of persistent threads, the caller doing its own share, with OpenBLAS on one
+  thread meanwhile (:class:`~xpnet.backend.blas.single_thread_blas`): each part's GEMMs
+  are single-threaded (two of them side by side match OpenBLAS's own two-thread GEMM,
+  5.6 ms for CIFAR's im2col product) and its copies and elementwise passes run beside the
+  other part's. NumPy releases the GIL inside both. Used by the Winograd convolution (a
+  whole chain of transforms and products per part: CIFAR's 32->32 layer forward 6.3 ->
+  5.7 ms, backward 8.5 -> 6.0 ms), the channels-first unfolding and max pooling.
+- :func:`matmul` is the product of those ops: split in row, column or reduction blocks
+  when large, on one thread when small -- it never wakes OpenBLAS's threads.
+- :func:`threaded_matmul` is the product of Dense layers and ``dot``: on OpenBLAS's own
+  threads, which are fastest for a lone product of moderate size; it notes that they are
+  now spinning (:func:`blas_threads_awake`), and for that window :func:`run_parts` runs
+  serially and :func:`matmul` stays threaded.
+- :func:`defer` runs work off the critical path -- a convolution's weight and bias
+  gradients -- on a background thread while the caller goes on; the autograd engine waits
+  for such gradients only when it writes them to the parameters.
 
-Parts are coarse (one per thread) because handing work to a thread and back costs
-~50-100 us in CPython. Callers split only blocks of at least a few hundred microseconds and
-allocate large buffers in the calling thread (so the parts write into views of them):
-glibc gives each thread its own malloc arena, whose large blocks are unmapped and
-page-faulted back in on every call.
+Handing work to a thread and back costs ~90 us in CPython on these machines, and each NumPy
+call of a part may wait ~30 us for the GIL while another part holds it, so parts are
+coarse (one per thread, a few large NumPy calls each) and write into buffers the caller
+allocated.
 
 Nested calls, calls from several threads at once (device threads of a multi-device step)
-and a pool of one thread run the parts one after another in the caller. Set
-``XPNET_HOST_THREADS`` (default: the number of CPUs this process may use, at most 8) to
-change the pool size; ``XPNET_HOST_THREADS=1`` turns the splitting off.
+and a pool of one thread run the parts one after another in the caller. The pool size is
+``XPNET_HOST_THREADS`` (default: the CPUs this process may use, at most 8) or
+:func:`set_host_threads`; 1 turns splitting and background jobs off. Results do not depend
+on the split except for the rounding of split reductions.
 
 Example::
 
@@ -41,9 +51,9 @@ import numpy as np
 
 from .blas import blas_controllable, single_thread_blas
 
-__all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting', 'split_points', 'matmul',
-           'threaded_matmul', 'blas_threads_awake', 'can_split_blas', 'defer', 'Deferred',
-           'resolve', 'is_deferred', 'jobs_running']
+__all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
+           'split_points', 'matmul', 'threaded_matmul', 'blas_threads_awake', 'can_split_blas',
+           'defer', 'Deferred', 'resolve', 'is_deferred', 'jobs_running']
 
 _MAX_THREADS = 8
 
@@ -107,6 +117,18 @@ _workers = []
 _threads = None
 
 
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads: start the pool afresh."""
+    global _pool_lock, _workers, _jobs, _jobs_cond, _jobs_active, _job_thread, _local
+    _pool_lock = threading.Lock()
+    _workers = []
+    _local = threading.local()
+    _jobs = []
+    _jobs_cond = threading.Condition(threading.Lock())
+    _jobs_active = 0
+    _job_thread = None
+
+
 def host_threads():
     """Threads :func:`run_parts` splits work over (1: no splitting)."""
     global _threads
@@ -138,8 +160,9 @@ def run_parts(fn, n, parts=None):
     ``fn`` must touch only its own part of any output (the parts run concurrently) and
     should write into buffers allocated by the caller. Inside, OpenBLAS runs on one thread.
     The first exception raised by any part is re-raised here after all parts finished.
-    Runs ``fn(0, n)`` directly when the pool has one thread, ``n < 2``, or the pool is busy
-    (nested calls, several calling threads).
+    Runs ``fn(0, n)`` directly when the pool has one thread, ``n < 2``, the pool is busy
+    (nested calls, several calling threads) or OpenBLAS's threads are awake; a running
+    background job takes one thread off the split. ``parts`` caps the number of parts.
     """
     parts = min(host_threads() - _jobs_active, n, host_threads() if parts is None else parts)
     if parts < 2 or getattr(_local, 'inside', False) or blas_threads_awake() or \
@@ -407,3 +430,7 @@ def matmul(a, b, out=None):
 def _xp_of(a):
     from . import get_array_module
     return get_array_module(a)
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

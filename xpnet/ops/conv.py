@@ -41,6 +41,13 @@ output gradient. Column matrices come from a small pool of reusable host buffers
 thresholds (``backend.memory.prime_host_allocator``): without either, every training step
 page-faults its large temporaries back in.
 
+Threads (``backend/hostpool.py``): on the host, products go through the pool's
+:func:`~xpnet.backend.hostpool.matmul` (split when large, never waking OpenBLAS's own
+threads), the Winograd path and the channels-first unfolding run in batch parts, and a
+convolution's weight and bias gradients are computed by a background job while the
+backward pass continues through the layers before it (the autograd engine waits for them
+when it writes the parameters' gradients).
+
 Pooling (``xpnet/ops/pool.py``) uses the same channels-last views and windows.
 
 Example::

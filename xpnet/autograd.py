@@ -36,7 +36,7 @@ import heapq
 import itertools
 import threading
 
-from .backend.hostpool import is_deferred, resolve
+from .backend.hostpool import is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
@@ -283,8 +283,9 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
     finally:
         _state.retain = prev_retain
 
-    for entry in leaves.values():
-        entry[1] = resolve(entry[1])
+    entries = list(leaves.values())
+    for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
+        entry[1] = g
     bound = set()
     for leaf, g, owned in leaves.values():
         if g is not None:

@@ -53,7 +53,7 @@ from .blas import blas_controllable, single_thread_blas
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
            'split_points', 'matmul', 'threaded_matmul', 'blas_threads_awake', 'can_split_blas',
-           'defer', 'Deferred', 'resolve', 'is_deferred', 'jobs_running']
+           'defer', 'Deferred', 'resolve', 'resolve_all', 'is_deferred', 'jobs_running']
 
 _MAX_THREADS = 8
 
@@ -231,10 +231,15 @@ class Deferred:
             self._state = 'done'
             self._done.release()
 
+    def _run_here(self):
+        """Run a claimed job in the calling thread (OpenBLAS kept asleep, as in jobs)."""
+        with single_thread_blas():
+            self._run()
+
     def result(self):
         """The job's value (its exception is raised here)."""
         if _claim(self):
-            self._run()
+            self._run_here()
         with self._done:                          # released once the job is done
             pass
         if self._error is not None:
@@ -331,6 +336,17 @@ def resolve(value):
 
 def is_deferred(value):
     return isinstance(value, (Deferred, _Item))
+
+
+def resolve_all(values):
+    """``[resolve(v) for v in values]``, but first running every job still queued in the
+    calling thread (in parallel with the job already running) before waiting."""
+    for v in values:
+        while isinstance(v, _Item):
+            v = v._parent
+        if isinstance(v, Deferred) and _claim(v):
+            v._run_here()
+    return [resolve(v) for v in values]
 
 
 # Elementwise passes over fewer bytes than this stay on one thread: a 1 MB pass takes

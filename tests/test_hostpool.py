@@ -128,8 +128,13 @@ def test_matmul_passes_device_arrays_through():
     from xpnet.backend import sim, to_device
     a = to_device(np.ones((2, 3)), sim(0))
     b = to_device(np.ones((3, 2)), sim(0))
-    y = hostpool.matmul(a, b)
-    assert type(y) is type(a)
+    from xpnet.backend import to_host
+    for mm in (hostpool.matmul, hostpool.threaded_matmul):
+        y = mm(a, b)
+        assert type(y) is type(a)
+        out = to_device(np.zeros((2, 2)), sim(0))
+        mm(a, b, out=out)
+        np.testing.assert_array_equal(to_host(out), np.full((2, 2), 3.0))
 
 
 def test_threaded_product_marks_blas_awake_and_run_parts_goes_serial(pool):

@@ -389,8 +389,10 @@ def threaded_matmul(a, b, out=None):
     (a Dense layer's: splitting a (128, 784) x (784, 512) product over the pool costs 1.1
     against 0.84 ms) -- noting that OpenBLAS's threads are now awake (see
     :func:`blas_threads_awake`)."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
     y = a @ b if out is None else np.matmul(a, b, out=out)
-    if type(y) is np.ndarray and y.ndim >= 2 and a.ndim >= 2:
+    if y.ndim >= 2 and a.ndim >= 2:
         _note_threaded(y.size // max(1, y.shape[-1]) * a.shape[-1] * y.shape[-1])
     return y
 

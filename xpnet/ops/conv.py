@@ -335,7 +335,7 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
     tmp = xp.empty((G, M, Cg), dtype=dtype)
 
     def slab(i):
-        return _mm(g2, wk[i], out=tmp)
+        return hostpool.threaded_matmul(g2, wk[i], out=tmp)
     return _col2im_slabs(xp, slab, G, Cg, dtype, N, size, kernel, stride, pad, dilate, out)
 
 

@@ -134,10 +134,11 @@ def _view(xp, a, shape):
     return a.reshape(shape)
 
 
-def _run(xp, fn, n):
-    """``fn(lo, hi)`` over the batch: split over the host pool on the CPU (see
-    ``xpnet/backend/hostpool.py``), whole on devices."""
-    if xp is np and hostpool.can_split_blas():
+def _run(xp, fn, n, nbytes):
+    """``fn(lo, hi)`` over the batch: split over the host pool on the CPU when the
+    scratch of the whole batch (``nbytes``) is large enough to pay for the hand-off (see
+    ``xpnet/backend/hostpool.py``), whole otherwise and on devices."""
+    if xp is np and hostpool.can_split_blas() and nbytes >= hostpool.SPLIT_BYTES:
         hostpool.run_parts(fn, n)
     else:
         fn(0, n)
@@ -251,7 +252,7 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
                 xp.add(src, b, out=full[c0:c1])
             else:
                 full[c0:c1] = src
-    _run(xp, part, N)
+    _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
     y = full.reshape(N, 4 * th, 4 * tw, O)
     if (OH, OW) != (4 * th, 4 * tw):
         y = y[:, :OH, :OW]
@@ -327,7 +328,7 @@ def winograd_backward(xp, g, saved, need_x, need_w):
         _view(xp, gp[:, :4 * th, 4 * tw:], (n, th, 4, 2, C))[...] = \
             t[:4, 4:6, :, :, last_c].transpose(2, 3, 0, 1, 4)
         gp[:, 4 * th:, 4 * tw:] = t[4:6, 4:6, :, last_r, last_c].transpose(2, 0, 1, 3)
-    _run(xp, part, N)
+    _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
     gx = None
     if need_x:
         ph, pw = pad

@@ -161,6 +161,15 @@ def test_blas_thread_count_is_restored(pool):
     assert get() == before
 
 
+def test_gil_switch_interval_is_lowered_only_while_threads_run(pool):
+    import sys
+    before = sys.getswitchinterval()
+    seen = []
+    hostpool.run_parts(lambda lo, hi: seen.append(sys.getswitchinterval()), 6)
+    assert max(seen) <= hostpool.GIL_SWITCH_SECONDS
+    assert sys.getswitchinterval() == before
+
+
 # ---- background jobs ------------------------------------------------------------------------------
 
 def needs_jobs():

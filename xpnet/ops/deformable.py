@@ -26,6 +26,7 @@ from ._base import _wrap, needs_grad, record_op, same_ctx
 from .conv import (_from_nsc, _gemm, _prod, _to_nsc, _tuple, _weight_from_matrix,
                    _weight_grad, _weight_matrix, conv_output_size, normalize_layout)
 from ..backend import scatter_add
+from ..backend.hostpool import threaded_matmul
 
 __all__ = ['deformable_convolution', 'modulated_deformable_convolution']
 
@@ -195,9 +196,9 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
         g2 = xp.ascontiguousarray(g).reshape(M, O)
         if need[0] or need[1] or need[2]:
             if groups == 1:
-                gcol = (g2 @ wm[0]).reshape(1, M, -1)
+                gcol = threaded_matmul(g2, wm[0]).reshape(1, M, -1)
             else:
-                gcol = xp.matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
+                gcol = threaded_matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
             gvals = gcol.reshape(groups, M, K, Cg).transpose(1, 2, 0, 3).reshape(
                 (N,) + out + (K, dgroups, Cd)).transpose(0, 1, 2, 4, 3, 5)
             gs = gvals * mk[..., None] if mk is not None else gvals

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..backend import to_device
 from ..backend.blas import single_thread_blas
+from ..backend.hostpool import threaded_matmul
 from ._base import _wrap, needs_grad, record_multi, record_op, same_ctx
 
 __all__ = ['rnn_sequence', 'rnn_gates', 'lstm_pointwise', 'gru_pointwise', 'sequence_mask',
@@ -168,7 +169,7 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
     x2 = xd.reshape(T * N, C)
     small_seq = xp is np and T * N * G * max(C, P) < _SMALL_SEQ
     with single_thread_blas(small_seq):
-        xw = (x2 @ wi.T).reshape(T, N, G)    # i2h of every step in one product
+        xw = threaded_matmul(x2, wi.T).reshape(T, N, G)    # i2h of every step at once
     if mode == 'gru':
         if bi is not None:
             xw += bi
@@ -428,9 +429,9 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
             dGx2 = dGx.reshape(TN, G)
             gx = gwi = gwh = gbi = gbh = gwr = None
             if need[0]:
-                gx = (dGx2 @ wi).reshape(T, N, C).astype(x.dtype, copy=False)
+                gx = threaded_matmul(dGx2, wi).reshape(T, N, C).astype(x.dtype, copy=False)
             if need[3]:
-                gwi = dGx2.T @ x2
+                gwi = threaded_matmul(dGx2.T, x2)
             dGh2 = dGh.reshape(TN, G)
             if need[4]:
                 gwh = dGh2.T @ hin.reshape(TN, P)

@@ -511,19 +511,23 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
         # few input channels in channels-first memory (an image batch): unfold to the
         # transposed column matrix, whose copies run along image rows; on the host in
         # batch blocks over the host pool (unfold, product and bias in one hand-off)
-        N, P, Kp = xcf.shape[0], _prod(out), _prod(kernel)
-        col = scratch.take(xp, (C * Kp, N * P), xcf.dtype)
-        col_nd = col.reshape((C,) + tuple(kernel) + (N,) + tuple(out))
+        # The bias rides in the product: a row of ones under the columns and the bias under
+        # the weight (no pass over the output; the weight gradient's product then gives the
+        # bias gradient as its last column).
+        N, P, CK = xcf.shape[0], _prod(out), C * _prod(kernel)
+        col = scratch.take(xp, (CK + (b is not None), N * P), xcf.dtype)
+        col_nd = col[:CK].reshape((C,) + tuple(kernel) + (N,) + tuple(out))
         y = xp.empty((N,) + tuple(out) + (O,), dtype=np.result_type(xcf.dtype, wd.dtype))
         wT = wd.reshape(O, -1).T
+        if b is not None:
+            wT = xp.concatenate([wT, b.reshape(1, O).astype(wT.dtype, copy=False)])
 
         def unfold_part(lo, hi):
             im2col_channels_first(xp, xcf[lo:hi], kernel, stride, pad, dilate, out,
                                   col=col_nd[(slice(None),) * (1 + nd) + (slice(lo, hi),)])
-            yp = y[lo:hi]
-            _mm(col[:, lo * P:hi * P].T, wT, out=yp.reshape(-1, O))
             if b is not None:
-                add_channel_vector(xp, yp, b)
+                col[CK, lo * P:hi * P] = 1
+            _mm(col[:, lo * P:hi * P].T, wT, out=y[lo:hi].reshape(-1, O))
         if xp is np and worth_splitting(col):
             run_parts(unfold_part, N)
         else:
@@ -549,12 +553,15 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
             gw = gb = None
             if need[1]:
                 if unfold_cf:
-                    gw = _mm(g.reshape(-1, O).T, col.T).reshape(wshape)
+                    gm = _mm(g.reshape(-1, O).T, col.T)     # (O, CK [+ 1: the bias])
+                    gw = gm[:, :CK].reshape(wshape)
+                    if gm.shape[1] > CK and need[2]:
+                        gb = xp.ascontiguousarray(gm[:, CK])
                 else:
                     gw = _weight_from_matrix(_weight_grad(xp, g, col, groups), wshape, last)
                 if not retained:
                     scratch.give(col)     # this graph is freed after this call
-            if need[2]:
+            if need[2] and gb is None:
                 gb = _channel_sum(xp, g)
             return gw, gb
         if not need[0]:

@@ -92,6 +92,25 @@ def test_map_parts_returns_results_in_order(pool):
         [(0, 3), (3, 6), (6, 9)]
 
 
+def test_pool_threads_each_keep_to_one_cpu(pool):
+    import os
+    if not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2 or \
+            not hostpool.PIN_THREADS:
+        pytest.skip('needs CPU affinity control and two CPUs')
+    mine = os.sched_getaffinity(0)
+    seen = {}
+    lock = threading.Lock()
+
+    def part(lo, hi):
+        import time
+        time.sleep(0.01)
+        with lock:
+            seen[threading.current_thread().name] = os.sched_getaffinity(0)
+    hostpool.run_parts(part, 3)
+    assert seen.pop(threading.current_thread().name) == mine      # the caller: untouched
+    assert seen and all(len(cpus) == 1 and cpus <= mine for cpus in seen.values())
+
+
 def test_set_host_threads_rejects_nonsense():
     with pytest.raises(ValueError, match='positive integer'):
         hostpool.set_host_threads(0)

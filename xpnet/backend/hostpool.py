@@ -31,6 +31,10 @@ call of a part may wait ~30 us for the GIL while another part holds it, so parts
 coarse (one per thread, a few large NumPy calls each) and write into buffers the caller
 allocated.
 
+Each pool thread keeps to one CPU of those the process may use (``XPNET_PIN_THREADS=0``
+turns that off): a woken thread may otherwise land on its waker's CPU and the two parts
+then share one core (rounds of the CIFAR benchmark 30 -> 45 ms now and then).
+
 Nested calls, calls from several threads at once (device threads of a multi-device step)
 and a pool of one thread run the parts one after another in the caller. The pool size is
 ``XPNET_HOST_THREADS`` (default: the CPUs this process may use, at most 8) or
@@ -84,12 +88,14 @@ class _Worker:
         self._done.acquire()
         self._task = None
         self._error = None
+        self._index = index
         self._thread = threading.Thread(target=self._loop, name=f'xpnet-host-{index}',
                                         daemon=True)
         self._thread.start()
 
     def _loop(self):
         _local.inside = True
+        _pin(self._index + 1)
         while True:
             self._go.acquire()
             fn, lo, hi = self._task
@@ -150,6 +156,22 @@ _local = threading.local()
 _pool_lock = threading.Lock()
 _workers = []
 _threads = None
+
+
+PIN_THREADS = os.environ.get('XPNET_PIN_THREADS', '1') != '0'
+
+
+def _pin(i):
+    """Keep the calling pool thread on one CPU (``i``-th of those this process may use):
+    each wake-up would otherwise be free to land on the CPU of the thread that woke it."""
+    if not PIN_THREADS:
+        return
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, {cpus[i % len(cpus)]})
+    except (AttributeError, OSError):
+        pass
 
 
 def _after_fork_in_child():
@@ -326,6 +348,7 @@ def _claim(d):
 def _job_loop():
     global _jobs_active
     _local.inside = True
+    _pin(-1)
     while True:
         with _jobs_cond:
             while not _jobs:

@@ -32,8 +32,10 @@ coarse (one per thread, a few large NumPy calls each) and write into buffers the
 allocated.
 
 Each pool thread keeps to one CPU of those the process may use (``XPNET_PIN_THREADS=0``
-turns that off): a woken thread may otherwise land on its waker's CPU and the two parts
-then share one core (rounds of the CIFAR benchmark 30 -> 45 ms now and then).
+turns that off; the calling thread is left alone): a woken thread may otherwise land on
+its waker's CPU, and the parts then share one core until the scheduler moves one (without
+pinning, some rounds of the CIFAR benchmark ran at ~45 instead of ~31 ms; with it such
+rounds were rarer -- the machines' noise makes this a weak measurement).
 
 Nested calls, calls from several threads at once (device threads of a multi-device step)
 and a pool of one thread run the parts one after another in the caller. The pool size is

@@ -153,7 +153,8 @@ def _transform(xp, A, src, tmp, out):
     """``out[i, j, :] = sum_{a, b} A[i, a] A[j, b] src[a, b, :]``: the 2-D transform
     ``A d A^T`` of every tile, as two 1-D passes through ``tmp`` -- two GEMMs with K = 6
     or 4 instead of one with the Kronecker matrix (K = 36 or 16): a third of the
-    multiplies (measured for CIFAR's input tiles on one core: 1.03 against 1.29 ms)."""
+    multiplies (measured for CIFAR's input tiles on one core: 1.03 against 1.29 ms; in
+    the whole training step, where two parts share the memory bandwidth, the same)."""
     p, q = A.shape
     L = src.size // (q * q)
     t = tmp[:p * q * L]
@@ -163,8 +164,10 @@ def _transform(xp, A, src, tmp, out):
 
 
 # Each part walks its samples in chunks whose largest scratch array holds about this many
-# bytes, so that a chunk's intermediates are still in cache when the next stage reads them
-# (the stages are memory-bound: a full-batch pass would stream ~10 MB arrays through DRAM).
+# bytes: for a large batch a part touches one chunk's scratch, not its whole share (the
+# buffers are allocated whole but only touched pages cost memory). Measured at CIFAR size:
+# no speed difference down to 1 MB chunks (cache reuse does not pay for itself), slower
+# below (more NumPy calls, each of which may wait for the GIL).
 CHUNK_BYTES = 1 << 23
 
 
@@ -172,7 +175,7 @@ class _Workspace:
     """Scratch regions for the parts: region ``r`` holds ``per_sample[r]`` numbers per
     sample. A part ``[lo, hi)`` walks its samples in chunks (:meth:`chunks`) and every
     chunk reuses the scratch at the part's first sample (:meth:`get`), so concurrent
-    parts never overlap and one part's chunks stay in the same cache-warm memory."""
+    parts never overlap and one part's chunks reuse the same memory."""
 
     def __init__(self, xp, dtype, n_samples, *per_sample):
         self.per_sample = per_sample

@@ -122,7 +122,8 @@ class _Worker:
 
 # While xpnet's threads run, CPython's GIL switch interval is lowered from 5 ms to this: a
 # thread coming back from a NumPy call waits at most this long for a thread that holds the
-# GIL in Python code (measured on the CIFAR benchmark step: 33.4 -> 32.4 ms median).
+# GIL in Python code (measured with the interval lowered for the whole CIFAR benchmark
+# step: 33.4 -> 32.4 ms median in one A/B run, 36.0 -> 33.8 in another; a small effect).
 GIL_SWITCH_SECONDS = 0.0005
 _region_lock = threading.Lock()
 _region_users = 0

@@ -286,7 +286,7 @@ class Deferred:
         self._value = self._error = None
         self._state = 'queued'                    # -> 'running' -> 'done'
 
-    def _run(self):
+    def _run(self, release=True):
         try:
             self._value = self._fn()
         except BaseException as err:              # re-raised by result()
@@ -294,7 +294,8 @@ class Deferred:
         finally:
             self._fn = None
             self._state = 'done'
-            self._done.release()
+            if release:
+                self._done.release()
 
     def _run_here(self):
         """Run a claimed job in the calling thread (OpenBLAS kept asleep, as in jobs)."""
@@ -360,10 +361,12 @@ def _job_loop():
             d._state = 'running'
         try:
             with _threads_running():
-                d._run()
+                d._run(release=False)
         finally:
+            # counted out and settings restored before anyone waiting sees the result
             with _jobs_cond:
                 _jobs_active -= 1
+            d._done.release()
 
 
 def jobs_running():

@@ -179,13 +179,9 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                 _, args, shapes = parts[i]
                 gp = g[lo:hi]
                 for j, (d, arg, shape) in enumerate(zip(axes[::-1], args[::-1], shapes[::-1])):
-                    if gx is not None and uncropped and j == len(axes) - 1:
-                        gin = gx[lo:hi]
-                        if not (stride[d] == kernel[d] and shape[1 + d] == out[d] * stride[d]):
-                            gin[...] = 0
-                    else:
-                        gin = _grad_buffer(xp, shape, gp.dtype, d, kernel[d], stride[d],
-                                           out[d])
+                    last_step = gx is not None and uncropped and j == len(axes) - 1
+                    gin = _grad_buffer(xp, shape, gp.dtype, d, kernel[d], stride[d], out[d],
+                                       out=gx[lo:hi] if last_step else None)
                     wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
                     _scatter_max(xp, gp, arg, gin, wins, stride[d] >= kernel[d])
                     gp = gin
@@ -283,12 +279,21 @@ def _scatter_max(xp, g, arg, gin, wins, disjoint):
             gin[win] += hit
 
 
-def _grad_buffer(xp, shape, dtype, d, k, s, o):
-    """The gradient buffer of one separable pooling step: uninitialized when the windows
-    along axis ``d`` tile it exactly (every element is then assigned), zeros otherwise."""
-    if s == k and shape[1 + d] == o * s:
-        return xp.empty(shape, dtype=dtype)
-    return xp.zeros(shape, dtype=dtype)
+def _tiles_exactly(shape, d, k, s, o):
+    """Whether the windows along axis ``d`` of ``shape`` cover it exactly once (every
+    element of a gradient buffer is then assigned by the scatter)."""
+    return s == k and shape[1 + d] == o * s
+
+
+def _grad_buffer(xp, shape, dtype, d, k, s, o, out=None):
+    """The gradient buffer of one separable pooling step (``out`` when given):
+    uninitialized when the windows tile it exactly, zeros otherwise."""
+    exact = _tiles_exactly(shape, d, k, s, o)
+    if out is None:
+        return xp.empty(shape, dtype=dtype) if exact else xp.zeros(shape, dtype=dtype)
+    if not exact:
+        out[...] = 0
+    return out
 
 
 def _axis_windows(ndim, d, k, s, o):

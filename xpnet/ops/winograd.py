@@ -144,11 +144,6 @@ def _run(xp, fn, n, nbytes):
         fn(0, n)
 
 
-def _mm(xp, a, b):
-    """A small product outside the parts (on the host: one BLAS thread, see hostpool)."""
-    return hostpool.matmul(a, b) if xp is np else a @ b
-
-
 def _transform(xp, A, src, tmp, out):
     """``out[i, j, :] = sum_{a, b} A[i, a] A[j, b] src[a, b, :]``: the 2-D transform
     ``A d A^T`` of every tile, as two 1-D passes through ``tmp`` -- two GEMMs with K = 6
@@ -228,7 +223,7 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
     x = x.astype(dtype, copy=False)
     # U[xi, c, o] = sum_k KG[xi, k] w[o, k, c]
     w9 = xp.ascontiguousarray(wm.reshape(O, 9, C).transpose(1, 2, 0)).reshape(9, C * O)
-    U = _mm(xp, KG, w9.astype(dtype, copy=False)).reshape(36, C, O)
+    U = hostpool.matmul(KG, w9.astype(dtype, copy=False)).reshape(36, C, O)
     b = None if bias is None else bias.astype(dtype, copy=False)
     V = xp.empty((36, N, tt, C), dtype=dtype)
     # scratch: the input tiles, then (once V holds their transform) the channel products,
@@ -338,8 +333,8 @@ def winograd_backward(xp, g, saved, need_x, need_w):
         gx = gpad[:, ph:ph + H, pw:pw + W]
 
     def weight_grad():
-        dU = _mm(xp, dM_all.reshape(36, N * tt, O).transpose(0, 2, 1),
-                 V.reshape(36, N * tt, C))                               # (36, O, C)
-        gw9 = _mm(xp, KGt, dU.reshape(36, O * C)).reshape(9, O, C)       # (k, o, c)
+        dU = hostpool.matmul(dM_all.reshape(36, N * tt, O).transpose(0, 2, 1),
+                             V.reshape(36, N * tt, C))                   # (36, O, C)
+        gw9 = hostpool.matmul(KGt, dU.reshape(36, O * C)).reshape(9, O, C)   # (k, o, c)
         return xp.ascontiguousarray(gw9.transpose(1, 0, 2)).reshape(O, 9 * C)
     return gx, (weight_grad if need_w else None)

@@ -250,6 +250,138 @@ def test_batch_norm_statistics_paths_gradcheck(mean, ctx):
                     rng.standard_normal(C)], ctx=ctx)
 
 
+# ---- BatchNorm + ReLU as one op ------------------------------------------------------------
+
+def _bn_args(ctx, mean, channels_last):
+    rng = np.random.default_rng(3)
+    C = 4
+    host = rng.standard_normal((5, C, 3, 6)) * 2 + mean
+    x = nd.array(host, ctx=ctx, dtype='float64')
+    if channels_last:                    # the memory layout convolution outputs have
+        x = ops.transpose(ops.transpose(x, (0, 2, 3, 1)).copy(), (0, 3, 1, 2))
+    gamma = nd.array(rng.standard_normal(C), ctx=ctx, dtype='float64')
+    beta = nd.array(rng.standard_normal(C), ctx=ctx, dtype='float64')
+    return x, gamma, beta
+
+
+@pytest.mark.parametrize('mean', [0.5, 1000.0])      # one-pass statistics / centred fallback
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('fix_gamma,center', [(False, True), (True, False)])
+def test_batch_norm_relu_equals_relu_of_batch_norm(mean, channels_last, fix_gamma, center,
+                                                   ctx):
+    results = []
+    for fused in (True, False):
+        x, gamma, beta = _bn_args(ctx, mean, channels_last)
+        for a in (x, gamma, beta):
+            a.attach_grad()
+        rm, rv = nd.zeros(4, ctx=ctx, dtype='float64'), nd.ones(4, ctx=ctx, dtype='float64')
+        head = np.random.default_rng(4).standard_normal(x.shape)
+        with autograd.record():
+            if fused:
+                y = ops.batch_norm(x, gamma, beta, rm, rv, fix_gamma=fix_gamma, center=center,
+                                   act='relu')
+            else:
+                y = ops.relu(ops.batch_norm(x, gamma, beta, rm, rv, fix_gamma=fix_gamma,
+                                            center=center))
+        y.backward(nd.array(head, ctx=ctx, dtype='float64'))
+        results.append([y.asnumpy(), x.grad.asnumpy(), gamma.grad.asnumpy(),
+                        beta.grad.asnumpy(), rm.asnumpy(), rv.asnumpy()])
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_relu_gradcheck(ctx):
+    rng = np.random.default_rng(5)
+    C = 3
+
+    def bn(x, g, b):
+        return ops.batch_norm(x, g, b, nd.zeros(C, ctx=ctx, dtype=x.dtype),
+                              nd.ones(C, ctx=ctx, dtype=x.dtype), training=True, act='relu')
+    check_grad(bn, [rng.standard_normal((4, C, 3, 2)), rng.standard_normal(C),
+                    rng.standard_normal(C)], ctx=ctx)
+
+
+def test_batch_norm_relu_in_inference_mode(ctx):
+    x, gamma, beta = _bn_args(ctx, 0.5, False)
+    rm = nd.array(np.linspace(-1, 1, 4), ctx=ctx, dtype='float64')
+    rv = nd.array(np.linspace(0.5, 2, 4), ctx=ctx, dtype='float64')
+    fused = ops.batch_norm(x, gamma, beta, rm, rv, training=False, act='relu').asnumpy()
+    plain = ops.batch_norm(x, gamma, beta, rm, rv, training=False).asnumpy()
+    np.testing.assert_allclose(fused, np.maximum(plain, 0), rtol=1e-12)
+
+
+def test_batch_norm_rejects_an_unknown_fused_activation():
+    x, gamma, beta = _bn_args(xpnet.cpu(), 0.5, False)
+    with pytest.raises(ValueError, match="act must be None or 'relu'"):
+        ops.batch_norm(x, gamma, beta, nd.zeros(4), nd.ones(4), act='tanh')
+
+
+class _RecordingBatchNorm:
+    """Records the ``act`` of every ops.batch_norm call."""
+
+    def __init__(self, monkeypatch):
+        self.acts = []
+        original = ops.batch_norm
+
+        def spy(*args, act=None, **kwargs):
+            self.acts.append(act)
+            return original(*args, act=act, **kwargs)
+        monkeypatch.setattr(ops, 'batch_norm', spy)
+
+
+def _bn_net(act='relu', cls=nn.BatchNorm):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, 3, in_channels=2), cls(), nn.Activation(act),
+            nn.Dense(3))
+    net.initialize(init=xpnet.init.Xavier())
+    return net
+
+
+def _run(net, x):
+    with autograd.record():
+        out = net(x)
+    out.backward()
+    return [out.asnumpy()] + [p.grad().asnumpy() for p in net.collect_params().values()
+                              if p.grad_req != 'null']
+
+
+def test_sequential_runs_batch_norm_and_relu_as_one_op(monkeypatch):
+    spy = _RecordingBatchNorm(monkeypatch)
+    x = nd.array(np.random.default_rng(6).standard_normal((3, 2, 6, 6)))
+    xpnet.random.seed(1)
+    net = _bn_net()
+    fused = _run(net, x)
+    assert spy.acts == ['relu']
+    # a hook must see BatchNorm's own output: the pair then runs as two layers
+    seen = []
+    net[1].register_forward_hook(lambda block, args, out: seen.append(out.asnumpy()))
+    separate = _run(net, x)
+    assert spy.acts == ['relu', None] and seen and (seen[0] < 0).any()
+    for a, b in zip(fused, separate):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('make', [
+    lambda: _bn_net(act='tanh'),                                  # not a ReLU
+    lambda: _bn_net(cls=type('MyBN', (nn.BatchNorm,), {            # forward overridden
+        'forward': lambda self, x: nn.BatchNorm.forward(self, x)})),
+])
+def test_sequential_fuses_only_plain_batch_norm_and_relu(make, monkeypatch):
+    spy = _RecordingBatchNorm(monkeypatch)
+    x = nd.array(np.random.default_rng(6).standard_normal((3, 2, 6, 6)))
+    _run(make(), x)
+    assert spy.acts == [None]
+
+
+def test_sequential_with_activation_hook_is_not_fused(monkeypatch):
+    spy = _RecordingBatchNorm(monkeypatch)
+    net = _bn_net()
+    net[2].register_forward_pre_hook(lambda block, args: None)
+    _run(net, nd.array(np.random.default_rng(6).standard_normal((3, 2, 6, 6))))
+    assert spy.acts == [None]
+
+
 # ---- widened per-channel helpers ---------------------------------------------------------
 
 def test_widening_and_row_helpers(ctx):

@@ -42,6 +42,19 @@ def _activation_block(activation):
     return Activation(activation)
 
 
+def _fuses_with_relu(block, nxt):
+    """Whether ``block`` and the next block ``nxt`` may run as ``block._forward_act(x,
+    'relu')``: ``block``'s class marks its own ``forward`` as fusable (BatchNorm: one op
+    for the normalization and the ReLU, see ``ops.batch_norm``) and does not override it,
+    ``nxt`` is a plain ``Activation('relu')``, and neither has hooks (a hook must see
+    ``block``'s own output). The result is the same as calling both."""
+    cls = type(block)
+    return (cls.forward is getattr(cls, '_relu_fusable_forward', None)
+            and type(nxt).forward is Activation.forward and nxt._act_type == 'relu'
+            and not (block._forward_hooks or block._forward_pre_hooks
+                     or nxt._forward_hooks or nxt._forward_pre_hooks))
+
+
 class Sequential(Block):
     """Stacks blocks sequentially: ``net.add(nn.Dense(10), nn.Dense(2))``."""
 
@@ -58,8 +71,16 @@ class Sequential(Block):
         return self
 
     def forward(self, x, *args):
-        for block in self._children.values():
-            x = block(x, *args)
+        blocks = list(self._children.values())
+        i = 0
+        while i < len(blocks):
+            block = blocks[i]
+            if not args and i + 1 < len(blocks) and _fuses_with_relu(block, blocks[i + 1]):
+                x = block._forward_act(x, 'relu')     # e.g. BatchNorm + ReLU as one op
+                i += 2
+            else:
+                x = block(x, *args)
+                i += 1
             args = ()
             if isinstance(x, (tuple, list)) and not isinstance(x, NDArray):
                 args = tuple(x[1:])

@@ -69,6 +69,11 @@ class BatchNorm(_AffineNorm):
                                      allow_deferred_init=True, differentiable=False)
 
     def forward(self, x):
+        return self._forward_act(x, None)
+
+    def _forward_act(self, x, act):
+        """``forward``, followed by the activation ``act`` (None or 'relu') in the same op:
+        ``Sequential`` calls this for a BatchNorm followed by ``Activation('relu')``."""
         axis = self._check_axis(x, self._axis, type(self).__name__)
         ctx = x.context
         gamma, beta = self._params(x.shape[axis], ctx)
@@ -77,12 +82,17 @@ class BatchNorm(_AffineNorm):
         return ops.batch_norm(x, gamma, beta, self.running_mean.data(ctx),
                               self.running_var.data(ctx), axis=axis, eps=self._epsilon,
                               momentum=self._momentum, fix_gamma=not self._scale,
-                              use_global_stats=self._use_global_stats)
+                              use_global_stats=self._use_global_stats, act=act)
 
     def __repr__(self):
         return (f'{type(self).__name__}(axis={self._axis}, eps={self._epsilon}, '
                 f'momentum={self._momentum}, fix_gamma={not self._scale}, '
                 f'use_global_stats={self._use_global_stats}, in_channels={self.gamma.shape[0]})')
+
+
+# Sequential runs a BatchNorm followed by Activation('relu') through _forward_act (a
+# subclass that overrides forward is called as written).
+BatchNorm._relu_fusable_forward = BatchNorm.forward
 
 
 class LayerNorm(_AffineNorm):

@@ -5,7 +5,9 @@ array worth splitting, every product split), so these tests mean the same on a o
 machine: the split ops must give the serial results, background jobs must finish before
 ``backward`` returns, and errors must surface in the caller.
 """
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -308,8 +310,9 @@ def _cnn():
 
 @pytest.mark.parametrize('batch', [5, 1])
 def test_cnn_with_split_ops_matches_serial(batch, pool):
-    """Winograd (16 channels), the channels-first unfolding (3 channels), max pooling and
-    the generic path, every part split over three threads (odd batch: uneven parts)."""
+    """Winograd (16 channels), the channels-first unfolding (3 channels), max pooling,
+    BatchNorm + ReLU (fused by the Sequential) and the generic path, every part split
+    over three threads (odd batch: uneven parts)."""
     x = np.random.default_rng(0).standard_normal((batch, 3, 12, 12))
     serial_run = _step_grads(_cnn, x, 1)
     split_run = _step_grads(_cnn, x, 3)
@@ -379,3 +382,74 @@ def test_pool_works_in_a_forked_child(pool):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+# ---- keeping the caller off the pool's CPUs ---------------------------------------------------
+
+def _affinity_or_skip():
+    if not hasattr(os, 'sched_getaffinity'):
+        pytest.skip('no sched_getaffinity on this platform')
+    mask = os.sched_getaffinity(0)
+    if len(mask) < 2:
+        pytest.skip('needs two CPUs')
+    return mask
+
+
+def test_caller_pinned_keeps_the_thread_off_pool_cpus_and_restores(monkeypatch):
+    mask = _affinity_or_skip()
+    taken = max(mask)
+    monkeypatch.setattr(hostpool, '_pool_cpus', {taken})
+    with hostpool.caller_pinned():
+        assert os.sched_getaffinity(0) == mask - {taken}
+        with hostpool.caller_pinned():               # nested: unchanged, not restored early
+            assert os.sched_getaffinity(0) == mask - {taken}
+        assert os.sched_getaffinity(0) == mask - {taken}
+    assert os.sched_getaffinity(0) == mask
+
+
+def test_caller_pinned_leaves_the_mask_alone_when_nothing_is_gained(monkeypatch):
+    mask = _affinity_or_skip()
+    monkeypatch.setattr(hostpool, '_pool_cpus', set(mask))     # no CPU would be left
+    with hostpool.caller_pinned():
+        assert os.sched_getaffinity(0) == mask
+    monkeypatch.setattr(hostpool, '_pool_cpus', set())          # pool threads not pinned
+    with hostpool.caller_pinned():
+        assert os.sched_getaffinity(0) == mask
+    assert os.sched_getaffinity(0) == mask
+
+
+def test_backward_restores_the_callers_cpu_mask(pool, monkeypatch):
+    mask = _affinity_or_skip()
+    monkeypatch.setattr(hostpool, '_pool_cpus', {max(mask)})
+    seen = []
+    x = nd.array(np.arange(6.0))
+    x.attach_grad()
+    with autograd.record():
+        y = (x * 2).sum()
+    orig = hostpool.resolve_all
+
+    def spy(values):
+        seen.append(os.sched_getaffinity(0))
+        return orig(values)
+    monkeypatch.setattr('xpnet.autograd.resolve_all', spy)
+    y.backward()
+    assert seen == [mask - {max(mask)}]
+    assert os.sched_getaffinity(0) == mask
+    np.testing.assert_allclose(x.grad.asnumpy(), 2.0)
+
+
+def test_a_pool_thread_started_by_a_pinned_caller_gets_its_own_cpu(monkeypatch):
+    """Threads inherit their creator's CPU mask: one started while the caller is pinned
+    must still pin itself among all of the caller's CPUs, not the narrowed set."""
+    mask = _affinity_or_skip()
+    monkeypatch.setattr(hostpool, '_pool_cpus', {max(mask)})
+    with hostpool.caller_pinned():
+        worker = hostpool._Worker(0)          # pins itself to the 2nd allowed CPU
+    expected = {sorted(mask)[1]}
+    for _ in range(200):
+        if os.sched_getaffinity(worker._thread.native_id) == expected:
+            break
+        time.sleep(0.005)
+    assert os.sched_getaffinity(worker._thread.native_id) == expected
+    worker.start(lambda lo, hi: None, 0, 1)
+    assert worker.join() is None

@@ -32,10 +32,15 @@ coarse (one per thread, a few large NumPy calls each) and write into buffers the
 allocated.
 
 Each pool thread keeps to one CPU of those the process may use (``XPNET_PIN_THREADS=0``
-turns that off; the calling thread is left alone): a woken thread may otherwise land on
-its waker's CPU, and the parts then share one core until the scheduler moves one (without
-pinning, some rounds of the CIFAR benchmark ran at ~45 instead of ~31 ms; with it such
-rounds were rarer -- the machines' noise makes this a weak measurement).
+turns that off): a woken thread may otherwise land on its waker's CPU, and the parts then
+share one core until the scheduler moves one (without pinning, some rounds of the CIFAR
+benchmark ran at ~45 instead of ~31 ms; with it such rounds were rarer -- the machines'
+noise makes this a weak measurement). The calling thread is kept off the pool's CPUs only
+while it waits on them (:class:`caller_pinned`: inside :func:`run_parts`, and the main
+thread during a backward pass, when background jobs run): after an idle spell it may
+wake on a pool thread's CPU and share it until the scheduler moves it (same-process A/B
+on the CIFAR benchmark, rounds of 10 steps after a 0.3 s pause: first step 52 -> 39 ms
+median, round 39 -> 36 ms; in an earlier run 44 -> 36 and 42 -> 36 ms).
 
 Nested calls, calls from several threads at once (device threads of a multi-device step)
 and a pool of one thread run the parts one after another in the caller. The pool size is
@@ -60,7 +65,8 @@ from .blas import blas_controllable, single_thread_blas
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
            'split_points', 'matmul', 'threaded_matmul', 'blas_threads_awake', 'can_split_blas',
-           'defer', 'Deferred', 'resolve', 'resolve_all', 'is_deferred', 'jobs_running']
+           'defer', 'Deferred', 'resolve', 'resolve_all', 'is_deferred', 'jobs_running',
+           'caller_pinned']
 
 _MAX_THREADS = 8
 
@@ -91,13 +97,14 @@ class _Worker:
         self._task = None
         self._error = None
         self._index = index
+        self._cpus = _allowed_cpus()
         self._thread = threading.Thread(target=self._loop, name=f'xpnet-host-{index}',
                                         daemon=True)
         self._thread.start()
 
     def _loop(self):
         _local.inside = True
-        _pin(self._index + 1)
+        _pin(self._index + 1, self._cpus)
         while True:
             self._go.acquire()
             fn, lo, hi = self._task
@@ -164,17 +171,68 @@ _threads = None
 PIN_THREADS = os.environ.get('XPNET_PIN_THREADS', '1') != '0'
 
 
-def _pin(i):
-    """Keep the calling pool thread on one CPU (``i``-th of those this process may use):
-    each wake-up would otherwise be free to land on the CPU of the thread that woke it."""
-    if not PIN_THREADS:
+_pool_cpus = set()        # CPUs the pool's threads are pinned to
+
+
+def _allowed_cpus():
+    """The CPUs the calling thread may use, as they were before :class:`caller_pinned`
+    narrowed them (a thread it starts meanwhile still gets its own CPU)."""
+    saved = getattr(_local, 'pinned_from', None)
+    if saved is not None:
+        return saved
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+
+
+def _pin(i, cpus):
+    """Keep the calling pool thread on one CPU (``i``-th of ``cpus``, those its creator
+    may use): each wake-up would otherwise be free to land on the CPU of the thread that
+    woke it."""
+    if not PIN_THREADS or not cpus:
         return
     try:
-        cpus = sorted(os.sched_getaffinity(0))
+        cpus = sorted(cpus)
         if len(cpus) > 1:
-            os.sched_setaffinity(0, {cpus[i % len(cpus)]})
+            cpu = cpus[i % len(cpus)]
+            os.sched_setaffinity(0, {cpu})
+            _pool_cpus.add(cpu)
     except (AttributeError, OSError):
         pass
+
+
+class caller_pinned:
+    """Keep the calling thread off the pool threads' CPUs while inside (reentrant; the
+    thread's own CPU mask is restored on leaving). Around a split (:func:`run_parts`)
+    and a backward pass (background jobs): otherwise, after an idle spell, the caller
+    may wake on a pool thread's CPU and the two share one core while the other idles
+    until the scheduler moves the caller (see the module docstring)."""
+    __slots__ = ('_saved',)
+
+    def __enter__(self):
+        self._saved = None
+        if not _pool_cpus or getattr(_local, 'pinned_from', None) is not None:
+            return self
+        try:
+            mask = os.sched_getaffinity(0)
+            free = mask - _pool_cpus
+            if free and free != mask:
+                os.sched_setaffinity(0, free)
+                self._saved = mask
+                _local.pinned_from = mask
+        except (AttributeError, OSError):
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            _local.pinned_from = None
+            try:
+                os.sched_setaffinity(0, self._saved)
+            except OSError:
+                pass
+        return False
 
 
 def _after_fork_in_child():
@@ -192,6 +250,7 @@ def _after_fork_in_child():
     _jobs_cond = threading.Condition(threading.Lock())
     _jobs_active = 0
     _job_thread = None
+    _pool_cpus.clear()
 
 
 def host_threads():
@@ -238,7 +297,7 @@ def run_parts(fn, n, parts=None):
         while len(_workers) < parts - 1:
             _workers.append(_Worker(len(_workers)))
         bounds = split_points(n, parts)
-        with _threads_running():
+        with _threads_running(), caller_pinned():
             for i in range(1, parts):
                 _workers[i - 1].start(fn, bounds[i], bounds[i + 1])
             _local.inside = True
@@ -349,10 +408,10 @@ def _claim(d):
         return True
 
 
-def _job_loop():
+def _job_loop(cpus):
     global _jobs_active
     _local.inside = True
-    _pin(-1)
+    _pin(-1, cpus)
     while True:
         with _jobs_cond:
             while not _jobs:
@@ -389,7 +448,8 @@ def defer(fn):
     d = Deferred(fn)
     with _jobs_cond:
         if _job_thread is None:
-            _job_thread = threading.Thread(target=_job_loop, name='xpnet-host-jobs',
+            _job_thread = threading.Thread(target=_job_loop, args=(_allowed_cpus(),),
+                                           name='xpnet-host-jobs',
                                            daemon=True)
             _job_thread.start()
         _jobs.append(d)

@@ -453,3 +453,41 @@ def test_a_pool_thread_started_by_a_pinned_caller_gets_its_own_cpu(monkeypatch):
     assert os.sched_getaffinity(worker._thread.native_id) == expected
     worker.start(lambda lo, hi: None, 0, 1)
     assert worker.join() is None
+
+
+@pytest.mark.parametrize('kind', ['spin', 'lock'])
+def test_signals_hand_over_between_threads(kind):
+    if kind == 'spin' and hostpool._SPIN is None:
+        pytest.skip('no glibc spinlocks here')
+    make = hostpool._SpinSignal if kind == 'spin' else hostpool._LockSignal
+    ping, pong = make(), make()
+    seen = []
+
+    def other():
+        for i in range(50):
+            ping.wait()
+            seen.append(i)
+            pong.post()
+    t = threading.Thread(target=other)
+    t.start()
+    for i in range(50):
+        ping.post()
+        pong.wait()
+        assert seen[-1] == i                 # the other side ran exactly once per post
+    t.join()
+
+
+def test_split_without_spin_join(tmp_path):
+    """XPNET_SPIN_JOIN=0 (or no glibc): the join sleeps on a lock; results are the same."""
+    import subprocess
+    import sys
+    code = ('import numpy as np\n'
+            'from xpnet.backend import hostpool\n'
+            'assert hostpool._SPIN is None\n'
+            'hostpool.set_host_threads(3)\n'
+            'out = np.zeros(10)\n'
+            'def part(lo, hi): out[lo:hi] = np.arange(lo, hi)\n'
+            'for _ in range(20): hostpool.run_parts(part, 10)\n'
+            'assert (out == np.arange(10)).all()\n')
+    env = dict(os.environ, XPNET_SPIN_JOIN='0')
+    subprocess.run([sys.executable, '-c', code], env=env, check=True, timeout=60)

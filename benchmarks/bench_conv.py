@@ -243,13 +243,14 @@ def bench_separate(name, args):
 
 
 def profile(name, steps):
-    """Where an xpnet step's time goes: each layer's forward (pre/post hooks) and each
-    op's backward (timed by wrapping the backward rule of every recorded node)."""
+    """Where an xpnet step's time goes: each layer's forward (timed by wrapping the
+    layer's ``forward`` -- and ``_forward_act``, through which a Sequential runs a
+    BatchNorm and the ReLU after it as one op; hooks would stop that) and each op's
+    backward (timed by wrapping the backward rule of every recorded node)."""
     import collections
     from xpnet import autograd as ag
     step = make_xp_case(name, np.random.default_rng(0))
     times = collections.defaultdict(float)
-    started = {}
     layers = []
 
     def collect(block):             # the outermost layers below the containers
@@ -259,14 +260,20 @@ def profile(name, steps):
         for child in block._children.values():
             collect(child)
     collect(step.model)
-    handles = []
+    def timed_method(layer, attr, key):
+        method = getattr(layer, attr)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = method(*args, **kwargs)
+            k = key + ('+' + args[1] if attr == '_forward_act' and args[1] else '')
+            times[k] += time.perf_counter() - t0
+            return out
+        setattr(layer, attr, timed)              # an instance attribute: removed after
     for layer in layers:
-        handles.append(layer.register_forward_pre_hook(
-            lambda b, a: started.__setitem__(id(b), time.perf_counter())))
-        handles.append(layer.register_forward_hook(
-            lambda b, a, o: times.__setitem__(
-                'forward  ' + type(b).__name__,
-                times['forward  ' + type(b).__name__] + time.perf_counter() - started[id(b)])))
+        for attr in ('forward', '_forward_act'):
+            if hasattr(layer, attr):
+                timed_method(layer, attr, 'forward  ' + type(layer).__name__)
     init = ag.Node.__init__
 
     def timed_init(node, inputs, backward, n_out=1, name=None):
@@ -300,8 +307,9 @@ def profile(name, steps):
     finally:
         ag.Node.__init__ = init
         hostpool.defer = defer
-        for h in handles:
-            h.detach()
+        for layer in layers:
+            for attr in ('forward', '_forward_act'):
+                layer.__dict__.pop(attr, None)
     print(f'\nxpnet {name}: {total:.2f} ms per step; by layer (forward) and op (backward):')
     for key, t in sorted(times.items(), key=lambda kv: -kv[1]):
         if t / steps * 1e3 >= 0.05:

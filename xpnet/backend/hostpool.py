@@ -99,7 +99,7 @@ def _spin_functions():
         libc = ctypes.CDLL(None)
         init, lock, unlock = (libc.pthread_spin_init, libc.pthread_spin_lock,
                               libc.pthread_spin_unlock)
-    except (OSError, AttributeError, ImportError):
+    except (OSError, AttributeError, ImportError, TypeError):   # (TypeError: Windows)
         return None
     init.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lock.argtypes = unlock.argtypes = [ctypes.c_void_p]

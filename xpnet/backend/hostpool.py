@@ -67,6 +67,7 @@ import time
 import numpy as np
 
 from .blas import blas_controllable, single_thread_blas
+from .memory import c_function
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
            'split_points', 'matmul', 'threaded_matmul', 'blas_threads_awake', 'can_split_blas',
@@ -92,15 +93,14 @@ def _default_threads():
 
 
 def _spin_functions():
-    """glibc's ``pthread_spin_lock``/``unlock`` through ctypes (which releases the GIL
-    around a foreign call), or None where they are not available."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        init, lock, unlock = (libc.pthread_spin_init, libc.pthread_spin_lock,
-                              libc.pthread_spin_unlock)
-    except (OSError, AttributeError, ImportError, TypeError):   # (TypeError: Windows)
+    """glibc's ``pthread_spin_init``/``lock``/``unlock`` (see ``memory.c_function``), or
+    None where they are not available."""
+    import ctypes
+    fns = [c_function(n) for n in ('pthread_spin_init', 'pthread_spin_lock',
+                                   'pthread_spin_unlock')]
+    if None in fns:
         return None
+    init, lock, unlock = fns
     init.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lock.argtypes = unlock.argtypes = [ctypes.c_void_p]
     init.restype = lock.restype = unlock.restype = ctypes.c_int

@@ -91,14 +91,22 @@ _MMAP_THRESHOLD = 32 << 20        # glibc's ceiling for the mmap threshold (64-b
 _TRIM_THRESHOLD = 1 << 30
 
 
+def c_function(name):
+    """The C library's function ``name`` through ctypes (which releases the GIL around
+    the call), looked up in the process's global namespace (glibc before 2.34 keeps the
+    pthread functions in libpthread), or None where it is not available."""
+    import ctypes
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError, TypeError):    # (TypeError: Windows)
+        return None
+
+
 def _glibc_mallopt():
     """glibc's ``mallopt`` (None with another C library)."""
     import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        fn = libc.mallopt
-    except (OSError, AttributeError):
+    fn = c_function('mallopt')
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int

@@ -19,6 +19,8 @@ Example::
     trainer.step(x.shape[0])
 """
 import json
+import math
+import re
 
 import numpy as np
 
@@ -26,13 +28,15 @@ from . import optimizer as opt
 from .backend import to_device
 from .layers.parameter import Parameter, _materialize_sparse
 from .ndarray import NDArray, RowSparseGrad, _wrap
-from .serialization import FileFormatError, load_npz, save_npz
+from .serialization import MAX_JSON_BYTES, FileFormatError, load_npz, parse_json, save_npz
 from .utils import _to_ctx as _to
 
 __all__ = ['Trainer', 'StatesFileError']
 
 _FORMAT = 'xpnet.trainer_states'
 _META_KEY = '__meta__'
+_STATE_KEY = re.compile(r's(\d+)(?:_\d+)*')
+_JSON_SCALARS = (bool, int, float, str, type(None))
 
 
 class StatesFileError(FileFormatError):
@@ -296,13 +300,35 @@ class Trainer:
             StatesFileError: the file is truncated, corrupt, or for another optimizer or
                 set of parameters (the message names the file).
         """
-        arrays = load_npz(fname, what='trainer states', error=StatesFileError)
-        try:
-            meta = json.loads(str(arrays.pop(_META_KEY)[()]))
-        except Exception as err:   # BadZipFile, CRC errors, EOFError, KeyError, JSON errors
-            raise StatesFileError(f'cannot read trainer states file {fname!r}: it is truncated, '
-                                  f'corrupt or not an xpnet trainer states file ({err})') from err
-        self.load_state_dict({'arrays': arrays, 'meta': meta}, _source=f'file {fname!r}')
+        source = f'file {fname!r}'
+        arrays = load_npz(fname, 'trainer states', StatesFileError,
+                          lambda headers: self._check_states_file(headers, source))
+        meta = parse_json(arrays.pop(_META_KEY), f'trainer states {source}', StatesFileError)
+        _check_meta(meta, self._optimizer, source)
+        self.load_state_dict({'arrays': arrays, 'meta': meta}, _source=source)
+
+    def _check_states_file(self, headers, source):
+        """The arrays of a states file to read: the metadata record and, for each
+        parameter, states of at most its size in float64 (checked before any is read)."""
+        meta = headers.get(_META_KEY)
+        if meta is None or meta.dtype.kind != 'U' or meta.shape != () or \
+                meta.nbytes > 4 * MAX_JSON_BYTES:
+            raise StatesFileError(f'{source} is not an xpnet trainer states file (no valid '
+                                  'metadata record)')
+        wanted = [_META_KEY]
+        for name, h in headers.items():
+            m = _STATE_KEY.fullmatch(name)
+            if name == _META_KEY or m is not None and int(m.group(1)) >= len(self._params):
+                continue            # states of other parameters: the metadata check names them
+            if m is None or h.dtype.kind not in 'biuf':
+                raise StatesFileError(f'{source}: unexpected array {name!r} ({h.dtype}) in a '
+                                      'trainer states file')
+            shape = self._params[int(m.group(1))].shape
+            if shape is not None and all(shape) and h.nbytes > 8 * math.prod(shape):
+                raise StatesFileError(f'{source}: state array {name!r} of shape {h.shape} is '
+                                      f'larger than its parameter ({shape})')
+            wanted.append(name)
+        return wanted
 
     def __repr__(self):
         return (f'Trainer({type(self._optimizer).__name__}, {len(self._params)} parameters, '
@@ -368,6 +394,59 @@ def _encode_state(state, key, arrays):
                 [_encode_state(s, f'{key}_{k}', arrays) for k, s in enumerate(state)]}
     raise TypeError(f'save_states: cannot save an optimizer state of type '
                     f'{type(state).__name__} (expected None, NDArray or tuples of them)')
+
+
+def _check_state_desc(desc, source, depth=0):
+    if desc is None:
+        return
+    if not isinstance(desc, dict) or len(desc) != 1 or depth > 8:
+        raise StatesFileError(f'{source}: malformed state description {desc!r:.80}')
+    (kind, value), = desc.items()
+    if kind == 'array' and isinstance(value, str):
+        return
+    if kind not in ('tuple', 'list') or not isinstance(value, list):
+        raise StatesFileError(f'{source}: malformed state description {desc!r:.80}')
+    for d in value:
+        _check_state_desc(d, source, depth + 1)
+
+
+def _check_meta(meta, optimizer, source):
+    """Refuse trainer-states metadata whose structure or types are not what
+    :meth:`Trainer.state_dict` writes (the file is untrusted)."""
+    def bad(what):
+        raise StatesFileError(f'{source}: malformed trainer states metadata ({what})')
+    if meta.get('format') != _FORMAT:
+        raise StatesFileError(f'{source}: not an xpnet trainer state (format '
+                              f'{meta.get("format")!r:.40})')
+    entries, opt_state = meta.get('params'), meta.get('optimizer')
+    if not isinstance(entries, list) or not isinstance(opt_state, dict):
+        bad("'params' must be a list and 'optimizer' a dict")
+    for i, e in enumerate(entries):
+        shape = e.get('shape') if isinstance(e, dict) else None
+        if not isinstance(e, dict) or e.get('index') != i or not isinstance(e.get('name'), str) \
+                or not (shape is None or isinstance(shape, list) and all(
+                    type(d) is int and d >= 0 for d in shape)):
+            bad(f'parameter entry {i}')
+        _check_state_desc(e.get('state'), source)
+    if opt_state.get('type') != type(optimizer).__name__:
+        return                  # load_state_dict names both optimizer types
+    hyper = opt_state.get('hyper')
+    allowed = optimizer.state_dict()['hyper']   # only attributes this optimizer saves
+    if not isinstance(hyper, dict) or any(
+            k not in allowed or not isinstance(v, _JSON_SCALARS) for k, v in hyper.items()):
+        bad('optimizer hyper-parameters')
+    for key in ('index_update_count', 'lr_mult', 'wd_mult', 'idx2name'):
+        pairs = opt_state.get(key, [])
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, str))
+                and isinstance(p[1], _JSON_SCALARS) for p in pairs):
+            bad(f'optimizer {key}')
+    sched = opt_state.get('lr_scheduler')
+    if sched is not None and not (isinstance(sched, dict) and all(
+            not k.startswith('__') and (isinstance(v, _JSON_SCALARS) or isinstance(v, list)
+                                        and all(isinstance(x, _JSON_SCALARS) for x in v))
+            for k, v in sched.items())):
+        bad('learning-rate scheduler')
 
 
 def _decode_state(desc, arrays, ctx, source):

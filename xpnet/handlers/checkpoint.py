@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin
-from ..serialization import load_npz, save_npz
+from ..serialization import load_record, save_npz
 from ._monitor import Monitor
 from ._period import check_period, every
 
@@ -255,8 +255,7 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
         if not os.path.exists(marker):
             raise CheckpointError(f'{marker} is missing: the checkpoint was not completed')
         try:
-            arrays = load_npz(marker, what='checkpoint record')
-            meta = json.loads(bytes(arrays.pop(_META)).decode('utf-8'))
+            meta, arrays = load_record(marker, 'checkpoint record', meta_key=_META)
         except Exception as err:
             raise CheckpointError(f'{marker} is truncated or corrupt ({err})') from err
         if not isinstance(meta, dict) or meta.get('format') != _FORMAT:

@@ -121,31 +121,35 @@ class _Archive:
         self.zip = zipfile.ZipFile(path)
         self.headers, self._members = {}, {}
         try:
-            self._scan(os.path.getsize(path))
+            self._scan()
         except BaseException:
             self.zip.close()
             raise
 
-    def _scan(self, size):
-        fail, compressed = self.fail, 0
-        for info in self.zip.infolist():
-            name = self._check_member(info)
-            compressed += info.compress_size
+    def _scan(self):
+        infos = self.zip.infolist()
+        seen = set()
+        names = [self._check_member(info, seen) for info in infos]
+        end = 0
+        for info in sorted(infos, key=lambda i: i.header_offset):
+            if info.header_offset < end:   # members sharing data: a zip bomb's trick
+                self.fail(f'its members overlap (at byte {info.header_offset})')
+            end = info.header_offset + 30 + len(info.orig_filename) + info.compress_size
+        for name, info in zip(names, infos):
             with self.zip.open(info) as fp:
                 header, offset = self._read_header(fp, name)
             self._check_sizes(info, header, offset)
             self.headers[name] = header
             self._members[name] = (info, offset)
-        if compressed > size:       # members sharing compressed data: a zip bomb's trick
-            fail(f'its members overlap ({compressed} compressed bytes in a {size}-byte file)')
 
-    def _check_member(self, info):
+    def _check_member(self, info, seen):
         fail = self.fail
         if not info.filename.endswith('.npy'):
             fail(f'member {info.filename!r} is not a .npy array')
         name = info.filename[:-4]
-        if name in self.headers:
+        if name in seen:
             fail(f'array {name!r} appears twice')
+        seen.add(name)
         if info.flag_bits & 0x1:
             fail(f'array {name!r} is encrypted')
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):

@@ -422,10 +422,8 @@ def _check_meta(meta, optimizer, source):
     if not isinstance(entries, list) or not isinstance(opt_state, dict):
         bad("'params' must be a list and 'optimizer' a dict")
     for i, e in enumerate(entries):
-        shape = e.get('shape') if isinstance(e, dict) else None
-        if not isinstance(e, dict) or e.get('index') != i or not isinstance(e.get('name'), str) \
-                or not (shape is None or isinstance(shape, list) and all(
-                    type(d) is int and d >= 0 for d in shape)):
+        if not isinstance(e, dict) or e.get('index') != i or \
+                not isinstance(e.get('name'), str) or not _is_shape(e.get('shape', 0)):
             bad(f'parameter entry {i}')
         _check_state_desc(e.get('state'), source)
     if opt_state.get('type') != type(optimizer).__name__:
@@ -436,17 +434,29 @@ def _check_meta(meta, optimizer, source):
             k not in allowed or not isinstance(v, _JSON_SCALARS) for k, v in hyper.items()):
         bad('optimizer hyper-parameters')
     for key in ('index_update_count', 'lr_mult', 'wd_mult', 'idx2name'):
-        pairs = opt_state.get(key, [])
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, str))
-                and isinstance(p[1], _JSON_SCALARS) for p in pairs):
+        if not _is_pairs(opt_state.get(key, None if key == 'index_update_count' else [])):
             bad(f'optimizer {key}')
     sched = opt_state.get('lr_scheduler')
-    if sched is not None and not (isinstance(sched, dict) and all(
-            not k.startswith('__') and (isinstance(v, _JSON_SCALARS) or isinstance(v, list)
-                                        and all(isinstance(x, _JSON_SCALARS) for x in v))
-            for k, v in sched.items())):
+    if sched is not None and not (isinstance(sched, dict) and isinstance(sched.get('type'), str)
+                                  and all(isinstance(k, str) and not k.startswith('__') and
+                                          _is_json_value(v) for k, v in sched.items())):
         bad('learning-rate scheduler')
+
+
+def _is_shape(shape):
+    return shape is None or isinstance(shape, list) and all(
+        type(d) is int and d >= 0 for d in shape)
+
+
+def _is_pairs(pairs):
+    return isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, str))
+        and isinstance(p[1], _JSON_SCALARS) for p in pairs)
+
+
+def _is_json_value(v):
+    return isinstance(v, _JSON_SCALARS) or isinstance(v, list) and all(
+        isinstance(x, _JSON_SCALARS) for x in v)
 
 
 def _decode_state(desc, arrays, ctx, source):

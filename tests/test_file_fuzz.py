@@ -57,7 +57,6 @@ def build_files(workdir):
     """The valid files and, for each, ``(path, load, documented error)``."""
     import logging
 
-    import xpnet
     from xpnet import layers as nn
     from xpnet.handlers import CheckpointHandler
     from xpnet.handlers.checkpoint import CheckpointError

@@ -6,7 +6,6 @@ import json
 import os
 import struct
 import tracemalloc
-import zipfile
 import zlib
 
 import numpy as np

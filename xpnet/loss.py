@@ -35,6 +35,7 @@ import numpy as np
 
 from . import ops
 from .backend import to_device
+from .backend.checks import check_labels
 from .layers.block import HybridBlock
 from .ndarray import NDArray, _wrap
 
@@ -269,6 +270,9 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     Sparse labels (default): ``-log_softmax(pred, axis)[label]`` with ``label`` the class
     index (int or float; shape of ``pred`` without ``axis``, or with ``axis`` of size 1).
+    A label that is not a whole number in ``[0, classes)`` (negative, too large,
+    fractional, NaN) raises ``ValueError`` (MXNet clips it silently); on a device the
+    error surfaces at the next read-back (see :mod:`xpnet.backend.checks`).
     Dense labels (``sparse_label=False``): ``-sum(label * log_softmax(pred), axis)``.
 
     Args:
@@ -318,6 +322,7 @@ class SoftmaxCrossEntropyLoss(Loss):
                                      f'prediction shape {pred.shape} (expected {reduced}: '
                                      f'the prediction without the class axis {axis})')
                 label = label.reshape(reduced)
+            check_labels(label._data, pred.shape[axis], name)   # no device sync
         else:
             label = _reshape_to(label, pred, name)
         loss = ops.softmax_cross_entropy(pred, label, axis, self._sparse_label,

@@ -20,6 +20,7 @@ Example::
 """
 import json
 import math
+import numbers
 import re
 
 import numpy as np
@@ -159,8 +160,11 @@ class Trainer:
                 already a mean).
             ignore_stale_grad: skip parameters whose gradient was not written by
                 ``backward()`` since the last step instead of raising.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'step')
         self.allreduce_grads()
         self._update(ignore_stale_grad)
 
@@ -181,8 +185,11 @@ class Trainer:
 
         With several devices, gradients not yet reduced by :meth:`allreduce_grads` are
         reduced first, so every replica gets the same update.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'update')
         if not self._reduced:
             self.allreduce_grads()
         self._update(ignore_stale_grad)
@@ -336,6 +343,16 @@ class Trainer:
 
 
 _MISSING = object()
+
+
+def _check_batch_size(batch_size, method):
+    """``batch_size`` if it is a positive finite number, else a ValueError saying so."""
+    if isinstance(batch_size, numbers.Real) and not isinstance(batch_size, bool) and \
+            0 < batch_size < math.inf:
+        return batch_size
+    raise ValueError(f'Trainer.{method}: batch_size must be a positive number (gradients are '
+                     f'scaled by 1/batch_size; pass 1 if the loss is already a mean), got '
+                     f'{batch_size!r}')
 
 
 def _allreduce(datas):

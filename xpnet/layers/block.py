@@ -32,8 +32,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, to_host
-from ..ndarray import NDArray
+from ..backend import Context, current_context, to_host
+from ..ndarray import NDArray, array
 from ..serialization import save_npz
 from .param_file import ParameterFileError, check_parameter_shapes, read_parameter_file
 from .parameter import DeferredInitializationError, Parameter, ParameterDict
@@ -41,6 +41,20 @@ from .parameter import DeferredInitializationError, Parameter, ParameterDict
 __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
 
 _name_counts = {}
+
+
+def _has_host_array(values):
+    return any(isinstance(v, np.ndarray) or isinstance(v, (list, tuple)) and
+               _has_host_array(v) for v in values)
+
+
+def _first_ndarray(values):
+    for v in values:
+        found = v if isinstance(v, NDArray) else \
+            _first_ndarray(v) if isinstance(v, (list, tuple)) else None
+        if found is not None:
+            return found
+    return None
 
 
 class Block:
@@ -307,12 +321,38 @@ class Block:
 
     # ---- calling -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if _has_host_array(args) or kwargs and _has_host_array(tuple(kwargs.values())):
+            args, kwargs = self._host_inputs_to_ndarray(args, kwargs)
         for hook in self._forward_pre_hooks.values():
             hook(self, args)
         out = self.forward(*args, **kwargs)
         for hook in self._forward_hooks.values():
             hook(self, args, out)
         return out
+
+    def _host_inputs_to_ndarray(self, args, kwargs):
+        """Plain NumPy arrays among the inputs as NDArrays, as MXNet converts them: on the
+        device of the first NDArray input, else of the block's parameters, else the
+        current context; float arrays take the parameters' float dtype (default float32)."""
+        found = _first_ndarray(args + tuple(kwargs.values()))
+        ctx, dtype = (found.context, None) if found is not None else (None, None)
+        for p in self.collect_params().values():
+            try:
+                ctx = ctx or p.list_ctx()[0]
+            except RuntimeError:      # not initialized: no device yet
+                continue
+            if dtype is None and np.dtype(p.dtype).kind == 'f':
+                dtype = p.dtype
+            break
+        ctx = ctx or current_context()
+
+        def convert(x):
+            if isinstance(x, np.ndarray):
+                return array(x, ctx, dtype if x.dtype.kind == 'f' else None)
+            if isinstance(x, (list, tuple)):
+                return type(x)(convert(v) for v in x)
+            return x
+        return convert(args), {k: convert(v) for k, v in kwargs.items()}
 
     def forward(self, *args):
         raise NotImplementedError(f'{type(self).__name__} must implement forward()')

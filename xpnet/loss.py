@@ -196,7 +196,8 @@ class Loss(HybridBlock):
     def _inputs(self, pred, label, arg='label', ref='prediction'):
         name = type(self).__name__
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: {ref} must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: {ref} must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         label = _reshape_to(_as_nd(label, pred, name, arg), pred, name, arg, ref)
         return pred, label
@@ -301,7 +302,8 @@ class SoftmaxCrossEntropyLoss(Loss):
     def forward(self, pred, label, sample_weight=None):
         name = 'SoftmaxCrossEntropyLoss'
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: pred must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: pred must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         ndim = pred.ndim
         if not -ndim <= self._axis < ndim:
@@ -394,7 +396,8 @@ class KLDivLoss(Loss):
     def forward(self, pred, label, sample_weight=None):
         name = 'KLDivLoss'
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: pred must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: pred must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         label = _cast(_as_nd(label, pred, name, 'label'), pred.dtype)
         # Gluon broadcasts here instead of reshaping; a same-size label is reshaped.

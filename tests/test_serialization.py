@@ -15,8 +15,9 @@ import xpnet
 from xpnet import layers as nn
 from xpnet.handlers import CheckpointHandler
 from xpnet.layers.mxnet_params import read_mxnet_params
-from xpnet.serialization import (FileFormatError, atomic_write, load_npz, load_record,
-                                 parse_json, read_npz_headers, save_npz, stale_temp_files)
+from xpnet.serialization import (FileFormatError, atomic_write, check_schema, load_npz,
+                                 load_record, parse_json, read_npz_headers, save_npz,
+                                 stale_temp_files)
 from xpnet.trainer import StatesFileError
 
 MB = 1 << 20
@@ -329,3 +330,30 @@ def test_checkpoint_record_reader_refuses_a_compressed_bomb(tmp_path):
     from xpnet.handlers.checkpoint import CheckpointError
     err, peak = peak_bytes(lambda: handler.read('m-epoch1batch1'))
     assert isinstance(err, CheckpointError) and peak < MB
+
+
+def test_check_schema_names_the_offending_field():
+    schema = {'version': int, 'files': [{'name': str, 'size': int}], 'at': (int, float)}
+    check_schema({'version': 1, 'files': [{'name': 'a', 'size': 3}], 'at': 1.5, 'x': None},
+                 schema, 'rec')
+    for bad, where in [({'version': True}, r'record.version must be int, got bool'),
+                       ({'files': {}}, r'record.files must be a list'),
+                       ({'files': [{'name': 'a', 'size': '3'}]}, r'record.files\[0\].size'),
+                       ({'at': 'now'}, r'record.at must be int or float')]:
+        value = {'version': 1, 'files': [], 'at': 0}
+        value.update(bad)
+        with pytest.raises(FileFormatError, match=where):
+            check_schema(value, schema, 'rec')
+    with pytest.raises(FileFormatError, match="lacks 'version'"):
+        check_schema({}, schema, 'rec')
+
+
+def test_checkpoint_record_with_wrong_types_is_an_invalid_checkpoint(tmp_path):
+    from xpnet.handlers.checkpoint import CheckpointError
+    handler = CheckpointHandler(str(tmp_path), 'm')
+    meta = {'format': 'xpnet-checkpoint', 'version': 1, 'saved_at': 0, 'checkpoint': 'm',
+            'params': ['not', 'a', 'file record'], 'states': {}, 'training': {}}
+    save_npz(str(tmp_path / 'm-epoch1batch1.progress'),
+             {'__meta__': np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+    with pytest.raises(CheckpointError, match='record.params must be an object'):
+        handler.read('m-epoch1batch1')

@@ -37,7 +37,8 @@ import numpy as np
 from .backend import to_host
 
 __all__ = ['FileFormatError', 'ArrayHeader', 'atomic_write', 'save_npz', 'stale_temp_files',
-           'read_npz_headers', 'load_npz', 'load_record', 'parse_json', 'MAX_JSON_BYTES']
+           'read_npz_headers', 'load_npz', 'load_record', 'parse_json', 'check_schema',
+           'MAX_JSON_BYTES']
 
 #: The largest JSON record (checkpoint record, trainer-states metadata) read.
 MAX_JSON_BYTES = 64 << 20
@@ -328,3 +329,34 @@ def parse_json(raw, what, error=FileFormatError, max_bytes=MAX_JSON_BYTES, kind=
     if kind is not None and not isinstance(value, kind):
         raise error(f'{what}: expected a JSON {kind.__name__}, got {type(value).__name__}')
     return value
+
+
+def check_schema(value, schema, what, error=FileFormatError, path='record'):
+    """Check the types of a decoded JSON record against ``schema``.
+
+    ``schema`` is a type or tuple of types (``bool`` is not accepted as an ``int``), a dict
+    of required keys to schemas (other keys are allowed), or a one-element list: a list
+    whose items all match that schema.
+
+    Example::
+
+        check_schema(meta, {'version': int, 'files': [{'name': str, 'size': int}]},
+                     'checkpoint record', CheckpointError)
+    """
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise error(f'{what}: {path} must be an object, got {type(value).__name__}')
+        for key, sub in schema.items():
+            if key not in value:
+                raise error(f'{what}: {path} lacks {key!r}')
+            check_schema(value[key], sub, what, error, f'{path}.{key}')
+    elif isinstance(schema, list):
+        if not isinstance(value, list):
+            raise error(f'{what}: {path} must be a list, got {type(value).__name__}')
+        for i, item in enumerate(value):
+            check_schema(item, schema[0], what, error, f'{path}[{i}]')
+    else:
+        types = schema if isinstance(schema, tuple) else (schema,)
+        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            names = ' or '.join(t.__name__ for t in types)
+            raise error(f'{what}: {path} must be {names}, got {type(value).__name__}')

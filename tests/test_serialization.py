@@ -114,6 +114,23 @@ def test_compressed_bomb_is_refused_from_its_header(tmp_path):
     assert peak < 2 * MB
 
 
+def test_ignored_extra_arrays_are_never_decompressed(tmp_path):
+    net = small_net()
+    members = []
+    for name, p in net.collect_params().items():
+        data = npy_header(p.shape) + p.data().asnumpy().astype('<f4').tobytes()
+        members.append((name + '.npy', data, 0, len(data), zlib.crc32(data)))
+    header = npy_header((4096, 4096))
+    payload, crc = deflated_zeros(header, 64 * MB)
+    members.append(('extra.npy', payload, 8, len(header) + 64 * MB, crc))
+    path = tmp_path / 'extra.params'
+    path.write_bytes(zip_archive(members))
+    with pytest.raises(nn.ParameterFileError, match="has 1 parameter.*extra.*ignore_extra"):
+        net.load_parameters(str(path))
+    err, peak = peak_bytes(lambda: net.load_parameters(str(path), ignore_extra=True))
+    assert err is None and peak < 2 * MB
+
+
 def test_declared_sizes_cannot_lie(tmp_path):
     """A header that understates the listed size, or a listed size that understates the
     stream: refused, or read only up to what the header declares."""
@@ -137,6 +154,7 @@ def test_declared_sizes_cannot_lie(tmp_path):
 
 
 MALFORMED = {'duplicate': 'appears twice', 'not_npy': 'not a .npy array',
+             'past_the_end': 'extends past the end',
              'bzip2': 'compression method 12', 'overlap': 'members overlap',
              'negative': 'negative shape', 'object': 'dtype object',
              'structured': 'structured', 'huge_header': 'Header info length'}
@@ -152,6 +170,11 @@ def test_malformed_archives(tmp_path, case):
         raw = zip_archive([member, member])
     elif case == 'not_npy':
         raw = zip_archive([('w.txt', data, 0, len(data), crc)])
+    elif case == 'past_the_end':
+        # a member listing 4 GB of compressed data in a tiny file (could claim 4 TB)
+        raw = zip_archive([member])
+        at = raw.index(b'PK\x01\x02') + 20          # the central entry's compressed size
+        raw = raw[:at] + struct.pack('<I', 0xFFFFFFF0) + raw[at + 4:]
     elif case == 'bzip2':
         raw = zip_archive([('w.npy', data, 12, len(data), crc)])
     elif case == 'overlap':

@@ -122,12 +122,12 @@ class _Archive:
         self.zip = zipfile.ZipFile(path)
         self.headers, self._members = {}, {}
         try:
-            self._scan()
+            self._scan(os.path.getsize(path))
         except BaseException:
             self.zip.close()
             raise
 
-    def _scan(self):
+    def _scan(self, size):
         infos = self.zip.infolist()
         seen = set()
         names = [self._check_member(info, seen) for info in infos]
@@ -136,6 +136,8 @@ class _Archive:
             if info.header_offset < end:   # members sharing data: a zip bomb's trick
                 self.fail(f'its members overlap (at byte {info.header_offset})')
             end = info.header_offset + 30 + len(info.orig_filename) + info.compress_size
+            if end > size:                 # so no member can claim more than the file holds
+                self.fail(f'member {info.orig_filename!r} extends past the end of the file')
         for name, info in zip(names, infos):
             with self.zip.open(info) as fp:
                 header, offset = self._read_header(fp, name)

@@ -28,46 +28,57 @@ def _regression_pair(label, pred, name):
                          f'with prediction shape {tuple(_host(pred).shape)}') from None
 
 
+class _BatchError(EvalMetric):
+    """A per-batch error of ``label - prediction`` (``_error``), averaged over the updates
+    (each batch counts once, as in Gluon)."""
+
+    def __init__(self, name, output_names=None, label_names=None):
+        super().__init__(name, output_names=output_names, label_names=label_names,
+                         has_global_stats=True)
+
+    @staticmethod
+    def _error(d):
+        raise NotImplementedError
+
+    def update(self, labels, preds):
+        for label, pred in _pairs(labels, preds, self.name):
+            self._accumulate(self._error(_regression_pair(label, pred, self.name)), 1)
+
+
 @register
-class MAE(EvalMetric):
+class MAE(_BatchError):
     """Mean absolute error, averaged over the updates (each batch counts once)."""
 
     def __init__(self, name='mae', output_names=None, label_names=None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(name, output_names, label_names)
 
-    def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
-            d = _regression_pair(label, pred, self.name)
-            self._accumulate(float(numpy.abs(d).mean()), 1)
+    @staticmethod
+    def _error(d):
+        return float(numpy.abs(d).mean())
 
 
 @register
-class MSE(EvalMetric):
+class MSE(_BatchError):
     """Mean squared error, averaged over the updates (each batch counts once)."""
 
     def __init__(self, name='mse', output_names=None, label_names=None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(name, output_names, label_names)
 
-    def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
-            d = _regression_pair(label, pred, self.name)
-            self._accumulate(float(numpy.square(d).mean()), 1)
+    @staticmethod
+    def _error(d):
+        return float(numpy.square(d).mean())
 
 
 @register
-class RMSE(EvalMetric):
+class RMSE(_BatchError):
     """Root mean squared error of each batch, averaged over the updates."""
 
     def __init__(self, name='rmse', output_names=None, label_names=None):
-        super().__init__(name, output_names=output_names, label_names=label_names,
-                         has_global_stats=True)
+        super().__init__(name, output_names, label_names)
 
-    def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
-            d = _regression_pair(label, pred, self.name)
-            self._accumulate(math.sqrt(float(numpy.square(d).mean())), 1)
+    @staticmethod
+    def _error(d):
+        return math.sqrt(float(numpy.square(d).mean()))
 
 
 @_alias('pearsonr')

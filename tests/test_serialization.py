@@ -307,9 +307,10 @@ CRAFTED = {'negative_dim': 'negative shape', 'huge_count': 'declares 46116860184
 def test_mxnet_reader_refuses_crafted_files_at_once(tmp_path, case):
     rec = mx_record((2,))
     files = {
-        # the 56-byte file that used to walk backwards through itself for ever
-        'negative_dim': (struct.pack('<QQQ', 0x112, 0, 1) + struct.pack('<Iiiq', 0xF993FAC9,
-                         0, 1, -1000) + struct.pack('<iii', 1, 0, 0)).ljust(56, b'\0'),
+        # a record of shape (10, -1): its -40 data bytes sent the old reader back to the
+        # record's start, reading it again for ever (with a count of 2**62)
+        'negative_dim': struct.pack('<QQQ', 0x112, 0, 3) + struct.pack(
+            '<Iiiqq', 0xF993FAC9, 0, 2, 10, -1) + struct.pack('<iii', 1, 0, 0),
         'huge_count': struct.pack('<QQQ', 0x112, 0, 1 << 62) + rec,
         'huge_dim': mx_file([mx_record((1 << 40,), data=b'')]),
         'huge_ndim': mx_file([struct.pack('<Iii', 0xF993FAC9, 0, 1 << 30)]),

@@ -68,16 +68,18 @@ def frame_mse(net, data, label):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--train', type=int, default=384, help='training sequences')
-    ap.add_argument('--val', type=int, default=64, help='validation sequences')
-    ap.add_argument('--frames', type=int, default=8)
-    ap.add_argument('--size', type=int, default=16)
-    ap.add_argument('--hidden', type=int, default=16)
-    ap.add_argument('--batch-size', type=int, default=16)
-    ap.add_argument('--epochs', type=int, default=8)
-    ap.add_argument('--lr', type=float, default=0.01)
-    ap.add_argument('--seed', type=int, default=0)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--train', type=int, default=384, help='training sequences (default 384)')
+    ap.add_argument('--val', type=int, default=64, help='validation sequences (default 64)')
+    ap.add_argument('--frames', type=int, default=8, help='frames per sequence (default 8)')
+    ap.add_argument('--size', type=int, default=16, help='frame height and width (default 16)')
+    ap.add_argument('--hidden', type=int, default=16,
+                    help='ConvLSTM hidden channels (default 16)')
+    ap.add_argument('--batch-size', type=int, default=16, help='sequences per batch (default 16)')
+    ap.add_argument('--epochs', type=int, default=8, help='epochs to train (default 8)')
+    ap.add_argument('--lr', type=float, default=0.01, help='Adam learning rate (default 0.01)')
+    ap.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     ap.add_argument('--gpu', action='store_true', help='train on gpu(0)')
     args = ap.parse_args(argv)
 

@@ -57,8 +57,11 @@ def train(model_dir=None, crash_after=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='interrupt and resume a training run')
-    parser.add_argument('--out', default=os.path.join('runs', 'resume'))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default=os.path.join('runs', 'resume'),
+                        help='directory for the checkpoints (default runs/resume; its '
+                             'checkpoints/ folder is emptied first)')
     args = parser.parse_args(argv)
     model_dir = os.path.join(args.out, 'checkpoints')
     shutil.rmtree(model_dir, ignore_errors=True)

@@ -124,20 +124,25 @@ def load_data(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--train', required=True, help='training corpus (plain text)')
     ap.add_argument('--val', help='validation corpus (default: last 10%% of --train)')
-    ap.add_argument('--emsize', type=int, default=200)
-    ap.add_argument('--nhid', type=int, default=200)
-    ap.add_argument('--nlayers', type=int, default=1)
-    ap.add_argument('--projection', type=int, default=0, help='LSTMP projection size')
-    ap.add_argument('--dropout', type=float, default=0.2)
-    ap.add_argument('--bptt', type=int, default=35)
-    ap.add_argument('--batch-size', type=int, default=20)
-    ap.add_argument('--epochs', type=int, default=5)
-    ap.add_argument('--lr', type=float, default=20.0)
-    ap.add_argument('--clip', type=float, default=0.25)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--emsize', type=int, default=200, help='embedding size (default 200)')
+    ap.add_argument('--nhid', type=int, default=200, help='LSTM hidden units (default 200)')
+    ap.add_argument('--nlayers', type=int, default=1, help='LSTM layers (default 1)')
+    ap.add_argument('--projection', type=int, default=0,
+                    help='LSTMP projection size (default 0: a plain LSTM)')
+    ap.add_argument('--dropout', type=float, default=0.2, help='dropout (default 0.2)')
+    ap.add_argument('--bptt', type=int, default=35,
+                    help='tokens per truncated back-propagation window (default 35)')
+    ap.add_argument('--batch-size', type=int, default=20,
+                    help='parallel token streams (default 20)')
+    ap.add_argument('--epochs', type=int, default=5, help='epochs to train (default 5)')
+    ap.add_argument('--lr', type=float, default=20.0, help='SGD learning rate (default 20)')
+    ap.add_argument('--clip', type=float, default=0.25,
+                    help='global gradient norm clip (default 0.25)')
+    ap.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     ap.add_argument('--gpu', action='store_true', help='train on gpu(0)')
     args = ap.parse_args(argv)
 

@@ -199,6 +199,43 @@ def test_timeout_raises_a_clear_error():
         next(iter(loader))
 
 
+def test_timeout_does_not_wait_for_stuck_workers_and_they_stop():
+    """The error comes at about ``timeout`` even while every worker is stuck inside a
+    sample (it used to wait 10 s per worker); once released they exit, loading nothing
+    more."""
+    release, entered = threading.Event(), []
+
+    class Stuck(Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            entered.append(i)
+            release.wait(60)
+            return i
+
+    before = set(worker_threads())
+    loader = DataLoader(Stuck(), batch_size=4, num_workers=2, timeout=0.2)
+    outcome = []
+
+    def consume():
+        try:
+            next(iter(loader))
+        except TimeoutError as err:
+            outcome.append(err)
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    consumer.join(10)           # a generous hang guard, not a timing measurement
+    stuck = [t for t in worker_threads() if t not in before]
+    release.set()
+    assert not consumer.is_alive() and isinstance(outcome[0], TimeoutError)
+    assert len(stuck) == 2
+    for t in stuck:
+        t.join(10)
+    assert not any(t.is_alive() for t in stuck)
+    assert len(entered) == 2    # each worker finished its one sample and loaded no more
+
+
 # ---- resumable iteration -------------------------------------------------------------------------
 def make_loader(ds, mode, num_workers, shuffle=True):
     return DataLoader(ds, batch_size=3, shuffle=shuffle, last_batch=mode,

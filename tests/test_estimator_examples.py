@@ -37,6 +37,6 @@ def test_resume_training_example_matches_uninterrupted_run(tmp_path):
 
 
 def test_custom_handler_example(capsys):
-    runpy.run_path(os.path.join(EXAMPLES, 'custom_handler.py'), run_name='__main__')
+    runpy.run_path(os.path.join(EXAMPLES, 'custom_handler.py'), run_name='example')['main']([])
     out = capsys.readouterr().out
     assert 'learning rate per epoch: [0.08, 0.16, 0.2, 0.2, 0.2]' in out

@@ -278,8 +278,8 @@ def test_batch_axis_out_of_range_and_bad_arguments():
         gloss.L1Loss(weight='heavy')
     with pytest.raises(ValueError, match='label_format'):
         gloss.LogisticLoss(label_format='onehot')
-    with pytest.raises(TypeError, match='NDArray'):
-        gloss.L2Loss()(np.zeros((2, 2)), pred)
+    with pytest.raises(TypeError, match='NDArray or a NumPy array, got str'):
+        gloss.L2Loss()('zeros', pred)
 
 
 def test_label_on_another_device_is_named():
@@ -344,11 +344,27 @@ def test_fused_softmax_ce_backward_twice_with_retained_graph(ctx):
     np.testing.assert_allclose(pred.grad.asnumpy(), 2 * first, rtol=1e-6)
 
 
-def test_out_of_range_sparse_labels_are_clipped_like_mxnet():
-    pred = xpnet.array(np.random.randn(3, 4))
-    ref = gloss.SoftmaxCELoss()(pred, xpnet.array([0, 3, 0])).asnumpy()
-    out = gloss.SoftmaxCELoss()(pred, xpnet.array([-1, 7, 0.6])).asnumpy()
-    np.testing.assert_allclose(out, ref, rtol=1e-6)
+@pytest.mark.filterwarnings('ignore:invalid value encountered in cast')  # NaN label, on device
+@pytest.mark.parametrize('label', [[-1, 0, 0], [0, 4, 0], [0, 0.6, 0], [0, float('nan'), 0]])
+def test_bad_sparse_labels_raise_instead_of_being_clipped(ctx, label):
+    """MXNet clips such labels silently. On a device the check must not read back: the
+    error surfaces at the next read-back (here ``asnumpy``), not in the loss call."""
+    from xpnet.backend.checks import flush_device_checks, pending_device_checks
+    pred = xpnet.array(np.random.randn(3, 4), ctx=ctx)
+    loss_fn = gloss.SoftmaxCELoss()
+    if ctx.device_type == 'cpu':
+        with pytest.raises(ValueError, match=r'SoftmaxCrossEntropyLoss.*\[0, 4\)'):
+            loss_fn(pred, xpnet.array(label, ctx=ctx))
+        return
+    out = loss_fn(pred, xpnet.array(label, ctx=ctx))     # no error yet: no read-back
+    loss_fn(pred, xpnet.array(label, ctx=ctx))
+    assert pending_device_checks() == 1                   # one flag per kind of check
+    with pytest.raises(ValueError, match=r'SoftmaxCrossEntropyLoss.*\[0, 4\)'):
+        out.asnumpy()
+    assert pending_device_checks() == 0
+    flush_device_checks()                                 # raised once, then forgotten
+    good = loss_fn(pred, xpnet.array([0, 3, 1.0], ctx=ctx))
+    assert pending_device_checks() == 1 and good.asnumpy().shape == (3,)
 
 
 def test_fused_sigmoid_bce_op_reshapes_a_same_size_label(ctx):

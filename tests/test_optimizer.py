@@ -2,7 +2,6 @@
 lazy row-sparse updates, bookkeeping (update counts, multipliers, schedulers), multi-precision,
 the registry, and the cost of the SGD-momentum update."""
 import json
-import time
 import types
 import warnings
 
@@ -143,18 +142,23 @@ def test_begin_num_update_sets_adam_bias_correction():
 
 
 def test_lr_and_wd_multipliers_by_index_and_name():
+    """The step each weight takes: ``lr * lr_mult * (grad + wd * wd_mult * weight)``."""
+    def step(o, index):
+        w = xpnet.array(np.ones(2))
+        o.update(index, w, xpnet.array(np.full(2, 0.5)), None)
+        return 1.0 - float(w.asnumpy()[0])
+
     o = opt.SGD(learning_rate=1.0, wd=0.5, param_idx2name={0: '0.weight', 1: '0.bias'})
-    assert o._get_wd(0) == 0.5 and o._get_wd(1) == 0.0    # MXNet: no decay on biases by name
+    assert step(o, 0) == 1.0 and step(o, 1) == 0.5   # MXNet: no decay on biases by name
     o.set_lr_mult({1: 3.0})
     o.set_wd_mult({'0.bias': 2.0})
-    assert o._get_lr(1) == 3.0 and o._get_lr(0) == 1.0
-    assert o._get_wd(1) == 1.0
+    assert step(o, 1) == 3.0 * (0.5 + 0.5 * 2.0) and step(o, 0) == 1.0
     # a Parameter in param_dict wins, and is read at every update
     p = types.SimpleNamespace(lr_mult=0.25, wd_mult=4.0)
     o.param_dict = {1: p}
-    assert o._get_lr(1) == 0.25 and o._get_wd(1) == 2.0
+    assert step(o, 1) == 0.25 * (0.5 + 0.5 * 4.0)
     p.lr_mult = 0.5
-    assert o._get_lr(1) == 0.5
+    assert step(o, 1) == 0.5 * (0.5 + 0.5 * 4.0)
 
 
 def test_learning_rate_api():
@@ -256,11 +260,12 @@ def test_optimizer_state_dict_round_trip():
         opt.SGD().load_state_dict(d)
 
 
-def test_sgd_momentum_update_costs_like_handwritten_numpy():
-    """The update of ~670K floats (the MLP benchmark's parameters) must cost about what a
-    hand-written in-place NumPy momentum update costs."""
+def test_sgd_momentum_update_matches_handwritten_numpy_in_place():
+    """SGD momentum on several weights gives the numbers of a hand-written float32 NumPy
+    update, in place (the weight and state objects are the ones passed in). Its cost
+    against that update is measured by benchmarks/bench_optimizer.py."""
     rng = np.random.RandomState(0)
-    shapes = [(512, 784), (512,), (512, 512), (512,), (10, 512), (10,)]
+    shapes = [(64, 32), (64,), (10, 64)]
     ws = [rng.randn(*s).astype(np.float32) for s in shapes]
     gs = [rng.randn(*s).astype(np.float32) for s in shapes]
     vs = [np.zeros(s, np.float32) for s in shapes]
@@ -268,27 +273,14 @@ def test_sgd_momentum_update_costs_like_handwritten_numpy():
     nws = [xpnet.array(w) for w in ws]
     ngs = [xpnet.array(g) for g in gs]
     nstates = [o.create_state(i, w) for i, w in enumerate(nws)]
-
-    def ours():
+    buffers = [w._data for w in nws]
+    for _ in range(3):
         for i in range(len(nws)):
             o.update(i, nws[i], ngs[i], nstates[i])
-
-    def handwritten():
         for w, g, v in zip(ws, gs, vs):
-            v *= 0.9
-            v -= (0.1 / 128) * g
+            v *= np.float32(0.9)
+            v -= np.float32(0.1) * (g * np.float32(1 / 128))
             w += v
-
-    def best(fn, reps=15):
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
-
-    ratios = []
-    for _ in range(3):
-        ratios.append(best(ours) / best(handwritten))
-    # Generous bound: a guard against copies/temporaries, not a benchmark (CI may be loaded).
-    assert min(ratios) < 3.0, f'SGD update / hand-written NumPy = {ratios}'
+    for w, nw, buf in zip(ws, nws, buffers):
+        assert nw._data is buf and nw.dtype == np.float32
+        np.testing.assert_allclose(nw.asnumpy(), w, rtol=1e-6, atol=1e-7)

@@ -4,7 +4,6 @@ gradients, save/load_states (bit-identical continuation, corrupt files), the sim
 device, and an MLP learning sklearn's digits by hand."""
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -246,18 +245,20 @@ def test_context_checks_and_deferred_init():
 
 
 def test_shared_parameter_updated_once():
+    """A layer used twice is one parameter: one step moves it by lr * its summed gradient,
+    not twice that."""
     shared = nn.Dense(3, in_units=3)
     net = nn.Sequential()
     net.add(shared, shared)
     net.initialize()
-    params = net.collect_params()
-    trainer = xpnet.Trainer(params, 'sgd', {'learning_rate': 0.1})
-    assert len(trainer._params) == len({id(p) for p in params.values()})
+    trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
+    before = shared.weight.data().asnumpy().copy()
     with autograd.record():
         loss = net(xpnet.array(np.ones((1, 3)))).sum()
     loss.backward()
+    grad = shared.weight.grad().asnumpy().copy()
     trainer.step(1)
-    assert set(trainer.optimizer._index_update_count.values()) == {1}
+    np.testing.assert_allclose(shared.weight.data().asnumpy(), before - 0.1 * grad, rtol=1e-6)
 
 
 def _sparse_net(ctx):
@@ -470,7 +471,6 @@ def test_mlp_learns_digits():
     net.initialize(xpnet.init.Xavier())
     trainer = xpnet.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'momentum': 0.9, 'wd': 1e-4})
-    start = time.perf_counter()
     rng = np.random.RandomState(1)
     for _ in range(10):
         order = rng.permutation(len(x_train))
@@ -481,7 +481,5 @@ def test_mlp_learns_digits():
                 loss = ops.softmax_cross_entropy(net(data), label)
             loss.backward()
             trainer.step(len(b))
-    elapsed = time.perf_counter() - start
     accuracy = (net(xpnet.array(x_test)).asnumpy().argmax(axis=1) == y_test).mean()
     assert accuracy >= 0.95, accuracy
-    assert elapsed < 20, elapsed

@@ -13,6 +13,7 @@ Example::
 import numpy as np
 
 from . import random as _random
+from .serialization import load_npz
 
 __all__ = ['Initializer', 'Zero', 'One', 'Constant', 'Uniform', 'Normal', 'Xavier',
            'MSRAPrelu', 'Orthogonal', 'LSTMBias', 'Bilinear', 'Load', 'Mixed', 'create',
@@ -226,8 +227,7 @@ class Load(Initializer):
     def __init__(self, param, default_init=None, verbose=False):
         super().__init__()
         if isinstance(param, str):
-            with np.load(param, allow_pickle=False) as f:
-                param = {k: f[k] for k in f.files}
+            param = load_npz(param, 'parameter')     # bounded, pickling disabled
         self.param = {k[4:] if k.startswith(('arg:', 'aux:')) else k: v for k, v in param.items()}
         self.default_init = default_init
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import ops
 from .backend import to_device
+from .backend.checks import check_labels
 from .layers.block import HybridBlock
 from .ndarray import NDArray, _wrap
 
@@ -195,7 +196,8 @@ class Loss(HybridBlock):
     def _inputs(self, pred, label, arg='label', ref='prediction'):
         name = type(self).__name__
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: {ref} must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: {ref} must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         label = _reshape_to(_as_nd(label, pred, name, arg), pred, name, arg, ref)
         return pred, label
@@ -269,6 +271,9 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     Sparse labels (default): ``-log_softmax(pred, axis)[label]`` with ``label`` the class
     index (int or float; shape of ``pred`` without ``axis``, or with ``axis`` of size 1).
+    A label that is not a whole number in ``[0, classes)`` (negative, too large,
+    fractional, NaN) raises ``ValueError`` (MXNet clips it silently); on a device the
+    error surfaces at the next read-back (see :mod:`xpnet.backend.checks`).
     Dense labels (``sparse_label=False``): ``-sum(label * log_softmax(pred), axis)``.
 
     Args:
@@ -297,7 +302,8 @@ class SoftmaxCrossEntropyLoss(Loss):
     def forward(self, pred, label, sample_weight=None):
         name = 'SoftmaxCrossEntropyLoss'
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: pred must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: pred must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         ndim = pred.ndim
         if not -ndim <= self._axis < ndim:
@@ -318,6 +324,7 @@ class SoftmaxCrossEntropyLoss(Loss):
                                      f'prediction shape {pred.shape} (expected {reduced}: '
                                      f'the prediction without the class axis {axis})')
                 label = label.reshape(reduced)
+            check_labels(label._data, pred.shape[axis], name)   # no device sync
         else:
             label = _reshape_to(label, pred, name)
         loss = ops.softmax_cross_entropy(pred, label, axis, self._sparse_label,
@@ -389,7 +396,8 @@ class KLDivLoss(Loss):
     def forward(self, pred, label, sample_weight=None):
         name = 'KLDivLoss'
         if not isinstance(pred, NDArray):
-            raise TypeError(f'{name}: pred must be an NDArray, got {type(pred).__name__}')
+            raise TypeError(f'{name}: pred must be an NDArray or a NumPy array, '
+                            f'got {type(pred).__name__}')
         pred = _as_float(pred)
         label = _cast(_as_nd(label, pred, name, 'label'), pred.dtype)
         # Gluon broadcasts here instead of reshaping; a same-size label is reshaped.

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import autograd as _ag
 from .backend import Context, current_context, to_device, to_host, is_array
+from .backend.checks import flush_device_checks
 
 __all__ = ['NDArray', 'array', 'RowSparseGrad']
 
@@ -181,7 +182,12 @@ class NDArray:
 
     # ---- host / device transfer -------------------------------------------------------
     def asnumpy(self):
-        """A host ``numpy.ndarray`` copy of the data."""
+        """A host ``numpy.ndarray`` copy of the data.
+
+        Raises the first failed pending device check (see :mod:`xpnet.backend.checks`):
+        a read-back is where device-side input checks surface.
+        """
+        flush_device_checks()
         d = self._data
         return d.copy() if isinstance(d, np.ndarray) else to_host(d)
 

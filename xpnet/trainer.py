@@ -19,6 +19,9 @@ Example::
     trainer.step(x.shape[0])
 """
 import json
+import math
+import numbers
+import re
 
 import numpy as np
 
@@ -26,13 +29,15 @@ from . import optimizer as opt
 from .backend import to_device
 from .layers.parameter import Parameter, _materialize_sparse
 from .ndarray import NDArray, RowSparseGrad, _wrap
-from .serialization import FileFormatError, load_npz, save_npz
+from .serialization import MAX_JSON_BYTES, FileFormatError, load_npz, parse_json, save_npz
 from .utils import _to_ctx as _to
 
 __all__ = ['Trainer', 'StatesFileError']
 
 _FORMAT = 'xpnet.trainer_states'
 _META_KEY = '__meta__'
+_STATE_KEY = re.compile(r's(\d+)(?:_\d+)*')
+_JSON_SCALARS = (bool, int, float, str, type(None))
 
 
 class StatesFileError(FileFormatError):
@@ -155,8 +160,11 @@ class Trainer:
                 already a mean).
             ignore_stale_grad: skip parameters whose gradient was not written by
                 ``backward()`` since the last step instead of raising.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'step')
         self.allreduce_grads()
         self._update(ignore_stale_grad)
 
@@ -177,8 +185,11 @@ class Trainer:
 
         With several devices, gradients not yet reduced by :meth:`allreduce_grads` are
         reduced first, so every replica gets the same update.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / batch_size
+        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'update')
         if not self._reduced:
             self.allreduce_grads()
         self._update(ignore_stale_grad)
@@ -296,13 +307,35 @@ class Trainer:
             StatesFileError: the file is truncated, corrupt, or for another optimizer or
                 set of parameters (the message names the file).
         """
-        arrays = load_npz(fname, what='trainer states', error=StatesFileError)
-        try:
-            meta = json.loads(str(arrays.pop(_META_KEY)[()]))
-        except Exception as err:   # BadZipFile, CRC errors, EOFError, KeyError, JSON errors
-            raise StatesFileError(f'cannot read trainer states file {fname!r}: it is truncated, '
-                                  f'corrupt or not an xpnet trainer states file ({err})') from err
-        self.load_state_dict({'arrays': arrays, 'meta': meta}, _source=f'file {fname!r}')
+        source = f'file {fname!r}'
+        arrays = load_npz(fname, 'trainer states', StatesFileError,
+                          lambda headers: self._check_states_file(headers, source))
+        meta = parse_json(arrays.pop(_META_KEY), f'trainer states {source}', StatesFileError)
+        _check_meta(meta, self._optimizer, source)
+        self.load_state_dict({'arrays': arrays, 'meta': meta}, _source=source)
+
+    def _check_states_file(self, headers, source):
+        """The arrays of a states file to read: the metadata record and, for each
+        parameter, states of at most its size in float64 (checked before any is read)."""
+        meta = headers.get(_META_KEY)
+        if meta is None or meta.dtype.kind != 'U' or meta.shape != () or \
+                meta.nbytes > 4 * MAX_JSON_BYTES:
+            raise StatesFileError(f'{source} is not an xpnet trainer states file (no valid '
+                                  'metadata record)')
+        wanted = [_META_KEY]
+        for name, h in headers.items():
+            m = _STATE_KEY.fullmatch(name)
+            if name == _META_KEY or m is not None and int(m.group(1)) >= len(self._params):
+                continue            # states of other parameters: the metadata check names them
+            if m is None or h.dtype.kind not in 'biuf':
+                raise StatesFileError(f'{source}: unexpected array {name!r} ({h.dtype}) in a '
+                                      'trainer states file')
+            shape = self._params[int(m.group(1))].shape
+            if shape is not None and all(shape) and h.nbytes > 8 * math.prod(shape):
+                raise StatesFileError(f'{source}: state array {name!r} of shape {h.shape} is '
+                                      f'larger than its parameter ({shape})')
+            wanted.append(name)
+        return wanted
 
     def __repr__(self):
         return (f'Trainer({type(self._optimizer).__name__}, {len(self._params)} parameters, '
@@ -310,6 +343,16 @@ class Trainer:
 
 
 _MISSING = object()
+
+
+def _check_batch_size(batch_size, method):
+    """``batch_size`` if it is a positive finite number, else a ValueError saying so."""
+    if isinstance(batch_size, numbers.Real) and not isinstance(batch_size, bool) and \
+            0 < batch_size < math.inf:
+        return batch_size
+    raise ValueError(f'Trainer.{method}: batch_size must be a positive number (gradients are '
+                     f'scaled by 1/batch_size; pass 1 if the loss is already a mean), got '
+                     f'{batch_size!r}')
 
 
 def _allreduce(datas):
@@ -368,6 +411,69 @@ def _encode_state(state, key, arrays):
                 [_encode_state(s, f'{key}_{k}', arrays) for k, s in enumerate(state)]}
     raise TypeError(f'save_states: cannot save an optimizer state of type '
                     f'{type(state).__name__} (expected None, NDArray or tuples of them)')
+
+
+def _check_state_desc(desc, source, depth=0):
+    if desc is None:
+        return
+    if not isinstance(desc, dict) or len(desc) != 1 or depth > 8:
+        raise StatesFileError(f'{source}: malformed state description {desc!r:.80}')
+    (kind, value), = desc.items()
+    if kind == 'array' and isinstance(value, str):
+        return
+    if kind not in ('tuple', 'list') or not isinstance(value, list):
+        raise StatesFileError(f'{source}: malformed state description {desc!r:.80}')
+    for d in value:
+        _check_state_desc(d, source, depth + 1)
+
+
+def _check_meta(meta, optimizer, source):
+    """Refuse trainer-states metadata whose structure or types are not what
+    :meth:`Trainer.state_dict` writes (the file is untrusted)."""
+    def bad(what):
+        raise StatesFileError(f'{source}: malformed trainer states metadata ({what})')
+    if meta.get('format') != _FORMAT:
+        raise StatesFileError(f'{source}: not an xpnet trainer state (format '
+                              f'{meta.get("format")!r:.40})')
+    entries, opt_state = meta.get('params'), meta.get('optimizer')
+    if not isinstance(entries, list) or not isinstance(opt_state, dict):
+        bad("'params' must be a list and 'optimizer' a dict")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or e.get('index') != i or \
+                not isinstance(e.get('name'), str) or not _is_shape(e.get('shape', 0)):
+            bad(f'parameter entry {i}')
+        _check_state_desc(e.get('state'), source)
+    if opt_state.get('type') != type(optimizer).__name__:
+        return                  # load_state_dict names both optimizer types
+    hyper = opt_state.get('hyper')
+    allowed = optimizer.state_dict()['hyper']   # only attributes this optimizer saves
+    if not isinstance(hyper, dict) or any(
+            k not in allowed or not isinstance(v, _JSON_SCALARS) for k, v in hyper.items()):
+        bad('optimizer hyper-parameters')
+    for key in ('index_update_count', 'lr_mult', 'wd_mult', 'idx2name'):
+        if not _is_pairs(opt_state.get(key, None if key == 'index_update_count' else [])):
+            bad(f'optimizer {key}')
+    sched = opt_state.get('lr_scheduler')
+    if sched is not None and not (isinstance(sched, dict) and isinstance(sched.get('type'), str)
+                                  and all(isinstance(k, str) and not k.startswith('__') and
+                                          _is_json_value(v) for k, v in sched.items())):
+        bad('learning-rate scheduler')
+
+
+def _is_shape(shape):
+    return shape is None or isinstance(shape, list) and all(
+        type(d) is int and d >= 0 for d in shape)
+
+
+def _is_pairs(pairs):
+    return isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], (int, str))
+        and isinstance(p[1], _JSON_SCALARS) for p in pairs)
+
+
+def _is_json_value(v):
+    return isinstance(v, _JSON_SCALARS) or isinstance(v, list) and all(
+        isinstance(x, _JSON_SCALARS) for x in v)
 
 
 def _decode_state(desc, arrays, ctx, source):

@@ -21,6 +21,7 @@ import copy
 import functools
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -124,7 +125,10 @@ class DataLoader:
         prefetch: batches loaded ahead when ``num_workers > 0`` (default ``2*num_workers``,
             at least 1).
         thread_pool: accepted for Gluon compatibility; workers are always threads.
-        timeout: seconds to wait for a batch from the workers before raising TimeoutError.
+        timeout: seconds to wait for a batch from the workers before raising TimeoutError
+            (the workers are then told to stop; one blocked inside a sample's
+            ``__getitem__`` exits as soon as that call returns, since threads cannot be
+            interrupted).
         try_nopython: accepted for Gluon 2 compatibility; ignored.
 
     Iterating yields batches on cpu(0) in order. A failing sample raises its error
@@ -335,7 +339,7 @@ class _LoaderIter:
         try:
             ok, value = self._workers.result(seq, self._loader._timeout)
         except TimeoutError:
-            self.close()
+            self.close(wait=False)      # a worker stuck in a sample must not delay the error
             raise TimeoutError(f'DataLoader: batch {position} of the epoch was not loaded within '
                                f'timeout={self._loader._timeout} s; raise `timeout` for slow '
                                'datasets') from None
@@ -358,12 +362,16 @@ class _LoaderIter:
         self._progress.finished = True
         self.close()
 
-    def close(self):
-        """Stop the workers (idempotent); called on exhaustion, error, and collection."""
+    def close(self, wait=True):
+        """Stop the workers (idempotent); called on exhaustion, error, and collection.
+
+        Each worker stops before its next sample. With ``wait``, wait (at most the
+        loader's ``timeout`` in all) for those busy with a sample to finish it.
+        """
         if not self._closed:
             self._closed = True
             if self._workers is not None:
-                self._workers.shutdown()
+                self._workers.shutdown(self._loader._timeout if wait else 0)
 
     def __del__(self):
         try:
@@ -399,13 +407,19 @@ class _Workers:
                 raise TimeoutError
             return self._results.pop(seq)
 
-    def shutdown(self):
+    def shutdown(self, wait):
+        """Tell every worker to stop after its current sample; wait up to ``wait``
+        seconds in all for them to do so."""
         self._stop.set()
         for _ in self._threads:
             self._tasks.put(None)
+        deadline = time.monotonic() + wait
         for t in self._threads:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             if t is not threading.current_thread():
-                t.join(timeout=10)   # a worker stops after its current sample
+                t.join(timeout=left)
 
 
 def _worker_loop(load, tasks, results, cond, stop):

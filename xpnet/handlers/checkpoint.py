@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin
-from ..serialization import load_npz, save_npz
+from ..serialization import check_schema, load_record, save_npz
 from ._monitor import Monitor
 from ._period import check_period, every
 
@@ -40,6 +40,9 @@ _FORMAT = 'xpnet-checkpoint'
 _VERSION = 1
 _META = '__meta__'
 _EXTS = ('params', 'states', 'progress')
+_FILE_SCHEMA = {'name': str, 'size': int, 'sha256': str}
+_RECORD_SCHEMA = {'saved_at': (int, float), 'checkpoint': str, 'params': _FILE_SCHEMA,
+                  'states': _FILE_SCHEMA, 'training': dict}
 
 
 class CheckpointError(ValueError):
@@ -255,12 +258,12 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
         if not os.path.exists(marker):
             raise CheckpointError(f'{marker} is missing: the checkpoint was not completed')
         try:
-            arrays = load_npz(marker, what='checkpoint record')
-            meta = json.loads(bytes(arrays.pop(_META)).decode('utf-8'))
+            meta, arrays = load_record(marker, 'checkpoint record', meta_key=_META)
         except Exception as err:
             raise CheckpointError(f'{marker} is truncated or corrupt ({err})') from err
         if not isinstance(meta, dict) or meta.get('format') != _FORMAT:
             raise CheckpointError(f'{marker} is not an xpnet checkpoint record')
+        check_schema(meta, _RECORD_SCHEMA, marker, CheckpointError)
         return meta, arrays
 
     def read(self, stem):

@@ -32,10 +32,10 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, to_host
-from ..ndarray import NDArray
-from ..serialization import FileFormatError, load_npz, save_npz
-from .mxnet_params import is_mxnet_params, read_mxnet_params
+from ..backend import Context, current_context, to_host
+from ..ndarray import NDArray, array
+from ..serialization import save_npz
+from .param_file import ParameterFileError, check_parameter_shapes, read_parameter_file
 from .parameter import DeferredInitializationError, Parameter, ParameterDict
 
 __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
@@ -43,28 +43,18 @@ __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
 _name_counts = {}
 
 
-class ParameterFileError(FileFormatError):
-    """A parameter file is unreadable, or does not match the block's parameters."""
+def _has_host_array(values):
+    return any(isinstance(v, np.ndarray) or isinstance(v, (list, tuple)) and
+               _has_host_array(v) for v in values)
 
 
-def _save_arrays(filename, arrays):
-    """Write ``{name: host array}`` to ``filename`` as ``.npz``, atomically."""
-    save_npz(filename, arrays)
-
-
-def _load_arrays(filename):
-    """``{name: host array}`` from an ``.npz`` file (or an MXNet ``.params`` file), with
-    pickling disabled; a clear :class:`ParameterFileError` if the file is truncated, corrupt
-    or not a parameter file."""
-    if os.path.exists(filename) and is_mxnet_params(filename):   # Gluon 1.x save_parameters
-        try:
-            out = read_mxnet_params(filename)
-        except Exception as err:
-            raise ParameterFileError(f'cannot read parameter file {filename!r}: it is '
-                                     f'truncated or corrupt ({err})') from err
-    else:
-        out = load_npz(filename, what='parameter', error=ParameterFileError)
-    return {k[4:] if k.startswith(('arg:', 'aux:')) else k: v for k, v in out.items()}
+def _first_ndarray(values):
+    for v in values:
+        found = v if isinstance(v, NDArray) else \
+            _first_ndarray(v) if isinstance(v, (list, tuple)) else None
+        if found is not None:
+            return found
+    return None
 
 
 class Block:
@@ -233,7 +223,7 @@ class Block:
             except DeferredInitializationError:
                 raise RuntimeError(f'cannot save parameter {name!r}: its shape is not known yet; '
                                    'run a forward pass first') from None
-        _save_arrays(filename, arrays)
+        save_npz(filename, arrays)
 
     def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
                         cast_dtype=False, dtype_source='current'):
@@ -241,30 +231,22 @@ class Block:
 
         A parameter absent from the file is an error unless ``allow_missing``; a name in the
         file that the block lacks is an error unless ``ignore_extra``; a shape mismatch is
-        always an error. Each error names the parameters concerned.
+        always an error. Each error names the parameters concerned. ``filename`` may also
+        be a dict of name -> host array.
+
+        The file is treated as untrusted: its names, shapes and dtypes are checked against
+        the block before any array is read (see :mod:`xpnet.layers.param_file`), so a
+        corrupt or crafted file raises :class:`ParameterFileError` at once.
         """
-        loaded = _load_arrays(filename) if isinstance(filename, str) else dict(filename)
         params = self.collect_params()
-        missing = [k for k in params if k not in loaded]
-        if missing and not allow_missing:
-            raise ParameterFileError(
-                f'parameter file {filename!r} lacks {len(missing)} parameter(s) of this '
-                f'{type(self).__name__}: {", ".join(missing)} (use allow_missing=True to skip)')
-        extra = [k for k in loaded if k not in params]
-        if extra and not ignore_extra:
-            raise ParameterFileError(
-                f'parameter file {filename!r} has {len(extra)} parameter(s) this '
-                f'{type(self).__name__} does not: {", ".join(extra)} '
-                '(use ignore_extra=True to skip them)')
-        for name, p in params.items():
-            if name not in loaded:
-                continue
-            value = loaded[name]
-            if p.shape is not None and (len(p.shape) != value.ndim or any(
-                    s not in (0, None) and s != v for s, v in zip(p.shape, value.shape))):
-                raise ParameterFileError(
-                    f'parameter {name!r} has shape {p.shape} in this '
-                    f'{type(self).__name__} but {value.shape} in {filename!r}')
+        owner = type(self).__name__
+        if isinstance(filename, (str, os.PathLike)):
+            loaded = read_parameter_file(filename, params, allow_missing, ignore_extra, owner)
+        else:
+            loaded = dict(filename)
+            wanted = check_parameter_shapes('<dict>', {k: v.shape for k, v in loaded.items()},
+                                            params, allow_missing, ignore_extra, owner)
+            loaded = {k: loaded[k] for k in wanted}
         for name, p in params.items():
             if name not in loaded:
                 continue
@@ -339,12 +321,38 @@ class Block:
 
     # ---- calling -----------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if _has_host_array(args) or kwargs and _has_host_array(tuple(kwargs.values())):
+            args, kwargs = self._host_inputs_to_ndarray(args, kwargs)
         for hook in self._forward_pre_hooks.values():
             hook(self, args)
         out = self.forward(*args, **kwargs)
         for hook in self._forward_hooks.values():
             hook(self, args, out)
         return out
+
+    def _host_inputs_to_ndarray(self, args, kwargs):
+        """Plain NumPy arrays among the inputs as NDArrays, as MXNet converts them: on the
+        device of the first NDArray input, else of the block's parameters, else the
+        current context; float arrays take the parameters' float dtype (default float32)."""
+        found = _first_ndarray(args + tuple(kwargs.values()))
+        ctx, dtype = (found.context, None) if found is not None else (None, None)
+        for p in self.collect_params().values():
+            try:
+                ctx = ctx or p.list_ctx()[0]
+            except RuntimeError:      # not initialized: no device yet
+                continue
+            if dtype is None and np.dtype(p.dtype).kind == 'f':
+                dtype = p.dtype
+            break
+        ctx = ctx or current_context()
+
+        def convert(x):
+            if isinstance(x, np.ndarray):
+                return array(x, ctx, dtype if x.dtype.kind == 'f' else None)
+            if isinstance(x, (list, tuple)):
+                return type(x)(convert(v) for v in x)
+            return x
+        return convert(args), {k: convert(v) for k, v in kwargs.items()}
 
     def forward(self, *args):
         raise NotImplementedError(f'{type(self).__name__} must implement forward()')

@@ -19,6 +19,7 @@ import numpy as np
 from .. import initializer as _init
 from ..backend import Context, current_context, to_device, to_host
 from ..ndarray import NDArray, _wrap
+from ..serialization import save_npz
 
 __all__ = ['Parameter', 'Constant', 'ParameterDict', 'DeferredInitializationError']
 
@@ -383,9 +384,10 @@ class ParameterDict(OrderedDict):
         return ctxs
 
     def save(self, filename, strip_prefix=''):
-        from .block import _save_arrays
-        _save_arrays(filename, {k[len(strip_prefix):] if k.startswith(strip_prefix) else k:
-                                p.data().asnumpy() for k, p in self.items()})
+        """Write every parameter to an ``.npz`` file, atomically (``strip_prefix`` is
+        removed from the names that start with it)."""
+        save_npz(filename, {k[len(strip_prefix):] if k.startswith(strip_prefix) else k:
+                            p.data().asnumpy() for k, p in self.items()})
 
     def __repr__(self):
         body = '\n'.join(f'  {k}: {p!r}' for k, p in self.items())

@@ -1,0 +1,165 @@
+"""Metrics of real-valued predictions: MAE, MSE, RMSE and Pearson correlation."""
+import math
+
+import numpy
+
+from ._inputs import _host, _pairs
+from .base import EvalMetric, _alias, register
+
+__all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
+
+
+# ---- regression ---------------------------------------------------------------------------------
+
+def _regression_pair(label, pred, name):
+    lab = _host(label)
+    p = _host(pred)
+    if lab.ndim == 1:
+        lab = lab.reshape(-1, 1)
+    if p.ndim == 1:
+        p = p.reshape(-1, 1)
+    if lab.shape[:1] != p.shape[:1]:
+        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not match '
+                         f'prediction shape {tuple(_host(pred).shape)} (different batch sizes)')
+    try:
+        return lab.astype(numpy.float64) - p.astype(numpy.float64)
+    except ValueError:
+        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not broadcast '
+                         f'with prediction shape {tuple(_host(pred).shape)}') from None
+
+
+class _BatchError(EvalMetric):
+    """A per-batch error of ``label - prediction`` (``_error``), averaged over the updates
+    (each batch counts once, as in Gluon)."""
+
+    def __init__(self, name, output_names=None, label_names=None):
+        super().__init__(name, output_names=output_names, label_names=label_names,
+                         has_global_stats=True)
+
+    @staticmethod
+    def _error(d):
+        raise NotImplementedError
+
+    def update(self, labels, preds):
+        for label, pred in _pairs(labels, preds, self.name):
+            self._accumulate(self._error(_regression_pair(label, pred, self.name)), 1)
+
+
+@register
+class MAE(_BatchError):
+    """Mean absolute error, averaged over the updates (each batch counts once)."""
+
+    def __init__(self, name='mae', output_names=None, label_names=None):
+        super().__init__(name, output_names, label_names)
+
+    @staticmethod
+    def _error(d):
+        return float(numpy.abs(d).mean())
+
+
+@register
+class MSE(_BatchError):
+    """Mean squared error, averaged over the updates (each batch counts once)."""
+
+    def __init__(self, name='mse', output_names=None, label_names=None):
+        super().__init__(name, output_names, label_names)
+
+    @staticmethod
+    def _error(d):
+        return float(numpy.square(d).mean())
+
+
+@register
+class RMSE(_BatchError):
+    """Root mean squared error of each batch, averaged over the updates."""
+
+    def __init__(self, name='rmse', output_names=None, label_names=None):
+        super().__init__(name, output_names, label_names)
+
+    @staticmethod
+    def _error(d):
+        return math.sqrt(float(numpy.square(d).mean()))
+
+
+@_alias('pearsonr')
+class PearsonCorrelation(EvalMetric):
+    """Pearson correlation between labels and predictions.
+
+    Args:
+        average: ``'macro'`` (default: mean of the per-batch correlations) or ``'micro'``
+            (one correlation of all the data, accumulated exactly batch by batch).
+    """
+
+    def __init__(self, name='pearsonr', output_names=None, label_names=None, average='macro'):
+        if average not in ('macro', 'micro'):
+            raise ValueError(f"PearsonCorrelation: average must be 'macro' or 'micro', got "
+                             f'{average!r}')
+        self.average = average
+        super().__init__(name, output_names=output_names, label_names=label_names,
+                         has_global_stats=True, average=average)
+
+    _ZERO = (0, 0.0, 0.0, 0.0, 0.0, 0.0)      # n, mean_l, mean_p, m2_l, m2_p, c
+
+    def reset(self):
+        super().reset()
+        self._local = self._glob = self._ZERO
+
+    def reset_local(self):
+        super().reset_local()
+        self._local = self._ZERO
+
+    @staticmethod
+    def _merge(s, lab, p):
+        """Combine pooled statistics with one batch (Chan et al.'s parallel update)."""
+        n, ml, mp, m2l, m2p, c = s
+        nb = lab.size
+        mlb, mpb = lab.mean(), p.mean()
+        dl, dp = lab - mlb, p - mpb
+        tot = n + nb
+        f = n * nb / tot
+        el, ep = mlb - ml, mpb - mp
+        return (tot, ml + el * nb / tot, mp + ep * nb / tot,
+                m2l + float(dl @ dl) + el * el * f, m2p + float(dp @ dp) + ep * ep * f,
+                c + float(dl @ dp) + el * ep * f)
+
+    @staticmethod
+    def _pooled(s):
+        n, _, _, m2l, m2p, c = s
+        denom = math.sqrt(m2l * m2p)
+        return c / denom if n > 1 and denom > 0 else float('nan')
+
+    def update(self, labels, preds):
+        for label, pred in _pairs(labels, preds, self.name):
+            lab, p = _host(label), _host(pred)
+            if lab.shape != p.shape:
+                raise ValueError(f'{self.name}: label shape {lab.shape} does not match '
+                                 f'prediction shape {p.shape}')
+            lab = lab.ravel().astype(numpy.float64)
+            p = p.ravel().astype(numpy.float64)
+            if self.average == 'macro':
+                dl, dp = lab - lab.mean(), p - p.mean()
+                denom = math.sqrt(float(dl @ dl) * float(dp @ dp))
+                self._accumulate(float(dl @ dp) / denom if denom > 0 else float('nan'), 1)
+            else:
+                self.num_inst += 1
+                self.global_num_inst += 1
+                self._local = self._merge(self._local, lab, p)
+                self._glob = self._merge(self._glob, lab, p)
+
+    def get(self):
+        if self.average == 'macro' or self.num_inst == 0:
+            return super().get()
+        return self.name, self._pooled(self._local)
+
+    def get_global(self):
+        if self.average == 'macro' or self.global_num_inst == 0:
+            return super().get_global()
+        return self.name, self._pooled(self._glob)
+
+    def _extra_state(self):
+        return {'pooled_local': list(self._local), 'pooled_global': list(self._glob)}
+
+    def _load_extra_state(self, state):
+        if 'pooled_local' in state:
+            self._local = tuple(state['pooled_local'])
+            self._glob = tuple(state['pooled_global'])

@@ -21,7 +21,13 @@ from . import loss, metric, optimizer, lr_scheduler  # noqa: F401
 from .trainer import Trainer  # noqa: F401
 from . import utils, data  # noqa: F401
 from . import estimator, handlers  # noqa: F401
+from . import backend as context  # noqa: F401  (MXNet's ``mx.context``)
+from . import gluon, test_utils  # noqa: F401  (``import xpnet as mx`` runs Gluon 1.x code)
+from .gluon._alias import alias_module as _alias_module
+
+_alias_module(__name__ + '.context', context)
 
 __all__ = ['Context', 'cpu', 'gpu', 'num_gpus', 'current_context', 'NDArray', 'array',
            'autograd', 'random', 'nd', 'parallel', 'init', 'initializer', 'layers', 'loss', 'metric',
-           'optimizer', 'lr_scheduler', 'Trainer', 'utils', 'data', 'estimator', 'handlers']
+           'optimizer', 'lr_scheduler', 'Trainer', 'utils', 'data', 'estimator', 'handlers',
+           'context', 'gluon', 'test_utils']

@@ -77,13 +77,13 @@ class _NameScope:
         return self._block._prefix + prefix, self._block._params_prefix + prefix
 
     def __enter__(self):
-        if self._block._prefix:
+        if not self._block._empty_prefix:
             self._old = _scope_state.current
             _scope_state.current = self
         return self
 
     def __exit__(self, *exc):
-        if self._block._prefix:
+        if not self._block._empty_prefix:
             _scope_state.current = self._old
         return False
 
@@ -132,6 +132,7 @@ class Block:
         object.__setattr__(self, '_reg_params', OrderedDict())
         object.__setattr__(self, '_forward_hooks', OrderedDict())
         object.__setattr__(self, '_forward_pre_hooks', OrderedDict())
+        object.__setattr__(self, '_empty_prefix', prefix == '')
         scope = _scope_state.current
         if scope is None:
             if prefix is None:

@@ -156,6 +156,10 @@ class Parameter:
         initializer = _init.create(init) if explicit else _init.create(default_init)
         host = initializer.init_array(self.name, self._shape, self.dtype, explicit=explicit) \
             if isinstance(initializer, _init.Initializer) else self._call_init(initializer)
+        self._set_replicas(host, ctx_list)
+
+    def _set_replicas(self, host, ctx_list):
+        """Make the data: a copy of the host array ``host`` on each context."""
         replicas = [_wrap(to_device(host, c, dtype=self.dtype, copy=True), c)
                     for c in ctx_list]
         for d in replicas:
@@ -306,15 +310,13 @@ class Parameter:
                              f'shape {value.shape}')
         if cast_dtype and dtype_source == 'saved':
             self.dtype = value.dtype
-        if not self.is_initialized:
+        if not self.is_initialized:      # no initializer run: the file gives the values
             self.shape = value.shape
-            if self._deferred is not None:
-                if ctx is not None:
-                    self.reset_ctx(ctx)
-                self._finish_deferred_init()
-            else:
-                self.initialize(_init.Constant(0), ctx)
-        elif ctx is not None and _ctx_list(ctx) != self.list_ctx():
+            if ctx is None and self._deferred is not None:
+                ctx = self._deferred[1]
+            self._set_replicas(value, _ctx_list(ctx))
+            return
+        if ctx is not None and _ctx_list(ctx) != self.list_ctx():
             self.reset_ctx(ctx)
         self.set_data(value.astype(self.dtype, copy=False))
 

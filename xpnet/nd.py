@@ -138,3 +138,20 @@ def Pooling(data, kernel=None, pool_type='max', global_pool=False, pooling_conve
                         global_pool)
 
 # ---- end of convolution and pooling -------------------------------------------------------
+
+
+def CTCLoss(data, label, data_lengths=None, label_lengths=None, use_data_lengths=False,
+            use_label_lengths=False, blank_label='first'):
+    """MXNet's CTCLoss op on ``data`` (T, N, C): per-sample loss (N,). With
+    ``blank_label='first'`` (the op's default) the blank is class 0, labels start at 1 and
+    are padded with 0; with ``'last'`` (Gluon's ``loss.CTCLoss``) the blank is ``C - 1`` and
+    labels are padded with -1. Lengths are used only with the ``use_*`` flags."""
+    if blank_label not in ('first', 'last'):
+        raise ValueError(f"CTCLoss: blank_label must be 'first' or 'last', got {blank_label!r}")
+    first = blank_label == 'first'
+    return _ops.ctc_loss(data, label, data_lengths if use_data_lengths else None,
+                         label_lengths if use_label_lengths else None,
+                         blank=0 if first else -1, padding=0 if first else -1)
+
+
+ctc_loss = CTCLoss

@@ -12,7 +12,7 @@ from conftest import oracle
 from gradcheck import check_grad
 
 DATA = oracle('loss_gluon.npz')
-CASES = sorted({k.split('/')[0] for k in DATA})
+CASES = sorted({k.split('/')[0] for k in DATA if k.endswith('/spec')})
 
 
 def _case(name):
@@ -96,3 +96,32 @@ def test_nd_ctc_loss_blank_first():
     last = nd.CTCLoss(nd.array(np.roll(data, -1, axis=2)), nd.array([[0, 1, -1], [2, -1, -1]]),
                       blank_label='last')
     np.testing.assert_allclose(first.asnumpy(), last.asnumpy(), rtol=1e-6)
+
+
+def _ulps(a, ref):
+    return np.abs(a - ref) / np.spacing(np.abs(ref).astype(np.float32))
+
+
+def test_selu_equals_mxnet_to_one_rounding_step_away_from_zero():
+    x = DATA['extra/selu_x']
+    out = xpnet.gluon.nn.SELU()(nd.array(x)).asnumpy()
+    far = np.abs(x) >= 0.5
+    assert (_ulps(out, DATA['extra/selu_out'])[far] <= 1).all()
+
+
+@pytest.mark.xfail(strict=True, reason='ops.selu computes exp(x) - 1, which loses a few '
+                   'float32 ulps for small |x|; expm1 (xpnet/ops/nn.py, not this change) '
+                   'would fix it')
+def test_selu_equals_mxnet_to_one_rounding_step_near_zero():
+    x = DATA['extra/selu_x']
+    out = xpnet.gluon.nn.SELU()(nd.array(x)).asnumpy()
+    assert (_ulps(out, DATA['extra/selu_out']) <= 1).all()
+
+
+def test_nll_and_cross_entropy_equal_mxnet_to_one_rounding_step():
+    pred, label = DATA['extra/nll_pred'], DATA['extra/nll_label']
+    for key, metric in (('nll', xpnet.metric.NegativeLogLikelihood()),
+                        ('ce', xpnet.metric.CrossEntropy())):
+        metric.update([nd.array(label)], [nd.array(pred)])
+        value, ref = metric.get()[1], float(DATA[f'extra/{key}'])
+        assert abs(value - ref) <= np.spacing(np.float32(ref)), key

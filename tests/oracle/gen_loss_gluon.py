@@ -5,7 +5,9 @@
 Each case stores its constructor kwargs (``<case>/spec`` JSON), inputs ``<case>/in<i>``
 (None inputs are skipped and marked in the spec), the per-sample loss ``<case>/out`` and
 the gradient of ``loss.sum()`` with respect to input 0 (and 1 for SDML): ``<case>/grad<i>``.
-Writes tests/data/loss_gluon.npz.
+``extra/...`` holds values checked to one rounding step: ``gluon.nn.SELU`` on a grid
+(``selu_x``, ``selu_out``) and the NegativeLogLikelihood / CrossEntropy metrics on a batch
+(``nll_pred``, ``nll_label``, ``nll``, ``ce``). Writes tests/data/loss_gluon.npz.
 """
 import json
 import os
@@ -60,6 +62,18 @@ case('ctc_repeats', 'CTCLoss', {},
 # SDML
 case('sdml', 'SDMLLoss', {}, [f32(5, 4), f32(5, 4)], [0, 1])
 case('sdml_smooth', 'SDMLLoss', {'smoothing_parameter': 0.1}, [f32(3, 6), f32(3, 6)], [0, 1])
+
+# SELU and the NLL metric
+selu_x = np.linspace(-6, 4, 41).astype(np.float32)
+put('extra/selu_x', selu_x)
+put('extra/selu_out', gluon.nn.SELU()(mx.nd.array(selu_x)).asnumpy())
+nll_pred = R.dirichlet(np.ones(5), size=8).astype(np.float32)
+nll_label = R.randint(0, 5, size=8).astype(np.float32)
+put('extra/nll_pred', nll_pred)
+put('extra/nll_label', nll_label)
+for key, metric in (('nll', mx.metric.NegativeLogLikelihood()), ('ce', mx.metric.CrossEntropy())):
+    metric.update([mx.nd.array(nll_label)], [mx.nd.array(nll_pred)])
+    put(f'extra/{key}', metric.get()[1])
 
 if __name__ == '__main__':
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data',

@@ -112,6 +112,34 @@ def _load_arrays(filename):
     return {k[4:] if k.startswith(('arg:', 'aux:')) else k: v for k, v in out.items()}
 
 
+# Gluon 1.9's RNN/LSTM/GRU layers save their parameters under the names of the cells they
+# replaced: ``_unfused.<layer>.<gate>_<kind>`` (``_unfused.<layer>.<l|r>_cell...`` when
+# bidirectional) for xpnet's (and the layers' own) ``l<layer>_<gate>_<kind>``.
+_UNFUSED = re.compile(r'(.*?)_unfused\.(\d+)\.(?:(l|r)_cell\.)?(i2h|h2h|h2r)_(weight|bias)\Z')
+
+
+def _from_unfused_names(loaded, params):
+    """Rename the keys of a Gluon 1.9 RNN layer's file to the layer's parameter names."""
+    out = {}
+    for key, value in loaded.items():
+        m = _UNFUSED.match(key)
+        if m is not None and key not in params:
+            head, layer, direction, gate, kind = m.groups()
+            name = f'{head}{direction or "l"}{layer}_{gate}_{kind}'
+            key = name if name in params else key
+        out[key] = value
+    return out
+
+
+def _all_names(shared):
+    """Name -> Parameter of a ``params=`` / ``share_parameters`` argument, including the
+    other names of tied Parameters that ``collect_params()`` lists once."""
+    names = dict(shared.items())
+    for k, p in getattr(shared, '_aliases', {}).items():
+        names.setdefault(k, p)
+    return names
+
+
 class Block:
     """Base class for layers and models. Subclasses define ``forward(*args)``.
 
@@ -203,7 +231,7 @@ class Block:
         if shared is None:
             return
         lead = name + '.'
-        sub = {k[len(lead):]: p for k, p in shared.items() if k.startswith(lead)}
+        sub = {k[len(lead):]: p for k, p in _all_names(shared).items() if k.startswith(lead)}
         if sub:
             child._share('', sub)
             if child._shared_params is None:
@@ -255,18 +283,35 @@ class Block:
             child._collect(prefix + name + '.', out, seen_blocks | {id(child)})
         return out
 
+    def _structural_params(self):
+        """Every structural name -> Parameter; a shared Parameter appears under each of its
+        names (what ``save_parameters`` writes, as Gluon 1.x does)."""
+        return self._collect('', OrderedDict(), frozenset({id(self)}))
+
     def collect_params(self, select=None):
         """An ordered dict of structural name -> Parameter for this block and its children.
 
+        Each Parameter appears once: a shared (tied) one under the first of its structural
+        names, as Gluon 1.x's ``collect_params`` lists it once, so loops over
+        ``collect_params().values()`` (gradient clipping, ``Trainer``) see it once. The
+        other names are kept for sharing (``Net(params=other.collect_params())``).
         ``select`` is a regular expression (or several joined by '|') matched against the
         names, e.g. ``'.*weight'`` or ``'features.0.*'``.
         """
-        params = self._collect('', OrderedDict(), frozenset({id(self)}))
+        full = self._structural_params()
         if select is not None:
             pattern = re.compile(select)
-            params = OrderedDict((k, v) for k, v in params.items() if pattern.match(k))
-        out = ParameterDict(params)
+            full = OrderedDict((k, v) for k, v in full.items() if pattern.match(k))
+        unique, aliases, seen = OrderedDict(), OrderedDict(), set()
+        for name, p in full.items():
+            if id(p) in seen:
+                aliases[name] = p
+            else:
+                seen.add(id(p))
+                unique[name] = p
+        out = ParameterDict(unique)
         out._prefix = self._prefix
+        out._aliases = aliases
         return out
 
     def _gluon_names(self):
@@ -309,8 +354,7 @@ class Block:
         block's parameters of the same names. Returns self."""
         if shared is None:
             return self
-        shared = dict(shared)
-        self._share('', shared)
+        self._share('', _all_names(shared))
         return self
 
     def _share(self, prefix, shared):
@@ -329,7 +373,7 @@ class Block:
         """Save the parameters to an ``.npz`` file, written atomically (see ``load_parameters``)."""
         arrays = OrderedDict()
         seen = {}
-        for name, p in self.collect_params().items():
+        for name, p in self._structural_params().items():
             if deduplicate and id(p) in seen:
                 continue
             seen[id(p)] = name
@@ -350,13 +394,18 @@ class Block:
         always an error. Each error names the parameters concerned. A file of Gluon's
         legacy ``save_params`` format (prefixed names such as ``conv0_weight`` relative to
         the model's prefix, no dots) is matched through the Gluon 1.x names of
-        :meth:`name_scope`, as Gluon 1.x's ``load_parameters`` does.
+        :meth:`name_scope`, as Gluon 1.x's ``load_parameters`` does, and the
+        ``_unfused.<layer>.<gate>_<kind>`` names Gluon 1.9's RNN/LSTM/GRU layers write are
+        read as their ``l<layer>_<gate>_<kind>`` parameters.
         """
         loaded = _load_arrays(filename) if isinstance(filename, str) else dict(filename)
-        params = self.collect_params()
+        params = self._structural_params()
         if loaded and not any('.' in k for k in loaded):
             loaded = self._from_legacy_names(loaded, params)
-        missing = [k for k in params if k not in loaded]
+        loaded = _from_unfused_names(loaded, params)
+        # a shared Parameter is missing only if none of its names is in the file
+        present = {id(p) for k, p in params.items() if k in loaded}
+        missing = [k for k, p in params.items() if id(p) not in present]
         if missing and not allow_missing:
             raise ParameterFileError(
                 f'parameter file {filename!r} lacks {len(missing)} parameter(s) of this '

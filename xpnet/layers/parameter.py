@@ -386,6 +386,7 @@ class ParameterDict(OrderedDict):
         self._prefix = prefix
         self._shared = shared
         self._owner = owner
+        self._aliases = {}         # other names of tied Parameters (see collect_params)
 
     @property
     def prefix(self):

@@ -8,6 +8,10 @@ Example::
     net.add(nn.Dense(64, activation='relu'), nn.Dense(10))
     est = xpnet.estimator.Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss())
     est.fit(train_loader, epochs=5)
+
+Gluon 1.x code runs with ``import xpnet as mx``: ``mx.gluon``, ``mx.nd``, ``mx.autograd``,
+``mx.metric``, ``mx.optimizer``, ``mx.init``, ``mx.random``, ``mx.context`` and
+``mx.test_utils`` are xpnet's modules under MXNet's names (see ``xpnet.gluon``).
 """
 __version__ = '0.1.0'
 

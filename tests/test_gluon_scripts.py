@@ -8,7 +8,6 @@ initial parameters, the hybridized CNN (Adam) and the tied-weight LSTM language 
 xpnet module or class (an alias, not a copy), dotted imports work, and the model zoo is
 imported only at its first use.
 """
-import os
 import subprocess
 import sys
 

@@ -205,6 +205,7 @@ def test_more_mxnet_functions(ctx):
     np.testing.assert_allclose((l2 ** 2).sum(axis=1), [1, 1], rtol=1e-5)
     seq = nd.array(np.arange(12, dtype=np.float32).reshape(3, 2, 2), ctx=ctx)
     masked = nd.SequenceMask(seq, nd.array([1, 3], ctx=ctx), use_sequence_length=True)
-    assert masked.asnumpy()[1:, 0].sum() == 0 and masked.asnumpy()[:, 1].sum() == seq.asnumpy()[:, 1].sum()
+    assert masked.asnumpy()[1:, 0].sum() == 0
+    assert masked.asnumpy()[:, 1].sum() == seq.asnumpy()[:, 1].sum()
     np.testing.assert_array_equal(nd.sort(nd.array([3., 1., 2.]), is_ascend=False).asnumpy(),
                                   [3, 2, 1])

@@ -3,7 +3,6 @@ ccSGD, Ftrl, Adamax, Nadam, SGLD) step by step against MXNet 1.9.1
 (tests/oracle/gen_optimizer_gluon.py), and Gluon's multi-precision state order."""
 import json
 import types
-import warnings
 
 import numpy as np
 import pytest

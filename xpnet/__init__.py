@@ -26,7 +26,7 @@ from .trainer import Trainer  # noqa: F401
 from . import utils, data  # noqa: F401
 from . import estimator, handlers  # noqa: F401
 from . import backend as context  # noqa: F401  (MXNet's ``mx.context``)
-from . import gluon, test_utils  # noqa: F401  (``import xpnet as mx`` runs Gluon 1.x code)
+from . import gluon, test_utils  # noqa: F401  (import xpnet as mx: Gluon 1.x code)
 from .gluon._alias import alias_module as _alias_module
 
 _alias_module(__name__ + '.context', context)

@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, to_host
+from ..backend import to_host
 from ..ndarray import NDArray
 from ..serialization import FileFormatError, load_npz, save_npz
 from .mxnet_params import is_mxnet_params, read_mxnet_params

@@ -31,22 +31,17 @@ from .vgg import *  # noqa: F401,F403
 from .mobilenet import *  # noqa: F401,F403
 
 _models = {
-    'resnet18_v1': resnet18_v1, 'resnet34_v1': resnet34_v1,  # noqa: F405
-    'resnet50_v1': resnet50_v1, 'resnet101_v1': resnet101_v1,  # noqa: F405
-    'resnet152_v1': resnet152_v1, 'resnet18_v2': resnet18_v2,  # noqa: F405
-    'resnet34_v2': resnet34_v2, 'resnet50_v2': resnet50_v2,  # noqa: F405
-    'resnet101_v2': resnet101_v2, 'resnet152_v2': resnet152_v2,  # noqa: F405
-    'vgg11': vgg11, 'vgg13': vgg13, 'vgg16': vgg16, 'vgg19': vgg19,  # noqa: F405
-    'vgg11_bn': vgg11_bn, 'vgg13_bn': vgg13_bn, 'vgg16_bn': vgg16_bn,  # noqa: F405
-    'vgg19_bn': vgg19_bn, 'alexnet': alexnet,  # noqa: F405
-    'densenet121': densenet121, 'densenet161': densenet161,  # noqa: F405
-    'densenet169': densenet169, 'densenet201': densenet201,  # noqa: F405
-    'squeezenet1.0': squeezenet1_0, 'squeezenet1.1': squeezenet1_1,  # noqa: F405
-    'inceptionv3': inception_v3,  # noqa: F405
-    'mobilenet1.0': mobilenet1_0, 'mobilenet0.75': mobilenet0_75,  # noqa: F405
-    'mobilenet0.5': mobilenet0_5, 'mobilenet0.25': mobilenet0_25,  # noqa: F405
-    'mobilenetv2_1.0': mobilenet_v2_1_0, 'mobilenetv2_0.75': mobilenet_v2_0_75,  # noqa: F405
-    'mobilenetv2_0.5': mobilenet_v2_0_5, 'mobilenetv2_0.25': mobilenet_v2_0_25,  # noqa: F405
+    **{f'resnet{d}_v{v}': getattr(_resnet, f'resnet{d}_v{v}')
+       for v in (1, 2) for d in (18, 34, 50, 101, 152)},
+    **{f'vgg{d}{bn}': getattr(_vgg, f'vgg{d}{bn}') for d in (11, 13, 16, 19) for bn in ('', '_bn')},
+    'alexnet': _alexnet.alexnet,
+    **{f'densenet{d}': getattr(_densenet, f'densenet{d}') for d in (121, 161, 169, 201)},
+    'squeezenet1.0': _squeezenet.squeezenet1_0, 'squeezenet1.1': _squeezenet.squeezenet1_1,
+    'inceptionv3': _inception.inception_v3,
+    **{f'mobilenet{m}': getattr(_mobilenet, f'mobilenet{m.replace(".", "_")}')
+       for m in ('1.0', '0.75', '0.5', '0.25')},
+    **{f'mobilenetv2_{m}': getattr(_mobilenet, f'mobilenet_v2_{m.replace(".", "_")}')
+       for m in ('1.0', '0.75', '0.5', '0.25')},
 }
 
 __all__ = (['get_model', 'model_names'] + _alexnet.__all__ + _densenet.__all__

@@ -2,14 +2,14 @@
 ccSGD, Ftrl, Adamax, Nadam, SGLD) step by step against MXNet 1.9.1
 (tests/oracle/gen_optimizer_gluon.py), and Gluon's multi-precision state order."""
 import json
-import types
 
 import numpy as np
 import pytest
 from conftest import oracle
+from test_optimizer import _make_optimizer as _make
 
 import xpnet
-from xpnet import autograd, lr_scheduler, optimizer as opt
+from xpnet import autograd, optimizer as opt
 from xpnet import layers as nn
 
 DATA = oracle('optimizer_gluon.npz')
@@ -18,19 +18,6 @@ CASES = sorted({k.split('/')[1] for k in DATA if k.startswith('opt/')})
 
 def _spec(case):
     return json.loads(str(DATA[f'opt/{case}/spec']))
-
-
-def _make(spec):
-    sched = None
-    if spec['scheduler'] is not None:
-        cls, kwargs = spec['scheduler']
-        sched = getattr(lr_scheduler, cls)(**kwargs)
-    param_dict = None
-    if spec['mults']:
-        param_dict = {i: types.SimpleNamespace(lr_mult=m[0], wd_mult=m[1])
-                      for i, m in enumerate(spec['mults'])}
-    return opt.create(spec['optimizer'], lr_scheduler=sched, param_dict=param_dict,
-                      **spec['kwargs'])
 
 
 def _flat(state):
@@ -106,17 +93,22 @@ def test_dcasgd_momentum_rule():
         np.testing.assert_allclose(w.asnumpy(), wn, rtol=1e-6)
 
 
-def test_trainer_states_keep_gluons_multi_precision_order(tmp_path):
+def _float16_step(optimizer):
+    """A float16 Dense after one multi-precision step of ``optimizer``, and its Trainer."""
     net = nn.Dense(3, in_units=4)
     net.initialize()
     net.cast('float16')
-    trainer = xpnet.Trainer(net.collect_params(), 'sgd',
+    trainer = xpnet.Trainer(net.collect_params(), optimizer,
                             {'learning_rate': 0.1, 'momentum': 0.9, 'multi_precision': True})
-    x = xpnet.nd.ones((2, 4), dtype='float16')
     with autograd.record():
-        y = net(x).sum()
+        y = net(xpnet.nd.ones((2, 4), dtype='float16')).sum()
     y.backward()
     trainer.step(2)
+    return net, trainer
+
+
+def test_trainer_states_keep_gluons_multi_precision_order(tmp_path):
+    net, trainer = _float16_step('sgd')
     state = trainer._states[sorted(net.collect_params()).index('weight')]
     assert state[1].dtype == np.float32                       # (momentum, weight32)
     np.testing.assert_allclose(state[1].asnumpy(), net.weight.data().asnumpy(), atol=1e-3)
@@ -130,16 +122,8 @@ def test_trainer_states_keep_gluons_multi_precision_order(tmp_path):
             np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
 
 
-def test_version1_states_files_are_converted(tmp_path):
-    net = nn.Dense(2, in_units=3)
-    net.initialize()
-    net.cast('float16')
-    trainer = xpnet.Trainer(net.collect_params(), 'nag',
-                            {'learning_rate': 0.1, 'momentum': 0.9, 'multi_precision': True})
-    with autograd.record():
-        y = net(xpnet.nd.ones((1, 3), dtype='float16')).sum()
-    y.backward()
-    trainer.step(1)
+def test_version1_states_files_are_converted():
+    net, trainer = _float16_step('nag')
     state = trainer.state_dict()
     meta = state['meta']
     meta['version'] = 1

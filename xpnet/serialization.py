@@ -19,7 +19,7 @@ import numpy as np
 
 from .backend import to_host
 
-__all__ = ['save_npz', 'load_npz', 'FileFormatError']
+__all__ = ['save_npz', 'load_npz', 'write_atomically', 'FileFormatError']
 
 
 class FileFormatError(ValueError):
@@ -28,13 +28,20 @@ class FileFormatError(ValueError):
 
 def save_npz(filename, arrays):
     """Write ``{name: array}`` (host or device arrays) to ``filename`` atomically."""
+    write_atomically(filename, lambda f: np.savez(f, **{k: to_host(v)
+                                                         for k, v in arrays.items()}))
+
+
+def write_atomically(filename, write):
+    """Call ``write(binary file)`` on a temporary file in ``filename``'s directory, fsync it
+    and rename it over ``filename``; on any error the temporary file is removed."""
     directory = os.path.dirname(os.path.abspath(filename))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(filename) + '.', suffix='.tmp',
                                dir=directory)
     try:
         with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **{k: to_host(v) for k, v in arrays.items()})
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filename)

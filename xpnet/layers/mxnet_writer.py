@@ -10,13 +10,11 @@ Example::
 
     write_mxnet_params('net.params', {'0.weight': w, '0.bias': b})
 """
-import contextlib
-import os
 import struct
-import tempfile
 
 import numpy as np
 
+from ..serialization import write_atomically
 from .mxnet_params import _DTYPES, _LIST_MAGIC, _V2
 
 __all__ = ['write_mxnet_params', 'encode_mxnet_params']
@@ -55,16 +53,4 @@ def write_mxnet_params(filename, arrays):
     """Write ``arrays`` (see :func:`encode_mxnet_params`) to ``filename`` atomically: a
     temporary file in the same directory, fsync'ed, renamed over the target."""
     data = encode_mxnet_params(arrays)
-    directory = os.path.dirname(os.path.abspath(filename))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(filename) + '.', suffix='.tmp',
-                               dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(filename, lambda f: f.write(data))

@@ -6,13 +6,13 @@ Example::
     net.initialize()
     net(nd.zeros((1, 3, 224, 224)))          # (1, 10); needs at least 63x63 inputs
 """
-from ....layers import Conv2D, Dense, Dropout, Flatten, HybridBlock, HybridSequential, MaxPool2D
-from ._pretrained import finish
+from ....layers import Conv2D, Dense, Dropout, Flatten, HybridSequential, MaxPool2D
+from ._common import Classifier, finish
 
 __all__ = ['AlexNet', 'alexnet']
 
 
-class AlexNet(HybridBlock):
+class AlexNet(Classifier):
     """Five convolutions and three dense layers (``features`` then ``output``).
 
     Args:
@@ -38,8 +38,6 @@ class AlexNet(HybridBlock):
                     Dense(4096, activation='relu'), Dropout(0.5))
             self.output = Dense(classes)
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 def alexnet(pretrained=False, ctx=None, root=None, **kwargs):

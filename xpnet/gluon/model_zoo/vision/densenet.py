@@ -4,8 +4,8 @@ The network ends with a 7x7 average pooling, so inputs must be 224x224 (or large
 leave 7x7 maps).
 """
 from ....layers import (Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten,
-                        HybridBlock, HybridConcurrent, HybridSequential, Identity, MaxPool2D)
-from ._pretrained import finish
+                        HybridConcurrent, HybridSequential, Identity, MaxPool2D)
+from ._common import Classifier, finish
 
 __all__ = ['DenseNet', 'densenet121', 'densenet161', 'densenet169', 'densenet201']
 
@@ -39,7 +39,7 @@ def _make_transition(num_output_features):
     return out
 
 
-class DenseNet(HybridBlock):
+class DenseNet(Classifier):
     """DenseNet: dense blocks (each layer's output concatenated to its input) joined by
     transitions that halve the channels and the resolution.
 
@@ -73,8 +73,6 @@ class DenseNet(HybridBlock):
                               Flatten())
             self.output = Dense(classes)
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 densenet_spec = {121: (64, 32, [6, 12, 24, 16]),

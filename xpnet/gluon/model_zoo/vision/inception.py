@@ -2,9 +2,9 @@
 
 The network ends with an 8x8 average pooling: inputs are 299x299.
 """
-from ....layers import (Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, HybridBlock,
+from ....layers import (Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout,
                         HybridConcurrent, HybridSequential, MaxPool2D)
-from ._pretrained import finish
+from ._common import Classifier, finish
 
 __all__ = ['Inception3', 'inception_v3']
 
@@ -97,7 +97,7 @@ def _make_E(prefix):
     return out
 
 
-class Inception3(HybridBlock):
+class Inception3(Classifier):
     """Inception V3: a convolutional stem, the A/B/C/D/E mixed blocks, 8x8 average pooling
     and dropout (``features``), then ``output``.
 
@@ -124,8 +124,6 @@ class Inception3(HybridBlock):
             f.add(AvgPool2D(pool_size=8), Dropout(0.5))
             self.output = Dense(classes)
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 def inception_v3(pretrained=False, ctx=None, root=None, **kwargs):

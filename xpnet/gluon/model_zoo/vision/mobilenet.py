@@ -8,7 +8,7 @@ Example::
 from .... import ops
 from ....layers import (Activation, BatchNorm, Conv2D, Dense, Flatten, GlobalAvgPool2D,
                         HybridBlock, HybridSequential)
-from ._pretrained import finish
+from ._common import Classifier, finish
 
 __all__ = ['MobileNet', 'MobileNetV2', 'RELU6', 'LinearBottleneck', 'mobilenet1_0',
            'mobilenet_v2_1_0', 'mobilenet0_75', 'mobilenet_v2_0_75', 'mobilenet0_5',
@@ -62,7 +62,7 @@ class LinearBottleneck(HybridBlock):
         return out + x if self.use_shortcut else out
 
 
-class MobileNet(HybridBlock):
+class MobileNet(Classifier):
     """MobileNet V1: depthwise-separable convolutions, global pooling, ``output``.
 
     Args:
@@ -87,11 +87,9 @@ class MobileNet(HybridBlock):
                 self.features.add(GlobalAvgPool2D(), Flatten())
             self.output = Dense(classes)
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
-class MobileNetV2(HybridBlock):
+class MobileNetV2(Classifier):
     """MobileNet V2: inverted residual blocks with ReLU6, a 1x1 convolution to 1280
     channels, global pooling, and a 1x1 convolution as the classifier.
 
@@ -125,8 +123,6 @@ class MobileNetV2(HybridBlock):
             with self.output.name_scope():
                 self.output.add(Conv2D(classes, 1, use_bias=False, prefix='pred_'), Flatten())
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 def _version_suffix(multiplier):

@@ -13,7 +13,7 @@ Example::
 from .... import ops
 from ....layers import (BatchNorm, Activation, Conv2D, Dense, Flatten, GlobalAvgPool2D,
                         HybridBlock, HybridSequential, MaxPool2D)
-from ._pretrained import finish
+from ._common import Classifier, finish
 
 __all__ = ['ResNetV1', 'ResNetV2', 'BasicBlockV1', 'BasicBlockV2', 'BottleneckV1',
            'BottleneckV2', 'resnet18_v1', 'resnet34_v1', 'resnet50_v1', 'resnet101_v1',
@@ -35,7 +35,15 @@ def _downsample(channels, stride, in_channels, with_bn):
     return out
 
 
-class BasicBlockV1(HybridBlock):
+class _ResidualV1(HybridBlock):
+    """``relu(body(x) + shortcut(x))``, the shortcut projected when ``downsample`` exists."""
+
+    def forward(self, x):
+        residual = self.downsample(x) if self.downsample is not None else x
+        return ops.relu(self.body(x) + residual)
+
+
+class BasicBlockV1(_ResidualV1):
     """Two 3x3 convolutions with BatchNorm; ReLU after adding the shortcut.
 
     Args:
@@ -53,12 +61,8 @@ class BasicBlockV1(HybridBlock):
         self.downsample = _downsample(channels, stride, in_channels, True) \
             if downsample else None
 
-    def forward(self, x):
-        residual = self.downsample(x) if self.downsample is not None else x
-        return ops.relu(self.body(x) + residual)
 
-
-class BottleneckV1(HybridBlock):
+class BottleneckV1(_ResidualV1):
     """1x1 (reduce, carrying the stride), 3x3, 1x1 (expand) convolutions with BatchNorm; ReLU
     after adding the shortcut. Arguments as :class:`BasicBlockV1`."""
 
@@ -71,10 +75,6 @@ class BottleneckV1(HybridBlock):
                       Conv2D(channels, kernel_size=1, strides=1), BatchNorm())
         self.downsample = _downsample(channels, stride, in_channels, True) \
             if downsample else None
-
-    def forward(self, x):
-        residual = self.downsample(x) if self.downsample is not None else x
-        return ops.relu(self.body(x) + residual)
 
 
 class BasicBlockV2(HybridBlock):
@@ -135,7 +135,7 @@ def _make_stage(block, layers, channels, stride, stage_index, in_channels):
     return stage
 
 
-class ResNetV1(HybridBlock):
+class ResNetV1(Classifier):
     """ResNet V1: ``features`` (stem, four stages, global average pooling) and ``output``.
 
     Args:
@@ -163,11 +163,9 @@ class ResNetV1(HybridBlock):
             self.features.add(GlobalAvgPool2D())
             self.output = Dense(classes, in_units=channels[-1])
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
-class ResNetV2(HybridBlock):
+class ResNetV2(Classifier):
     """ResNet V2 (pre-activation): a non-affine BatchNorm on the input, the stem, four
     stages, BatchNorm + ReLU, global pooling; then ``output``. Arguments as
     :class:`ResNetV1` (blocks :class:`BasicBlockV2` or :class:`BottleneckV2`)."""
@@ -192,8 +190,6 @@ class ResNetV2(HybridBlock):
             self.features.add(BatchNorm(), Activation('relu'), GlobalAvgPool2D(), Flatten())
             self.output = Dense(classes, in_units=in_channels)
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 resnet_spec = {18: ('basic_block', [2, 2, 2, 2], [64, 64, 128, 256, 512]),

@@ -3,9 +3,9 @@
 The output is a 1x1 convolution, ReLU and a 13x13 average pooling, so inputs must be
 224x224 (or large enough to leave 13x13 maps).
 """
-from ....layers import (Activation, AvgPool2D, Conv2D, Dropout, Flatten, HybridBlock,
+from ....layers import (Activation, AvgPool2D, Conv2D, Dropout, Flatten,
                         HybridConcurrent, HybridSequential, MaxPool2D)
-from ._pretrained import finish
+from ._common import Classifier, finish
 
 __all__ = ['SqueezeNet', 'squeezenet1_0', 'squeezenet1_1']
 
@@ -26,7 +26,7 @@ def _make_fire_conv(channels, kernel_size, padding=0):
     return out
 
 
-class SqueezeNet(HybridBlock):
+class SqueezeNet(Classifier):
     """SqueezeNet: fire modules (a 1x1 squeeze, then 1x1 and 3x3 expansions concatenated).
 
     Args:
@@ -65,8 +65,6 @@ class SqueezeNet(HybridBlock):
             self.output.add(Conv2D(classes, kernel_size=1), Activation('relu'), AvgPool2D(13),
                             Flatten())
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 def _get(version, pretrained=False, ctx=None, root=None, **kwargs):

@@ -5,15 +5,15 @@ Example::
     net = vgg16_bn(classes=10)
 """
 from .... import initializer as _init
-from ....layers import (Activation, BatchNorm, Conv2D, Dense, Dropout, HybridBlock,
+from ....layers import (Activation, BatchNorm, Conv2D, Dense, Dropout,
                         HybridSequential, MaxPool2D)
-from ._pretrained import finish
+from ._common import Classifier, finish
 
 __all__ = ['VGG', 'vgg11', 'vgg13', 'vgg16', 'vgg19', 'vgg11_bn', 'vgg13_bn', 'vgg16_bn',
            'vgg19_bn', 'get_vgg']
 
 
-class VGG(HybridBlock):
+class VGG(Classifier):
     """3x3 convolution stacks separated by max pooling, two 4096-unit dense layers with
     dropout (all in ``features``), and ``output``.
 
@@ -53,8 +53,6 @@ class VGG(HybridBlock):
             featurizer.add(MaxPool2D(strides=2))
         return featurizer
 
-    def forward(self, x):
-        return self.output(self.features(x))
 
 
 vgg_spec = {11: ([1, 1, 2, 2, 2], [64, 128, 256, 512, 512]),

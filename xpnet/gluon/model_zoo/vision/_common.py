@@ -1,8 +1,17 @@
-"""What every model-zoo constructor shares: loading the pretrained file and the ctx default."""
+"""What the model-zoo networks share: the features-then-output forward, and loading the
+pretrained file."""
 from .... import backend
+from ....layers import HybridBlock
 from ..model_store import get_model_file
 
-__all__ = ['finish']
+__all__ = ['Classifier', 'finish']
+
+
+class Classifier(HybridBlock):
+    """A zoo network: ``output(features(x))``; subclasses build both children."""
+
+    def forward(self, x):
+        return self.output(self.features(x))
 
 
 def finish(net, name, pretrained=False, ctx=None, root=None):

@@ -7,7 +7,6 @@ error, SHA-1 checks and ``pretrained=True``.
 """
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -44,12 +43,8 @@ def test_forward_matches_gluon(name, tmp_path):
     path = str(tmp_path / f'{name}.params')
     _write_reference_params(name, path)
     net = vision.get_model(name)
-    t = time.time()
     net.load_parameters(path)
-    print(name, 'load', time.time() - t)
-    t = time.time()
     y = net(xpnet.nd.array(model_input(name))).asnumpy()
-    print(name, time.time() - t)
     ref = REF['out:' + name]
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
 

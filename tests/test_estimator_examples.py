@@ -40,3 +40,26 @@ def test_custom_handler_example(capsys):
     runpy.run_path(os.path.join(EXAMPLES, 'custom_handler.py'), run_name='example')['main']([])
     out = capsys.readouterr().out
     assert 'learning rate per epoch: [0.08, 0.16, 0.2, 0.2, 0.2]' in out
+
+
+def test_finetune_zoo_example_uses_the_pretrained_features(tmp_path, monkeypatch):
+    from xpnet.gluon.model_zoo import model_store, vision
+    name = 'mobilenet0.25'
+    zoo = vision.get_model(name)
+    zoo.initialize()
+    zoo(__import__('xpnet').nd.zeros((1, 3, 32, 32)))
+    path = str(tmp_path / 'zoo.params')
+    zoo.save_parameters(path)
+    sha1 = __import__('hashlib').sha1(open(path, 'rb').read()).hexdigest()
+    monkeypatch.setitem(model_store._model_sha1, name, sha1)
+    os.replace(path, tmp_path / f'{name}-{sha1[:8]}.params')
+    module = _load('finetune_zoo.py')
+    net, pretrained = module['build'](name, 10, str(tmp_path), __import__('xpnet').cpu())
+    assert pretrained and net.output.weight.shape[0] == 10
+    assert net.output.weight.lr_mult == 10 and net.features[0].weight.lr_mult == 1
+    import numpy as np
+    np.testing.assert_array_equal(net.features[0].weight.data().asnumpy(),
+                                  zoo.features[0].weight.data().asnumpy())
+    accuracy = module['main'](['--model', name, '--root', str(tmp_path), '--limit', '96',
+                               '--epochs', '1', '--size', '32'])
+    assert 0.0 <= accuracy <= 1.0

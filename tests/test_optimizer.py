@@ -228,7 +228,7 @@ def test_multi_precision_float16():
     o = opt.SGD(learning_rate=0.1, momentum=0.9, multi_precision=True)
     w16 = xpnet.array(w32, dtype='float16')
     state = o.create_state_multi_precision(0, w16)
-    assert state[0].dtype == np.float32
+    assert state[1].dtype == np.float32 and state[0].dtype == np.float32   # Gluon's order
     ref = opt.SGD(learning_rate=0.1, momentum=0.9)
     wref = xpnet.array(w16.asnumpy().astype(np.float32))
     sref = ref.create_state(0, wref)
@@ -236,7 +236,8 @@ def test_multi_precision_float16():
         o.update_multi_precision(0, w16, xpnet.array(g, dtype='float16'), state)
         ref.update(0, wref, xpnet.array(g.astype(np.float16).astype(np.float32)), sref)
     assert w16.dtype == np.float16
-    np.testing.assert_array_equal(state[0].asnumpy(), wref.asnumpy())
+    np.testing.assert_array_equal(state[1].asnumpy(), wref.asnumpy())        # weight32
+    np.testing.assert_array_equal(state[0].asnumpy(), sref.asnumpy())        # momentum
     np.testing.assert_array_equal(w16.asnumpy(), wref.asnumpy().astype(np.float16))
     with pytest.warns(UserWarning, match='float16'):
         opt.SGD(momentum=0.9).create_state_multi_precision(0, w16)

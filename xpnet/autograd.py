@@ -39,7 +39,8 @@ import threading
 from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
-           'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
+           'set_recording', 'set_training', 'backward', 'mark_variables', 'Node', 'grad',
+           'Function']
 
 
 class _State(threading.local):
@@ -210,7 +211,7 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
         _backward(heads, head_grads, retain_graph)
 
 
-def _backward(heads, head_grads, retain_graph):
+def _backward(heads, head_grads, retain_graph, capture=None):
     from .ndarray import NDArray
     if isinstance(heads, NDArray):
         heads = [heads]
@@ -256,6 +257,8 @@ def _backward(heads, head_grads, retain_graph):
                     'pass retain_graph=True to the first call to differentiate it again')
             grads = node.grads
             node.grads = node.owned = None
+            if capture is not None:
+                _capture_outputs(capture, node, grads)
             in_grads = backward_fn(grads[0] if node.n_out == 1 else grads)
             inputs = node.inputs
             if not retain_graph:
@@ -297,6 +300,12 @@ def _backward(heads, head_grads, retain_graph):
     entries = list(leaves.values())
     for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
         entry[1] = g
+    if capture is not None:       # autograd.grad: hand the gradients back, write no .grad
+        for leaf, g, _ in entries:
+            if id(leaf) in capture and g is not None:
+                capture[id(leaf)] = g.todense() if getattr(g, 'is_row_sparse', False) \
+                    else g.copy()
+        return
     bound = set()
     for leaf, g, owned in leaves.values():
         if g is not None:
@@ -360,3 +369,155 @@ def grad_retained():
     """True while the running backward pass keeps its graph (ops may then not consume
     the buffers they saved from forward)."""
     return _state.retain
+
+
+
+# ---- autograd.grad and autograd.Function (Gluon 1.x API) ------------------------------------
+
+def _capture_outputs(capture, node, grads):
+    """Record the gradients of a node's outputs that ``grad()`` asked for."""
+    for idx in range(node.n_out):
+        key = (id(node), idx)
+        if key in capture and grads[idx] is not None:
+            capture[key] = resolve(grads[idx]).copy()
+
+
+def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=False,
+         train_mode=True):
+    """The gradients of ``heads`` with respect to ``variables``, returned instead of being
+    written to ``.grad`` (MXNet's ``autograd.grad``).
+
+    Args:
+        heads: an NDArray or a list of them (recorded inside ``record()``).
+        variables: an NDArray or a list of them: arrays given ``attach_grad()`` before
+            recording, or intermediate results of the recorded computation.
+        head_grads: gradients of the heads (None: ones, as ``backward``).
+        retain_graph: keep the graph for another backward pass (default: ``create_graph``).
+        create_graph: record the gradient computation for higher-order derivatives; not
+            supported (xpnet's backward rules compute on raw device arrays).
+
+    Returns:
+        One NDArray per variable (a single NDArray if ``variables`` is one); a variable
+        the heads do not depend on gets zeros. No ``.grad`` buffer is changed.
+
+    Example::
+
+        x = nd.array([1., 2.]); x.attach_grad()
+        with autograd.record():
+            y = (x ** 3).sum()
+        dx, = autograd.grad(y, [x])          # 3 * x**2
+    """
+    from .ndarray import NDArray
+    if create_graph:
+        raise NotImplementedError(
+            'autograd.grad(create_graph=True): higher-order gradients are not supported; '
+            'xpnet records first-order backward rules on raw device arrays, which are not '
+            'themselves recorded')
+    single = isinstance(variables, NDArray)
+    variables = [variables] if single else list(variables)
+    capture = {}
+    for i, v in enumerate(variables):
+        if not isinstance(v, NDArray):
+            raise TypeError(f'autograd.grad: variable {i} is a {type(v).__name__}, not an '
+                            'NDArray')
+        if v._node is not None:
+            capture[(id(v._node), v._oidx)] = None
+        elif v._grad is not None:
+            capture[id(v)] = None
+        else:
+            raise ValueError(f'autograd.grad: variable {i} is not part of a recorded graph; '
+                             'call attach_grad() on it before autograd.record()')
+    retain = create_graph if retain_graph is None else retain_graph
+    if threading.current_thread() is threading.main_thread():
+        with caller_pinned():
+            _backward(heads, head_grads, retain, capture)
+    else:
+        _backward(heads, head_grads, retain, capture)
+    out = []
+    for v in variables:
+        key = (id(v._node), v._oidx) if v._node is not None else id(v)
+        g = capture[key]
+        out.append(_wrap(v.xp.zeros(v.shape, dtype=v.dtype) if g is None else g, v._ctx))
+    return out[0] if single else out
+
+
+class Function:
+    """A differentiable operation with a hand-written gradient (MXNet's
+    ``autograd.Function``).
+
+    Subclasses define ``forward(*inputs)`` (run with recording paused) and
+    ``backward(*output_grads)`` returning one gradient per input (an NDArray, or None for
+    no gradient); ``save_for_backward(*arrays)`` keeps what backward needs, available as
+    ``saved_tensors``. Calling the instance records it as one node of the graph.
+
+    Example::
+
+        class Sigmoid(autograd.Function):
+            def forward(self, x):
+                y = 1 / (1 + nd.exp(-x))
+                self.save_for_backward(y)
+                return y
+
+            def backward(self, dy):
+                y, = self.saved_tensors
+                return dy * y * (1 - y)
+
+        with autograd.record():
+            z = Sigmoid()(x)
+    """
+
+    def __init__(self):
+        self._saved_tensors = ()
+
+    def save_for_backward(self, *args):
+        """Keep ``args`` for :meth:`backward` (as ``saved_tensors``)."""
+        self._saved_tensors = args
+
+    @property
+    def saved_tensors(self):
+        return self._saved_tensors
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f'{type(self).__name__} must implement forward()')
+
+    def backward(self, *output_grads):
+        raise NotImplementedError(f'{type(self).__name__} must implement backward()')
+
+    def __call__(self, *inputs):
+        from .ndarray import NDArray
+        for i, x in enumerate(inputs):
+            if not isinstance(x, NDArray):
+                raise TypeError(f'{type(self).__name__}: input {i} is a {type(x).__name__}, '
+                                'not an NDArray')
+        with pause(train_mode=_state.training):
+            outputs = self.forward(*inputs)
+        single = isinstance(outputs, NDArray)
+        outs = [outputs] if single else list(outputs)
+        need = needs_grad(*inputs)
+        if need is None:
+            return outputs
+        ctx = outs[0]._ctx
+        shapes = [x.shape for x in inputs]
+
+        def backward_fn(grads):
+            grads = [grads] if single else grads
+            head = [_wrap(g if g is not None else o.xp.zeros(o.shape, dtype=o.dtype), o._ctx)
+                    for g, o in zip(grads, outs)]
+            with pause(train_mode=_state.training):
+                result = self.backward(*head)
+            result = [result] if isinstance(result, NDArray) or result is None \
+                else list(result)
+            if len(result) != len(inputs):
+                raise ValueError(f'{type(self).__name__}.backward returned {len(result)} '
+                                 f'gradient(s) for {len(inputs)} input(s)')
+            in_grads = []
+            for i, g in enumerate(result):
+                if g is not None and tuple(g.shape) != shapes[i]:
+                    raise ValueError(f'{type(self).__name__}.backward: gradient {i} has shape '
+                                     f'{tuple(g.shape)}, input {i} has shape {shapes[i]}')
+                in_grads.append(g._data if isinstance(g, NDArray) else g)
+            return tuple(in_grads)
+        name = type(self).__name__
+        if single:
+            return record_op(backward_fn, inputs, outputs._data, ctx, need, name)
+        return record_multi(backward_fn, inputs, [o._data for o in outs], ctx, need, name)

@@ -1,7 +1,8 @@
 """Loss functions with Gluon 1.9's names, arguments and numbers (``xpnet.loss``).
 
 Every loss is a :class:`~xpnet.layers.HybridBlock` called as ``loss(pred, label, ...)``
-and returns one value per sample, shape ``(batch,)``: the elementwise loss, multiplied by
+and returns one value per sample, shape ``(batch,)`` (except :class:`PoissonNLLLoss`, which
+returns Gluon 1.9.1's mean over the batch): the elementwise loss, multiplied by
 ``sample_weight`` (broadcast) and by the scalar ``weight``, averaged over every axis but
 ``batch_axis`` (summed for :class:`KLDivLoss` and :class:`TripletLoss`, as in Gluon).
 
@@ -12,8 +13,8 @@ float32. A label whose size cannot match raises ``ValueError`` naming both shape
 
 Where xpnet differs from MXNet 1.9.1 on purpose:
 
-- :class:`CosineEmbeddingLoss` and :class:`PoissonNLLLoss` return ``(batch,)`` too (MXNet:
-  ``(batch, 1)`` and a single mean).
+- :class:`CosineEmbeddingLoss` returns ``(batch,)`` too (MXNet: ``(batch, 1)``).
+  :class:`PoissonNLLLoss` returns Gluon's single mean, shape ``(1,)``.
 - ``PoissonNLLLoss(compute_full=True)`` adds the Stirling term only where ``target > 1``
   and gives 0 elsewhere; MXNet computes ``0 * log(0)`` there and returns NaN.
 - A ``sample_weight`` whose broadcast would *enlarge* the loss (e.g. ``(N, 1)`` against a
@@ -42,7 +43,7 @@ from .ndarray import NDArray, _wrap
 __all__ = ['Loss', 'L2Loss', 'L1Loss', 'SigmoidBinaryCrossEntropyLoss', 'SigmoidBCELoss',
            'SoftmaxCrossEntropyLoss', 'SoftmaxCELoss', 'KLDivLoss', 'HuberLoss', 'HingeLoss',
            'SquaredHingeLoss', 'LogisticLoss', 'TripletLoss', 'PoissonNLLLoss',
-           'CosineEmbeddingLoss']
+           'CosineEmbeddingLoss', 'CTCLoss', 'SDMLLoss']
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -533,15 +534,17 @@ class CosineEmbeddingLoss(Loss):
 
 
 class PoissonNLLLoss(Loss):
-    """Poisson negative log-likelihood, averaged per sample.
+    """Poisson negative log-likelihood, averaged over the whole batch (as Gluon 1.9.1).
 
     ``from_logits=True`` (default): ``exp(pred) - target * pred``; otherwise
     ``pred - target * log(pred + epsilon)``. ``compute_full=True`` adds the Stirling
     approximation of ``log(target!)``, ``target*log(target) - target + 0.5*log(2*pi*target)``,
     where ``target > 1`` (0 elsewhere; MXNet returns NaN for a zero target).
 
-    Call: ``loss(pred, target, sample_weight=None, epsilon=1e-08)`` -> ``(batch,)`` (MXNet
-    returns the mean over everything; ``loss(...).mean()`` equals it).
+    Call: ``loss(pred, target, sample_weight=None, epsilon=1e-08)`` -> shape ``(1,)``: the
+    mean of the weighted elementwise loss over every axis, Gluon 1.9.1's ``F.mean(loss)``
+    (the only loss that does not return one value per sample; its gradient is that of the
+    mean, so ``Trainer.step`` should get ``batch_size=1``).
     """
 
     def __init__(self, weight=None, from_logits=True, batch_axis=0, compute_full=False,
@@ -562,4 +565,111 @@ class PoissonNLLLoss(Loss):
             t = ops.where(big, target, 2.0)
             stirling = t * ops.log(t) - t + 0.5 * ops.log(2 * np.pi * t)
             loss = loss + stirling * big
-        return self._finish(loss, sample_weight)
+        if sample_weight is not None:
+            loss = _apply_sample_weight(loss, sample_weight, 'PoissonNLLLoss')
+        if self._weight is not None:
+            loss = loss * self._weight
+        return ops.reshape(ops.mean(loss), (1,))
+
+
+# ---- sequences and metric learning (Gluon 1.x additions) -----------------------------------------
+
+class CTCLoss(Loss):
+    """Connectionist temporal classification loss (Graves et al. 2006), as Gluon 1.9.1's.
+
+    The blank is the *last* class (``C - 1``), so predictions have one more class than the
+    alphabet; labels are class indices padded with ``-1`` after each sequence.
+
+    Args:
+        layout: ``'NTC'`` or ``'TNC'``, the layout of ``pred``.
+        label_layout: ``'NT'`` or ``'TN'``, the layout of ``label``.
+        weight: global scalar weight.
+
+    Call: ``loss(pred, label, pred_lengths=None, label_lengths=None, sample_weight=None)``
+    -> ``(batch,)``: ``-log p(label | softmax(pred))`` per sample. ``pred_lengths`` (frames
+    per sample) and ``label_lengths`` (labels per sample) are optional ``(batch,)`` arrays;
+    without ``label_lengths`` a label ends at its first ``-1``. An impossible alignment gives
+    ``inf`` (and no gradient).
+
+    Example::
+
+        ctc = CTCLoss()
+        pred = nd.random.normal(shape=(2, 20, 5))          # 4 symbols + blank
+        label = nd.array([[1, 0, -1], [2, 1, 1]])
+        ctc(pred, label)                                    # shape (2,)
+    """
+
+    def __init__(self, layout='NTC', label_layout='NT', weight=None, **kwargs):
+        if layout not in ('NTC', 'TNC'):
+            raise ValueError(f"CTCLoss: layout must be 'NTC' or 'TNC', got {layout!r}")
+        if label_layout not in ('NT', 'TN'):
+            raise ValueError(f"CTCLoss: label_layout must be 'NT' or 'TN', got "
+                             f'{label_layout!r}')
+        super().__init__(weight, label_layout.find('N'), **kwargs)
+        self._layout = layout
+        self._label_layout = label_layout
+
+    def forward(self, pred, label, pred_lengths=None, label_lengths=None, sample_weight=None):
+        name = 'CTCLoss'
+        if not isinstance(pred, NDArray) or pred.ndim != 3:
+            raise ValueError(f'{name}: pred must be a 3-d NDArray ({self._layout}), got '
+                             f'{getattr(pred, "shape", type(pred).__name__)}')
+        pred = _as_float(pred)
+        if self._layout == 'NTC':
+            pred = ops.swapaxes(pred, 0, 1)
+        label = _as_nd(label, pred, name, 'label')
+        if label.ndim != 2:
+            raise ValueError(f'{name}: label must be 2-d ({self._label_layout}), got shape '
+                             f'{label.shape}')
+        if self._label_layout == 'TN':
+            label = ops.swapaxes(label, 0, 1)
+        if label.shape[0] != pred.shape[1]:
+            raise ValueError(f'{name}: {label.shape[0]} label sequences for a batch of '
+                             f'{pred.shape[1]} predictions')
+        loss = ops.ctc_loss(pred, label, pred_lengths, label_lengths)
+        if sample_weight is not None:
+            loss = _apply_sample_weight(loss, sample_weight, name)
+        return loss * self._weight if self._weight is not None else loss
+
+
+class SDMLLoss(Loss):
+    """Smoothed deep metric learning loss (Bonadiman et al. 2019), as Gluon 1.9.1's.
+
+    ``x1[i]`` and ``x2[i]`` are a positive pair and every other row of the batch a
+    negative: with the squared distances ``D[i, j] = |x1[i] - x2[j]|^2`` and the smoothed
+    targets ``labels = (1 - s) * I + s / (batch - 1) * (1 - I)``, the loss of row ``i`` is
+    the KL divergence ``KLDivLoss(from_logits=True)(log_softmax(-D, axis=1), labels)``.
+
+    Args:
+        smoothing_parameter: the probability mass ``s`` spread over the negatives (< 1).
+        weight: global scalar weight (MXNet 1.9.1 ignores it; xpnet applies it; the default
+            1 gives the same numbers).
+        batch_axis: must be 0.
+
+    Call: ``loss(x1, x2)`` with two ``(batch, dim)`` arrays -> ``(batch,)``.
+    """
+
+    def __init__(self, smoothing_parameter=0.3, weight=1., batch_axis=0, **kwargs):
+        super().__init__(weight, batch_axis, **kwargs)
+        self.kl_loss = KLDivLoss(from_logits=True)
+        self.smoothing_parameter = smoothing_parameter
+
+    def forward(self, x1, x2):
+        name = 'SDMLLoss'
+        if not isinstance(x1, NDArray):
+            raise TypeError(f'{name}: x1 must be an NDArray, got {type(x1).__name__}')
+        x1 = _as_float(x1)
+        x2 = _cast(_as_nd(x2, x1, name, 'x2'), x1.dtype)
+        if x1.shape != x2.shape or x1.ndim != 2:
+            raise ValueError(f'{name}: x1 and x2 must both have shape (batch, dim), got '
+                             f'{x1.shape} and {x2.shape}')
+        n = x1.shape[0]
+        if n < 2:
+            raise ValueError(f'{name}: needs a batch of at least 2 pairs, got {n}')
+        s = float(self.smoothing_parameter)
+        diffs = ops.expand_dims(x1, 1) - ops.expand_dims(x2, 0)
+        distances = ops.sum(ops.square(diffs), axis=2)
+        eye = x1.xp.eye(n, dtype=x1.dtype)
+        labels = _wrap(eye * (1 - s) + (1 - eye) * (s / (n - 1)), x1._ctx)
+        loss = self.kl_loss(ops.log_softmax(-distances, axis=1), labels)
+        return loss * self._weight if self._weight is not None else loss

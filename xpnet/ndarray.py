@@ -15,7 +15,7 @@ from . import autograd as _ag
 from .backend import Context, current_context, to_device, to_host, is_array
 from .backend.checks import flush_device_checks
 
-__all__ = ['NDArray', 'array', 'RowSparseGrad']
+__all__ = ['NDArray', 'array', 'RowSparseGrad', 'write_out', 'slice_key']
 
 _new = object.__new__
 _generic = np.generic
@@ -290,8 +290,17 @@ class NDArray:
     def expand_dims(self, axis):
         return _O.expand_dims(self, axis)
 
-    def squeeze(self, axis=None):
-        return _O.squeeze(self, axis)
+    def squeeze(self, axis=None, inplace=False):
+        """Remove size-1 axes; ``inplace=True`` reshapes this array itself and returns it
+        (MXNet's in-place squeeze; not for arrays in a recorded graph)."""
+        out = _O.squeeze(self, axis)
+        if not inplace:
+            return out
+        if _ag._state.recording and (self._node is not None or self._grad is not None):
+            raise RuntimeError('squeeze(inplace=True) on an array that is part of a recorded '
+                               'graph is not supported inside autograd.record()')
+        self._data = out._data
+        return self
 
     def swapaxes(self, dim1, dim2):
         return _O.swapaxes(self, dim1, dim2)
@@ -310,6 +319,25 @@ class NDArray:
 
     def tile(self, reps):
         return _O.tile(self, reps)
+
+    def slice(self, begin, end, step=None):
+        """MXNet's ``slice``: ``begin``/``end``/``step`` tuples (None entries mean the whole
+        axis; axes beyond them are kept whole). Differentiable."""
+        return _O.getitem(self, slice_key(self.ndim, begin, end, step))
+
+    def slice_axis(self, axis, begin, end):
+        """This array restricted to ``[begin, end)`` along ``axis`` (``end=None``: to the
+        end)."""
+        key = [slice(None)] * self.ndim
+        key[axis] = slice(begin, end)
+        return _O.getitem(self, tuple(key))
+
+    def tostype(self, stype):
+        """A copy in storage type ``stype``; only ``'default'`` (dense) exists in xpnet."""
+        if stype != 'default':
+            raise NotImplementedError(f'tostype({stype!r}): xpnet arrays are dense; only '
+                                      "'default' is supported")
+        return self.copy()
 
     def repeat(self, repeats, axis=None):
         return _O.repeat(self, repeats, axis)
@@ -438,7 +466,13 @@ class NDArray:
         return int(self.asscalar())
 
     def __array__(self, dtype=None, copy=None):
-        # Works for host arrays; device arrays refuse, as CuPy's do.
+        # NumPy interop (np.asarray, np.argmax...) for host arrays only: a device array must
+        # be copied explicitly, as CuPy requires.
+        if self._ctx.device_type != 'cpu':
+            raise TypeError(f'cannot convert an NDArray on {self._ctx} to a NumPy array '
+                            'implicitly; use .asnumpy()')
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
         return np.asarray(self._data, dtype=dtype)
 
     def __hash__(self):
@@ -566,3 +600,59 @@ def _as_nd(value, like):
 
 
 _O = None   # the xpnet.ops module; set by xpnet.ops when it is imported (avoids an import cycle)
+
+
+def slice_key(ndim, begin, end, step=None):
+    """The indexing key of MXNet's ``slice(data, begin, end, step)`` for ``ndim`` axes."""
+    begin, end = tuple(begin), tuple(end)
+    step = tuple(step) if step else (None,) * len(begin)
+    if not len(begin) == len(end) == len(step) or len(begin) > ndim:
+        raise ValueError(f'slice: begin {begin}, end {end} and step {step} must have the same '
+                         f'length, at most the number of axes ({ndim})')
+    return tuple(slice(b, e, s) for b, e, s in zip(begin, end, step))
+
+
+def write_out(result, out):
+    """``result`` written into ``out`` (MXNet's ``out=`` argument); returns ``out``.
+
+    Outside ``autograd.record()`` the values are copied into ``out``'s buffer (cast to its
+    dtype). Inside it, ``out`` takes the result's place in the graph instead, so a backward
+    pass that reads saved buffers still sees the values it saved; an ``out`` that is itself
+    part of the graph (or has a gradient) cannot be overwritten there.
+    """
+    if out is None or out is result:
+        return result
+    if not isinstance(out, NDArray):
+        raise TypeError(f'out must be an NDArray, got {type(out).__name__}')
+    if out.shape != result.shape:
+        raise ValueError(f'out has shape {out.shape} but the result has shape {result.shape}')
+    if _ag._state.recording and (result._node is not None or out._node is not None
+                                 or out._grad is not None):
+        if out._node is not None or out._grad is not None:
+            raise RuntimeError('out= cannot overwrite an array that is part of a recorded '
+                               'graph inside autograd.record()')
+        out._data, out._ctx = result._data, result._ctx
+        out._node, out._oidx = result._node, result._oidx
+        return out
+    out._data[...] = to_device(result._data, out._ctx, dtype=out.dtype)
+    return out
+
+
+def _accepts_out(method):
+    """Give an NDArray method MXNet's ``out=`` argument (see :func:`write_out`)."""
+    def call(self, *args, out=None, **kwargs):
+        return write_out(method(self, *args, **kwargs), out)
+    call.__name__, call.__qualname__ = method.__name__, method.__qualname__
+    call.__doc__ = method.__doc__
+    return call
+
+
+# The methods that take ``out=`` in MXNet (NumPy's np.sum(x) etc. pass ``out=None`` too).
+for _name in ('sum', 'mean', 'max', 'min', 'prod', 'norm', 'argmax', 'argmin', 'argsort',
+              'topk', 'exp', 'log', 'sqrt', 'square', 'abs', 'sign', 'relu', 'sigmoid', 'tanh',
+              'softmax', 'log_softmax', 'clip', 'one_hot', 'pick', 'take', 'transpose',
+              'flatten', 'expand_dims', 'swapaxes', 'broadcast_to', 'broadcast_like', 'flip',
+              'tile', 'repeat', 'slice', 'slice_axis', 'reshape_like', 'zeros_like',
+              'ones_like'):
+    setattr(NDArray, _name, _accepts_out(getattr(NDArray, _name)))
+del _name

@@ -258,7 +258,7 @@ class Trainer:
             if i in self._states:
                 entry['state'] = _encode_state(self._states[i], f's{i}', arrays)
             entries.append(entry)
-        meta = {'format': _FORMAT, 'version': 1, 'optimizer': self._optimizer.state_dict(),
+        meta = {'format': _FORMAT, 'version': 2, 'optimizer': self._optimizer.state_dict(),
                 'params': entries}
         return {'arrays': arrays, 'meta': meta}
 
@@ -287,13 +287,22 @@ class Trainer:
             if 'state' in entry:
                 ctx = p.list_ctx()[0]
                 states[entry['index']] = _decode_state(entry['state'], arrays, ctx, _source)
+        if meta.get('version', 1) < 2 and not self._optimizer._master_first:
+            # version 1 kept SGD/NAG multi-precision states as (weight32, momentum)
+            for i, st in states.items():
+                if isinstance(st, tuple) and len(st) == 2 and \
+                        self._params[i].dtype == np.float16:
+                    states[i] = (st[1], st[0])
         self._optimizer.load_state_dict(meta['optimizer'])
         self._optimizer.param_dict = dict(enumerate(self._params))
         self._states = states
 
     def save_states(self, fname):
         """Write the optimizer states to ``fname`` (``.npz``: arrays plus the JSON metadata,
-        no pickle), atomically: a temporary file in the same directory, fsync'ed, renamed."""
+        no pickle), atomically: a temporary file in the same directory, fsync'ed, renamed.
+        States keep Gluon 1.x's layout (multi-precision SGD/NAG/LARS: ``(momentum,
+        weight32)``, others ``(weight32, state)``); files of version 1, which stored SGD/NAG's
+        the other way round, are converted when loaded."""
         state = self.state_dict()
         arrays = dict(state['arrays'])
         arrays[_META_KEY] = np.array(json.dumps(state['meta']))

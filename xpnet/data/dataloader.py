@@ -130,6 +130,8 @@ class DataLoader:
             ``__getitem__`` exits as soon as that call returns, since threads cannot be
             interrupted).
         try_nopython: accepted for Gluon 2 compatibility; ignored.
+        auto_reload: accepted for Gluon 1.x compatibility (prefetching right after a pass);
+            xpnet starts loading a pass when it is iterated.
 
     Iterating yields batches on cpu(0) in order. A failing sample raises its error
     directly with ``num_workers=0``, and a :class:`DataLoaderWorkerError` naming the batch
@@ -146,7 +148,7 @@ class DataLoader:
     def __init__(self, dataset, batch_size=None, shuffle=False, sampler=None, last_batch=None,
                  batch_sampler=None, batchify_fn=None, num_workers=0, pin_memory=False,
                  pin_device_id=0, prefetch=None, thread_pool=False, timeout=120,
-                 try_nopython=None):
+                 try_nopython=None, auto_reload=False):
         self._dataset = dataset
         if batch_sampler is None:
             if batch_size is None:

@@ -128,7 +128,7 @@ class Dense(HybridBlock):
     def __init__(self, units, activation=None, use_bias=True, flatten=True, dtype='float32',
                  weight_initializer=None, bias_initializer='zeros', in_units=0, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0:
+        if units < 0:     # Dense(0) constructs, as in Gluon; it fails at the first forward
             raise ValueError(f'Dense: units must be positive, got {units}')
         self._units = units
         self._in_units = in_units
@@ -141,6 +141,8 @@ class Dense(HybridBlock):
 
     def forward(self, x):
         w = self.weight
+        if not self._units:
+            raise ValueError('Dense: units is 0; the layer has no outputs to compute')
         if w._data is None:
             in_units = int(np.prod(x.shape[1:])) if self._flatten else x.shape[-1]
             deferred_shape(w, (self._units, in_units))

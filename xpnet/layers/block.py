@@ -22,10 +22,10 @@ Example::
     net = MLP(); net.initialize()
     list(net.collect_params())    # ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
 """
-import contextlib
 import io
 import os
 import re
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -40,7 +40,52 @@ from .parameter import DeferredInitializationError, Parameter, ParameterDict
 
 __all__ = ['Block', 'HybridBlock', 'ParameterFileError']
 
-_name_counts = {}
+_name_counts = {}     # top-level block names: hint -> next number (Gluon's NameManager)
+
+
+class _ScopeState(threading.local):
+    current = None       # the _NameScope being filled, per thread
+
+
+_scope_state = _ScopeState()
+
+# Gluon 1.x name hints (``Block._alias``) of xpnet layer classes whose hint is not their
+# lower-cased class name, by the name of the class that sets it.
+_ALIASES = {'_Conv': 'conv', '_Pooling': 'pool', 'DeformableConvolution': 'deformable_conv',
+            'ModulatedDeformableConvolution': 'modulated_deformable_conv',
+            'RNNCell': 'rnn', 'LSTMCell': 'lstm', 'GRUCell': 'gru', 'DropoutCell': 'dropout',
+            'ZoneoutCell': 'zoneout', 'VariationalDropoutCell': 'vardrop',
+            'LSTMPCell': 'lstmp', '_ConvRNNCell': 'conv_rnn', '_ConvLSTMCell': 'conv_lstm',
+            '_ConvGRUCell': 'conv_gru'}
+
+
+class _NameScope:
+    """``block.name_scope()``: children created inside get prefixes ``block.prefix +
+    hint + count + '_'`` (Gluon 1.x's ``_BlockScope``). A block with an empty prefix
+    opens no scope of its own, as in Gluon."""
+
+    def __init__(self, block):
+        self._block = block
+        self._counter = {}
+        self._old = None
+
+    def _child_prefix(self, prefix, hint):
+        if prefix is None:
+            count = self._counter.get(hint, 0)
+            self._counter[hint] = count + 1
+            prefix = f'{hint}{count}_'
+        return self._block._prefix + prefix, self._block._params_prefix + prefix
+
+    def __enter__(self):
+        if not self._block._empty_prefix:
+            self._old = _scope_state.current
+            _scope_state.current = self
+        return self
+
+    def __exit__(self, *exc):
+        if not self._block._empty_prefix:
+            _scope_state.current = self._old
+        return False
 
 
 def _has_host_array(values):
@@ -57,12 +102,47 @@ def _first_ndarray(values):
     return None
 
 
+# Gluon 1.9's RNN/LSTM/GRU layers save their parameters under the names of the cells they
+# replaced: ``_unfused.<layer>.<gate>_<kind>`` (``_unfused.<layer>.<l|r>_cell...`` when
+# bidirectional) for xpnet's (and the layers' own) ``l<layer>_<gate>_<kind>``.
+_UNFUSED = re.compile(r'(.*?)_unfused\.(\d+)\.(?:(l|r)_cell\.)?(i2h|h2h|h2r)_(weight|bias)\Z')
+
+
+def _from_unfused_names(loaded, params):
+    """Rename the keys of a Gluon 1.9 RNN layer's file to the layer's parameter names."""
+    out = {}
+    for key, value in loaded.items():
+        m = _UNFUSED.match(key)
+        if m is not None and key not in params:
+            head, layer, direction, gate, kind = m.groups()
+            name = f'{head}{direction or "l"}{layer}_{gate}_{kind}'
+            key = name if name in params else key
+        out[key] = value
+    return out
+
+
+def _all_names(shared):
+    """Name -> Parameter of a ``params=`` / ``share_parameters`` argument, including the
+    other names of tied Parameters that ``collect_params()`` lists once."""
+    names = dict(shared.items())
+    for k, p in getattr(shared, '_aliases', {}).items():
+        names.setdefault(k, p)
+    return names
+
+
 class Block:
     """Base class for layers and models. Subclasses define ``forward(*args)``.
 
     Args:
-        prefix, params: accepted for Gluon 1.x code; ``params`` (a dict of Parameters,
-            e.g. another block's ``collect_params()``) shares those parameters.
+        prefix: the block's name prefix (``block.name`` is it without the trailing ``_``).
+            By default Gluon 1.x's: ``dense0_`` at top level, ``<parent prefix>dense0_``
+            for a child created inside the parent's ``with self.name_scope():``. Names do
+            not affect ``collect_params()`` keys, which are structural.
+        params: Parameters to share (Gluon 1.x): a dict such as another block's
+            ``collect_params()`` or ``.params``. A parameter of this block, or of a child
+            assigned to it, whose structural name is a key of ``params`` *is* that
+            Parameter (tied weights are one object), e.g. ``Net(params=other.collect_params())``
+            or ``nn.Dense(vocab, params=embedding.params)``.
     """
 
     def __init__(self, prefix=None, params=None):
@@ -70,14 +150,33 @@ class Block:
         object.__setattr__(self, '_reg_params', OrderedDict())
         object.__setattr__(self, '_forward_hooks', OrderedDict())
         object.__setattr__(self, '_forward_pre_hooks', OrderedDict())
-        cls = type(self).__name__.lower()
-        if prefix is None:
-            n = _name_counts.get(cls, 0)
-            _name_counts[cls] = n + 1
-            prefix = f'{cls}{n}_'
+        object.__setattr__(self, '_empty_prefix', prefix == '')
+        scope = _scope_state.current
+        if scope is None:
+            if prefix is None:
+                hint = self._alias()
+                n = _name_counts.get(hint, 0)
+                _name_counts[hint] = n + 1
+                prefix = f'{hint}{n}_'
+            params_prefix = prefix
+        else:
+            prefix, params_prefix = scope._child_prefix(prefix, self._alias())
+        if params is not None:
+            params_prefix = getattr(params, 'prefix', params_prefix)
         object.__setattr__(self, '_prefix', prefix)
+        object.__setattr__(self, '_params_prefix', params_prefix)
         object.__setattr__(self, '_shared_params', params)
+        object.__setattr__(self, '_scope', _NameScope(self))
         object.__setattr__(self, '_active', False)
+
+    def _alias(self):
+        """The hint Gluon 1.x names this block by (``dense`` for Dense, ``conv`` for the
+        convolutions, ``pool`` for pooling...)."""
+        for klass in type(self).__mro__:
+            alias = _ALIASES.get(klass.__name__)
+            if alias is not None and klass.__module__.startswith('xpnet.'):
+                return alias
+        return type(self).__name__.lower()
 
     # ---- registration ------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -88,6 +187,7 @@ class Block:
         if isinstance(value, Block):
             self._reg_params.pop(name, None)
             children[name] = value
+            self._share_child(name, value)
         elif isinstance(value, Parameter):
             children.pop(name, None)
             for k, p in self._reg_params.items():
@@ -107,18 +207,32 @@ class Block:
     def _register_param(self, name, param):
         shared = self._shared_params
         if shared is not None:
-            for key in (name, self._prefix + name):
-                if key in shared:
+            for key in (name, getattr(shared, 'prefix', '') + name):
+                if key in shared and isinstance(shared[key], Parameter):
                     param = shared[key]
                     break
         self._reg_params[name] = param
         return param
+
+    def _share_child(self, name, child):
+        """A child assigned to a block built with ``params=`` takes the shared Parameters
+        under its structural names (and so do the children it gets later)."""
+        shared = self._shared_params
+        if shared is None:
+            return
+        lead = name + '.'
+        sub = {k[len(lead):]: p for k, p in _all_names(shared).items() if k.startswith(lead)}
+        if sub:
+            child._share('', sub)
+            if child._shared_params is None:
+                object.__setattr__(child, '_shared_params', sub)
 
     def register_child(self, block, name=None):
         """Register ``block`` as a child (named by its index by default)."""
         if name is None:
             name = str(len(self._children))
         self._children[name] = block
+        self._share_child(name, block)
         return block
 
     def register_forward_hook(self, hook):
@@ -139,8 +253,10 @@ class Block:
         return self._prefix[:-1] if self._prefix.endswith('_') else self._prefix
 
     def name_scope(self):
-        """Accepted for Gluon 1.x code; structural names need no scope."""
-        return contextlib.nullcontext(self)
+        """Gluon 1.x's naming scope: blocks created inside get this block's prefix (see
+        ``prefix``). Structural parameter names need no scope; sharing (``params=``)
+        works with or without one."""
+        return self._scope
 
     @property
     def params(self):
@@ -157,17 +273,50 @@ class Block:
             child._collect(prefix + name + '.', out, seen_blocks | {id(child)})
         return out
 
+    def _structural_params(self):
+        """Every structural name -> Parameter; a shared Parameter appears under each of its
+        names (what ``save_parameters`` writes, as Gluon 1.x does)."""
+        return self._collect('', OrderedDict(), frozenset({id(self)}))
+
     def collect_params(self, select=None):
         """An ordered dict of structural name -> Parameter for this block and its children.
 
+        Each Parameter appears once: a shared (tied) one under the first of its structural
+        names, as Gluon 1.x's ``collect_params`` lists it once, so loops over
+        ``collect_params().values()`` (gradient clipping, ``Trainer``) see it once. The
+        other names are kept for sharing (``Net(params=other.collect_params())``).
         ``select`` is a regular expression (or several joined by '|') matched against the
         names, e.g. ``'.*weight'`` or ``'features.0.*'``.
         """
-        params = self._collect('', OrderedDict(), frozenset({id(self)}))
+        full = self._structural_params()
         if select is not None:
             pattern = re.compile(select)
-            params = OrderedDict((k, v) for k, v in params.items() if pattern.match(k))
-        return ParameterDict(params)
+            full = OrderedDict((k, v) for k, v in full.items() if pattern.match(k))
+        unique, aliases, seen = OrderedDict(), OrderedDict(), set()
+        for name, p in full.items():
+            if id(p) in seen:
+                aliases[name] = p
+            else:
+                seen.add(id(p))
+                unique[name] = p
+        out = ParameterDict(unique)
+        out._prefix = self._prefix
+        out._aliases = aliases
+        return out
+
+    def _gluon_names(self):
+        """Structural name -> Gluon 1.x's prefixed parameter name (``resnetv10_conv0_weight``)
+        for every parameter, as the block's naming scopes give them."""
+        out = OrderedDict()
+
+        def walk(block, path, seen):
+            for name, p in block._reg_params.items():
+                out.setdefault(path + name, block._params_prefix + name)
+            for name, child in block._children.items():
+                if id(child) not in seen:
+                    walk(child, path + name + '.', seen | {id(child)})
+        walk(self, '', frozenset({id(self)}))
+        return out
 
     def initialize(self, init=None, ctx=None, verbose=False, force_reinit=False):
         """Initialize every parameter on ``ctx`` (a Context or a list: one replica each).
@@ -195,18 +344,18 @@ class Block:
         block's parameters of the same names. Returns self."""
         if shared is None:
             return self
-        shared = dict(shared)
-        self._share('', shared)
+        self._share('', _all_names(shared))
         return self
 
     def _share(self, prefix, shared):
         for name in list(self._reg_params):
             key = prefix + name
-            if key in shared:
-                p = shared[key]
+            if key in shared and isinstance(shared[key], Parameter):
+                old, p = self._reg_params[name], shared[key]
                 self._reg_params[name] = p
-                if name in self.__dict__:
-                    object.__setattr__(self, name, p)
+                for attr, value in list(self.__dict__.items()):
+                    if value is old:
+                        object.__setattr__(self, attr, p)
         for name, child in self._children.items():
             child._share(prefix + name + '.', shared)
 
@@ -214,7 +363,7 @@ class Block:
         """Save the parameters to an ``.npz`` file, written atomically (see ``load_parameters``)."""
         arrays = OrderedDict()
         seen = {}
-        for name, p in self.collect_params().items():
+        for name, p in self._structural_params().items():
             if deduplicate and id(p) in seen:
                 continue
             seen[id(p)] = name
@@ -227,45 +376,54 @@ class Block:
 
     def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
                         cast_dtype=False, dtype_source='current'):
-        """Load parameters saved by ``save_parameters``.
+        """Load parameters saved by ``save_parameters`` (xpnet's ``.npz`` or Gluon 1.x's
+        MXNet ``.params`` file).
 
         A parameter absent from the file is an error unless ``allow_missing``; a name in the
         file that the block lacks is an error unless ``ignore_extra``; a shape mismatch is
         always an error. Each error names the parameters concerned. ``filename`` may also
-        be a dict of name -> host array.
+        be a dict of name -> host array. A file of Gluon's legacy ``save_params`` format
+        (prefixed names such as ``conv0_weight`` relative to the model's prefix, no dots) is
+        matched through the Gluon 1.x names of :meth:`name_scope`, as Gluon 1.x's
+        ``load_parameters`` does, and the ``_unfused.<layer>.<gate>_<kind>`` names Gluon
+        1.9's RNN/LSTM/GRU layers write are read as their ``l<layer>_<gate>_<kind>``
+        parameters.
 
         The file is treated as untrusted: its names, shapes and dtypes are checked against
         the block before any array is read (see :mod:`xpnet.layers.param_file`), so a
         corrupt or crafted file raises :class:`ParameterFileError` at once.
         """
-        params = self.collect_params()
+        params = self._structural_params()
         owner = type(self).__name__
+
+        def rename(names):               # file name -> structural name
+            names = {k: k for k in names}
+            if names and not any('.' in k for k in names):
+                names = self._from_legacy_names(names, params)
+            return {old: new for new, old in _from_unfused_names(names, params).items()}
+
         if isinstance(filename, (str, os.PathLike)):
-            loaded = read_parameter_file(filename, params, allow_missing, ignore_extra, owner)
+            loaded = read_parameter_file(filename, params, allow_missing, ignore_extra, owner,
+                                         rename)
         else:
-            loaded = dict(filename)
+            names = rename(filename)
+            loaded = {names[k]: v for k, v in dict(filename).items()}
             wanted = check_parameter_shapes('<dict>', {k: v.shape for k, v in loaded.items()},
                                             params, allow_missing, ignore_extra, owner)
             loaded = {k: loaded[k] for k in wanted}
         for name, p in params.items():
-            if name not in loaded:
-                continue
-            value = loaded[name]
-            if cast_dtype and dtype_source == 'saved':
-                p.dtype = value.dtype
-            if not p.is_initialized:
-                p.shape = value.shape
-                if p._deferred is not None:
-                    if ctx is not None:
-                        p.reset_ctx(ctx)
-                    p._finish_deferred_init()
-                else:
-                    p.initialize(_init.Constant(0), ctx if ctx is not None else None)
-            elif ctx is not None and [Context(c) for c in
-                                      (ctx if isinstance(ctx, (list, tuple)) else [ctx])] \
-                    != p.list_ctx():
-                p.reset_ctx(ctx)
-            p.set_data(value.astype(p.dtype, copy=False))
+            if name in loaded:
+                p._load_init(loaded[name], ctx, cast_dtype, dtype_source, repr(filename))
+
+    def _from_legacy_names(self, loaded, params):
+        """Rename a legacy (Gluon ``save_params``) file's keys to structural names."""
+        strip = len(self._prefix)
+        legacy = {}
+        for name, full in self._gluon_names().items():
+            legacy.setdefault(full[strip:] if full.startswith(self._prefix) else full, name)
+        if not any(k in legacy and k not in params for k in loaded):
+            return loaded      # already structural (a single layer's 'weight', 'bias')
+        return {legacy.get(k, k): v for k, v in loaded.items()}
 
     # Gluon 1.x names
     save_params = save_parameters

@@ -37,7 +37,9 @@ def check_parameter_shapes(source, shapes, params, allow_missing, ignore_extra, 
     Raises:
         ParameterFileError: naming every missing or extra parameter, or a shape mismatch.
     """
-    missing = [k for k in params if k not in shapes]
+    # a shared (tied) Parameter is missing only if none of its names is in the file
+    present = {id(p) for k, p in params.items() if k in shapes}
+    missing = [k for k, p in params.items() if id(p) not in present]
     if missing and not allow_missing:
         raise ParameterFileError(
             f'parameter file {source!r} lacks {len(missing)} parameter(s) of this {owner}: '
@@ -58,9 +60,12 @@ def check_parameter_shapes(source, shapes, params, allow_missing, ignore_extra, 
 
 
 def read_parameter_file(filename, params, allow_missing=False, ignore_extra=False,
-                        owner='Block'):
+                        owner='Block', rename=None):
     """``{parameter name: host array}`` of the parameters of ``params`` that ``filename``
     holds, after checking every name, shape and dtype in the file against them.
+
+    ``rename(names)``, if given, maps the file's names (``arg:``/``aux:`` prefixes already
+    stripped) to parameter names (legacy Gluon names, say); names it leaves out stay.
 
     Raises:
         FileNotFoundError: no such file.
@@ -81,6 +86,12 @@ def read_parameter_file(filename, params, allow_missing=False, ignore_extra=Fals
                 raise ParameterFileError(f'parameter file {filename!r}: {key!r} has dtype '
                                          f'{header.dtype}, not a number type')
             by_name[name] = header
+        if rename is not None:
+            mapping = rename(list(by_name))
+            by_name = {mapping.get(k, k): h for k, h in by_name.items()}
+            if len(by_name) != len(headers):
+                raise ParameterFileError(f'parameter file {filename!r} holds a parameter '
+                                         'under two names')
         wanted = check_parameter_shapes(filename, {k: h.shape for k, h in by_name.items()},
                                         params, allow_missing, ignore_extra, owner)
         renamed.update({by_name[k].name: k for k in wanted})

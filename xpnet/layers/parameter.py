@@ -11,6 +11,7 @@ Example::
     w._finish_deferred_init()
     w.data(xpnet.cpu(1))         # the replica on cpu(1)
 """
+import os
 import warnings
 from collections import OrderedDict
 
@@ -20,6 +21,7 @@ from .. import initializer as _init
 from ..backend import Context, current_context, to_device, to_host
 from ..ndarray import NDArray, _wrap
 from ..serialization import save_npz
+from .param_file import read_parameter_file
 
 __all__ = ['Parameter', 'Constant', 'ParameterDict', 'DeferredInitializationError']
 
@@ -157,6 +159,10 @@ class Parameter:
         initializer = _init.create(init) if explicit else _init.create(default_init)
         host = initializer.init_array(self.name, self._shape, self.dtype, explicit=explicit) \
             if isinstance(initializer, _init.Initializer) else self._call_init(initializer)
+        self._set_replicas(host, ctx_list)
+
+    def _set_replicas(self, host, ctx_list):
+        """Make the data: a copy of the host array ``host`` on each context."""
         replicas = [_wrap(to_device(host, c, dtype=self.dtype, copy=True), c)
                     for c in ctx_list]
         for d in replicas:
@@ -296,6 +302,27 @@ class Parameter:
     def var(self):
         raise NotImplementedError('xpnet has no symbolic graphs')
 
+    def _load_init(self, value, ctx=None, cast_dtype=False, dtype_source='current',
+                   source='the file'):
+        """Set the data from a loaded host array, initializing the Parameter (on ``ctx``,
+        or where it lives) if needed. The shape must match where it is known."""
+        shape = self._shape
+        if shape is not None and (len(shape) != value.ndim or any(
+                s not in (0, None) and s != v for s, v in zip(shape, value.shape))):
+            raise ValueError(f'Parameter {self.name!r} has shape {shape} but {source} holds '
+                             f'shape {value.shape}')
+        if cast_dtype and dtype_source == 'saved':
+            self.dtype = value.dtype
+        if not self.is_initialized:      # no initializer run: the file gives the values
+            self.shape = value.shape
+            if ctx is None and self._deferred is not None:
+                ctx = self._deferred[1]
+            self._set_replicas(value, _ctx_list(ctx))
+            return
+        if ctx is not None and _ctx_list(ctx) != self.list_ctx():
+            self.reset_ctx(ctx)
+        self.set_data(value.astype(self.dtype, copy=False))
+
 
 def _materialize_sparse(d):
     """Turn a pending row-sparse gradient into the dense buffer (for users reading grad())."""
@@ -324,50 +351,132 @@ class Constant(Parameter):
 
 
 class ParameterDict(OrderedDict):
-    """An ordered mapping of structural names to Parameters, with bulk operations.
+    """An ordered mapping of names to Parameters, with bulk operations (Gluon's ParameterDict).
 
-    Also the ``block.params`` of Gluon 1.x code: ``self.params.get('w', shape=(3,))``
-    creates (or returns) a parameter registered on the block.
+    Three uses:
+
+    - Standalone, as in Gluon 1.x: ``ParameterDict('net_')``; ``get('weight', shape=...)``
+      creates (or returns) the Parameter named ``'net_weight'``, stored under that name,
+      first looking it up in ``shared`` (another ParameterDict) so two dicts can hold the
+      same Parameter objects.
+    - ``block.collect_params()``: keys are *structural* names (``features.3.weight``, see
+      :mod:`xpnet.layers.block`); ``prefix`` is the block's prefix. Gluon 1.x keys were
+      prefixed names (``resnetv10_conv0_weight``); xpnet keeps the structural ones, which
+      are also the names Gluon's ``save_parameters`` writes.
+    - ``block.params`` (Gluon 1.x ``self.params.get('w', shape=(3,))`` inside a block):
+      keys are the block's own parameter names, and ``get`` registers new ones on it.
+
+    Args:
+        prefix: the name prefix of parameters created by :meth:`get` (or, for internal use,
+            a mapping to copy).
+        shared: a ParameterDict (or dict) searched by :meth:`get` before creating a new
+            Parameter.
+
+    Example::
+
+        params = ParameterDict('enc_')
+        w = params.get('weight', shape=(4, 3))        # Parameter 'enc_weight'
+        tied = ParameterDict('enc_', shared=params)
+        assert tied.get('weight') is w
     """
 
-    def __init__(self, *args, owner=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, prefix='', shared=None, owner=None):
+        if isinstance(prefix, str):
+            super().__init__()
+        else:                       # a mapping of name -> Parameter (collect_params)
+            super().__init__(prefix)
+            prefix = owner.prefix if owner is not None else ''
+        self._prefix = prefix
+        self._shared = shared
         self._owner = owner
+        self._aliases = {}         # other names of tied Parameters (see collect_params)
 
-    def get(self, name, default=None, **kwargs):
-        if name in self:
-            p = self[name]
-            for k, v in kwargs.items():
-                if k == 'shape' and v is not None:
-                    p.shape = v
-            return p
-        if self._owner is None:
-            return default
-        p = Parameter(name, **kwargs)
-        self._owner._register_param(name, p)
-        self[name] = p
-        return p
+    @property
+    def prefix(self):
+        """The prefix of names created by :meth:`get`."""
+        return self._prefix
+
+    def _get_impl(self, key):
+        if key in self:
+            return self[key]
+        shared = self._shared
+        if shared is not None and key in shared:
+            param = shared[key]
+            OrderedDict.__setitem__(self, key, param)
+            return param
+        return None
+
+    def get(self, name, **kwargs):
+        """The Parameter ``name`` (prefixed for a standalone dict), created if absent.
+
+        Keyword arguments are Parameter attributes: a new Parameter is built with them; an
+        existing one must agree (a 0 in a shape is filled in by the other's size), else
+        ``ValueError`` names the attribute.
+        """
+        if self._owner is not None:
+            key = name
+        else:
+            key = self._prefix + name
+        param = self._get_impl(key)
+        if param is None:
+            param = Parameter(key, **kwargs)
+            if self._owner is not None:
+                param = self._owner._register_param(name, param)
+            OrderedDict.__setitem__(self, key, param)
+            return param
+        for attr, value in kwargs.items():
+            _merge_attribute(param, key, attr, value)
+        return param
 
     def get_constant(self, name, value=None):
-        if name in self:
-            return self[name]
-        c = Constant(value, name=name)
-        if self._owner is not None:
-            self._owner._register_param(name, c)
-        self[name] = c
-        return c
+        """The Constant ``name``, created from ``value`` if absent (``KeyError`` without one)."""
+        key = name if self._owner is not None else self._prefix + name
+        param = self._get_impl(key)
+        if param is None:
+            if value is None:
+                raise KeyError(f'No constant named {key!r}; give a value to create one')
+            param = Constant(value, name=key)
+            if self._owner is not None:
+                param = self._owner._register_param(name, param)
+            OrderedDict.__setitem__(self, key, param)
+        elif value is not None:
+            if not isinstance(param, Constant):
+                raise ValueError(f'Parameter {key!r} already exists but is not a Constant')
+            value = value.asnumpy() if isinstance(value, NDArray) else np.asarray(value)
+            if param.shape != value.shape or not (param.value == value).all():
+                raise ValueError(f'Constant {key!r} already exists with another value')
+        return param
+
+    def update(self, other):
+        """Add the Parameters of ``other``; a name already bound to another Parameter is a
+        ``ValueError`` (two different weights cannot share a name)."""
+        items = list(other.items())
+        for k, v in items:
+            if k in self and self[k] is not v:
+                raise ValueError(f'Cannot update the ParameterDict with another one holding a '
+                                 f'different Parameter under the same name {k!r}')
+        for k, v in items:
+            OrderedDict.__setitem__(self, k, v)
 
     def initialize(self, init=None, ctx=None, verbose=False, force_reinit=False):
+        """Initialize every Parameter (``init`` is the default for those without their own
+        initializer; Gluon's is ``Uniform(0.07)``). Shared Parameters are initialized once."""
         default = _init.create(init) if init is not None else _init.Uniform()
+        seen = set()
         for p in self.values():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
             p.initialize(None, ctx, default, force_reinit=force_reinit)
 
     def zero_grad(self):
+        """Set every gradient buffer to zero."""
         for p in self.values():
             p.zero_grad()
 
     def reset_ctx(self, ctx):
-        for p in self.values():
+        """Move every Parameter to ``ctx`` (a Context or a list)."""
+        for p in _unique(self.values()):
             p.reset_ctx(ctx)
 
     def setattr(self, name, value):
@@ -376,6 +485,7 @@ class ParameterDict(OrderedDict):
             setattr(p, name, value)
 
     def list_ctx(self):
+        """Every context some Parameter lives on."""
         ctxs = []
         for p in self.values():
             for c in p.list_ctx():
@@ -384,11 +494,88 @@ class ParameterDict(OrderedDict):
         return ctxs
 
     def save(self, filename, strip_prefix=''):
-        """Write every parameter to an ``.npz`` file, atomically (``strip_prefix`` is
-        removed from the names that start with it)."""
-        save_npz(filename, {k[len(strip_prefix):] if k.startswith(strip_prefix) else k:
-                            p.data().asnumpy() for k, p in self.items()})
+        """Save the Parameters' data under their names (``strip_prefix`` removed) to an
+        ``.npz`` file, atomically (``nd.save``'s format)."""
+        arrays = OrderedDict()
+        for key, p in self.items():
+            if not key.startswith(strip_prefix):
+                raise ValueError(f'Prefix {strip_prefix!r} is to be stripped before saving, '
+                                 f'but Parameter {key!r} does not start with it')
+            arrays[key[len(strip_prefix):]] = p.data(p.list_ctx()[0]).asnumpy()
+        save_npz(filename, arrays)
+
+    def load(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
+             restore_prefix='', cast_dtype=False, dtype_source='current'):
+        """Load Parameters saved by :meth:`save` (or MXNet's ``.params`` format); each name
+        in the file gets ``restore_prefix`` prepended. Missing or extra names are errors
+        unless ``allow_missing`` / ``ignore_extra``."""
+        if not isinstance(filename, (str, os.PathLike)):
+            return self.load_dict(filename, ctx, allow_missing, ignore_extra, restore_prefix,
+                                  None, cast_dtype, dtype_source)
+        loaded = read_parameter_file(filename, self, allow_missing, ignore_extra,
+                                     'ParameterDict',
+                                     lambda names: {k: restore_prefix + k for k in names})
+        self.load_dict(loaded, ctx, True, True, '', filename, cast_dtype, dtype_source)
+
+    def load_dict(self, param_dict, ctx=None, allow_missing=False, ignore_extra=False,
+                  restore_prefix='', filename=None, cast_dtype=False, dtype_source='current'):
+        """Load from an in-memory dict of name -> NDArray or array (see :meth:`load`)."""
+        source = f'file {filename!r}' if isinstance(filename, str) else 'param_dict'
+        arrays = {}
+        for k, v in param_dict.items():
+            k = k[4:] if k.startswith(('arg:', 'aux:')) else k
+            arrays[restore_prefix + k] = v.asnumpy() if isinstance(v, NDArray) else to_host(v)
+        if not allow_missing:
+            missing = [k for k in self if k not in arrays]
+            if missing:
+                raise ValueError(f'{source} lacks parameter(s) {", ".join(missing)} '
+                                 '(use allow_missing=True to skip them)')
+        extra = [k for k in arrays if k not in self]
+        if extra and not ignore_extra:
+            raise ValueError(f'{source} has parameter(s) {", ".join(extra)} that this '
+                             'ParameterDict does not (use ignore_extra=True to skip them)')
+        for key, p in self.items():
+            if key in arrays:
+                p._load_init(arrays[key], ctx, cast_dtype, dtype_source, source)
 
     def __repr__(self):
         body = '\n'.join(f'  {k}: {p!r}' for k, p in self.items())
-        return f'ParameterDict(\n{body}\n)'
+        head = f'{self._prefix} ' if self._prefix else ''
+        return f'ParameterDict({head}\n{body}\n)'
+
+
+def _unique(params):
+    seen = set()
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            yield p
+
+
+def _merge_attribute(param, key, attr, value):
+    """Check a requested attribute against an existing Parameter's (Gluon's rule: unknown
+    sizes (0) are filled in from the other side; everything else must agree)."""
+    if attr == 'shape' and value is not None:
+        value = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+        old = param.shape
+        if old is None:
+            param.shape = value
+            return
+        if len(old) == len(value) and all(a == b or a in (0, -1) or b in (0, -1)
+                                          for a, b in zip(old, value)):
+            param._shape = tuple(b if a in (0, -1) else a for a, b in zip(old, value))
+            return
+        raise ValueError(f'Cannot retrieve Parameter {key!r}: requested shape {value} does '
+                         f'not match its shape {old}')
+    if attr == 'init':            # an initializer never conflicts: the first one stays
+        if param.init is None:
+            param.init = value
+        return
+    existing = getattr(param, attr, None)
+    if attr == 'dtype' and value is not None and np.dtype(value) == np.dtype(existing):
+        return
+    if existing is None:
+        setattr(param, attr, value)
+    elif value is not None and value != existing:
+        raise ValueError(f'Cannot retrieve Parameter {key!r}: requested {attr}={value!r} does '
+                         f'not match its {attr}={existing!r}')

@@ -7,12 +7,14 @@
 - ``linalg``: dot, batch_dot, matmul, fully_connected
 - ``nn``: softmax family, activations, dropout, normalization, fused losses
 - ``creation``: zeros, ones, arange, ...
+- ``ctc``: the connectionist temporal classification loss
 
 Layers compose these; ``xpnet.nd`` re-exports them under MXNet's names.
 """
 import sys
 
 from .conv import *  # noqa: F401,F403
+from .ctc import *  # noqa: F401,F403
 from .creation import *  # noqa: F401,F403
 from .index import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403

@@ -1,10 +1,11 @@
-"""Adam (MXNet 1.9's rule, with lazy row-sparse updates) and AdamW (decoupled weight decay)."""
+"""Adam (MXNet 1.9's rule, with lazy row-sparse updates), AdamW (decoupled weight decay),
+and MXNet's Adam variants Adamax, Nadam and FTML."""
 import math
 
 from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
                    _sparse_rows, _scaled_grad)
 
-__all__ = ['Adam', 'AdamW']
+__all__ = ['Adam', 'AdamW', 'Adamax', 'Nadam', 'FTML']
 
 
 def _moments(xp, t, mean, var, beta1, beta2, epsilon):
@@ -150,3 +151,148 @@ class AdamW(_AdamBase):
         self._apply(adamw_kernel, weight, grad, state, lr_t, lr * float(wd),
                     float(self.rescale_grad), self._clip, float(self.beta1),
                     float(self.beta2), float(self.epsilon))
+
+
+@register
+class Adamax(Optimizer):
+    """AdaMax (Kingma & Ba, section 7), MXNet 1.9's rule::
+
+        g = clip(rescale_grad * grad + wd * weight, clip_gradient)
+        m = beta1 * m + (1 - beta1) * g
+        u = maximum(beta2 * u, |g|)
+        weight -= lr / (1 - beta1**t) * m / u
+
+    Args:
+        learning_rate: default 0.002.
+        beta1, beta2: decay rates of the moment and of the infinity norm.
+        **kwargs: see :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.002, beta1=0.9, beta2=0.999, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1 = beta1
+        self.beta2 = beta2
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))   # m, u
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        t = self._index_update_count[index]
+        b1, b2 = float(self.beta1), float(self.beta2)
+        lr = float(lr) / (1.0 - b1 ** t)
+        m, u = _data(state[0]), _data(state[1])
+        g = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip,
+                         float(wd), w)
+        m *= b1
+        m += g * (1.0 - b1)
+        u *= b2
+        xp.maximum(u, xp.abs(g, out=g), out=u)
+        xp.divide(m, u, out=g)
+        g *= lr
+        w -= g
+
+
+@register
+class Nadam(Optimizer):
+    """Nesterov-accelerated Adam (Dozat 2016), MXNet 1.9's rule::
+
+        g = clip(rescale_grad * grad + wd * weight, clip_gradient)
+        mu_t = beta1 * (1 - 0.5 * 0.96**(t * schedule_decay)), mu_t1 likewise at t + 1
+        m_schedule = m_schedule * mu_t
+        m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g**2
+        m_bar = (1 - mu_t) * g / (1 - m_schedule) + mu_t1 * m / (1 - m_schedule * mu_t1)
+        weight -= lr * m_bar / (sqrt(v / (1 - beta2**t)) + epsilon)
+
+    As in MXNet, ``m_schedule`` is one number for the whole optimizer, multiplied at every
+    parameter's update (so it depends on the number of parameters).
+
+    Args:
+        learning_rate: default 0.001.
+        beta1, beta2, epsilon: as in Adam.
+        schedule_decay: decay of the momentum schedule.
+        **kwargs: see :class:`Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                 schedule_decay=0.004, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.schedule_decay = schedule_decay
+        self.m_schedule = 1.0
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))   # m, v
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        t = self._index_update_count[index]
+        b1, b2 = float(self.beta1), float(self.beta2)
+        g = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip,
+                         float(wd), w)
+        mu_t = b1 * (1.0 - 0.5 * 0.96 ** (t * self.schedule_decay))
+        mu_t1 = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.schedule_decay))
+        self.m_schedule = self.m_schedule * mu_t
+        m_next = self.m_schedule * mu_t1
+        m, v = _data(state[0]), _data(state[1])
+        m *= b1
+        m += g * (1.0 - b1)
+        v *= b2
+        v += g * g * (1.0 - b2)
+        m_bar = g * ((1.0 - mu_t) / (1.0 - self.m_schedule))
+        m_bar += m * (mu_t1 / (1.0 - m_next))
+        denom = xp.sqrt(v / (1.0 - b2 ** t))
+        denom += float(self.epsilon)
+        m_bar /= denom
+        m_bar *= float(lr)
+        w -= m_bar
+
+
+@register
+class FTML(Optimizer):
+    """Follow the Moving Leader (Zheng & Kwok 2017), MXNet 1.9's ``ftml_update``::
+
+        g = clip(rescale_grad * grad + wd * weight, clip_gradient)
+        v = beta2 * v + (1 - beta2) * g**2
+        d_t = (1 - beta1**t) / lr * (sqrt(v / (1 - beta2**t)) + epsilon)
+        z = beta1 * z + (1 - beta1) * g - (d_t - beta1 * d) * weight
+        d = d_t;  weight = -z / d_t
+
+    The state is ``(d, v, z)``.
+
+    Args:
+        beta1, beta2, epsilon: see above (``learning_rate`` defaults to 0.01).
+        **kwargs: see :class:`Optimizer`.
+    """
+
+    def __init__(self, beta1=0.6, beta2=0.999, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight), _zeros_like(weight))   # d, v, z
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        t = self._index_update_count[index]
+        b1, b2 = float(self.beta1), float(self.beta2)
+        d, v, z = (_data(s) for s in state)
+        g = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip,
+                         float(wd), w)
+        v *= b2
+        v += g * g * (1.0 - b2)
+        d_t = xp.sqrt(v / (1.0 - b2 ** t))
+        d_t += float(self.epsilon)
+        d_t *= (1.0 - b1 ** t) / float(lr)
+        z *= b1
+        z += g * (1.0 - b1)
+        sigma = d_t - d * b1
+        sigma *= w
+        z -= sigma
+        d[...] = d_t
+        xp.divide(z, d_t, out=w)
+        xp.negative(w, out=w)

@@ -1,8 +1,8 @@
-"""Per-coordinate adaptive optimizers: RMSProp (plain and centered), AdaGrad, AdaDelta."""
+"""Per-coordinate adaptive optimizers: RMSProp (plain and centered), AdaGrad, AdaDelta, Ftrl."""
 from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
                    _sparse_rows, _scaled_grad)
 
-__all__ = ['RMSProp', 'AdaGrad', 'AdaDelta']
+__all__ = ['RMSProp', 'AdaGrad', 'AdaDelta', 'Ftrl']
 
 
 def rmsprop_kernel(xp, w, g, n, lr, wd, rescale, clip, gamma1, epsilon, clip_weights):
@@ -214,3 +214,55 @@ class AdaDelta(Optimizer):
         adadelta_kernel(weight.xp, weight._data, _dense_grad(grad), _data(state[0]),
                         _data(state[1]), float(wd), float(self.rescale_grad), self._clip,
                         float(self.rho), float(self.epsilon))
+
+
+@register
+class Ftrl(Optimizer):
+    """FTRL-Proximal (McMahan et al. 2013), MXNet 1.9's ``ftrl_update``::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        z += g - (sqrt(n + g**2) - sqrt(n)) * weight / lr
+        n += g**2
+        weight = (sign(z) * lamda1 - z) / ((beta + sqrt(n)) / lr + wd) * (|z| > lamda1)
+
+    The state is ``(z, n)``.
+
+    Args:
+        lamda1: L1 regularization strength.
+        learning_rate: default 0.1.
+        beta: per-coordinate learning-rate parameter.
+        **kwargs: see :class:`Optimizer`.
+    """
+
+    def __init__(self, lamda1=0.01, learning_rate=0.1, beta=1, **kwargs):
+        super().__init__(**kwargs)
+        self.lamda1 = lamda1
+        self.beta = beta
+        self.lr = learning_rate
+
+    def create_state(self, index, weight):
+        return (_zeros_like(weight), _zeros_like(weight))   # z, n
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        lr, lamda1 = float(lr), float(self.lamda1)
+        z, n = _data(state[0]), _data(state[1])
+        g = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip)
+        g2 = g * g
+        sigma = xp.sqrt(n + g2)
+        sigma -= xp.sqrt(n)
+        sigma *= w
+        sigma /= lr
+        z += g
+        z -= sigma
+        n += g2
+        num = xp.sign(z)
+        num *= lamda1
+        num -= z
+        den = xp.sqrt(n)
+        den += float(self.beta)
+        den /= lr
+        den += float(wd)
+        num /= den
+        num *= xp.abs(z) > lamda1
+        w[...] = num

@@ -234,17 +234,33 @@ class Optimizer:
         of them. Called once per weight, before its first update."""
         return None
 
+    #: Gluon's order of a multi-precision state: ``(weight32, state)`` for most optimizers,
+    #: ``(state, weight32)`` for SGD, NAG and LARS (set False there).
+    _master_first = True
+
     def create_state_multi_precision(self, index, weight):
         """Like :meth:`create_state`; with ``multi_precision`` and a float16 weight the state
-        is ``(float32 master copy of the weight, state of the master)``."""
+        also holds a float32 master copy of the weight, in MXNet 1.9's order:
+        ``(weight32, state)``, or ``(state, weight32)`` for SGD, NAG and LARS."""
         if self.multi_precision and weight.dtype == np.float16:
             master = _wrap(weight._data.astype(np.float32), weight.context)
-            return (master, self.create_state(index, master))
+            inner = self.create_state(index, master)
+            return (master, inner) if self._master_first else (inner, master)
         if weight.dtype == np.float16:
             warnings.warn('Accumulating with float16 in optimizer can lead to poor accuracy or '
                           'slow convergence. Consider using multi_precision=True option of the '
                           f'{type(self).__name__} optimizer', stacklevel=2)
         return self.create_state(index, weight)
+
+    def _split_multi_precision(self, weight, state):
+        """``(weight32, inner state)`` of a multi-precision state, or None for another state."""
+        if not (self.multi_precision and weight.dtype == np.float16
+                and isinstance(state, tuple) and len(state) == 2):
+            return None
+        master, inner = state if self._master_first else (state[1], state[0])
+        if isinstance(master, NDArray) and master.dtype == np.float32:
+            return master, inner
+        return None
 
     def update(self, index, weight, grad, state):
         """Update ``weight`` in place from ``grad`` and ``state`` (also in place).
@@ -272,10 +288,9 @@ class Optimizer:
             for i, w, g, s in zip(index, weight, grad, state):
                 self.update_multi_precision(i, w, g, s)
             return
-        if self.multi_precision and weight.dtype == np.float16 and isinstance(state, tuple) \
-                and len(state) == 2 and isinstance(state[0], NDArray) \
-                and state[0].dtype == np.float32:
-            master, inner = state
+        parts = self._split_multi_precision(weight, state)
+        if parts is not None:
+            master, inner = parts
             if _is_sparse(grad):
                 grad = grad.astype(np.float32)
             else:

@@ -1,8 +1,12 @@
-"""SGD (with momentum and lazy row-sparse updates) and Nesterov's accelerated gradient."""
+"""SGD (with momentum and lazy row-sparse updates), Nesterov's accelerated gradient, and
+the SGD variants of MXNet 1.9: ccSGD (an alias), DCASGD and SGLD."""
+import math
+
+from .. import random as _random
 from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
                    _sparse_rows, _scaled_grad)
 
-__all__ = ['SGD', 'NAG']
+__all__ = ['SGD', 'NAG', 'ccSGD', 'DCASGD', 'SGLD', 'sgd_kernel']
 
 
 def _lr_grad(xp, g, lr, rescale, clip):
@@ -81,6 +85,7 @@ class SGD(Optimizer):
                                 {'learning_rate': 0.1, 'momentum': 0.9, 'wd': 1e-4})
     """
     _supports_lazy = True
+    _master_first = False          # multi-precision state: (momentum, weight32)
 
     def __init__(self, momentum=0.0, lazy_update=True, **kwargs):
         super().__init__(**kwargs)
@@ -128,6 +133,8 @@ class NAG(Optimizer):
         **kwargs: see :class:`Optimizer`.
     """
 
+    _master_first = False          # multi-precision state: (momentum, weight32)
+
     def __init__(self, momentum=0.0, **kwargs):
         super().__init__(**kwargs)
         self.momentum = momentum
@@ -139,3 +146,77 @@ class NAG(Optimizer):
         mom = None if state is None or self.momentum <= 0 else _data(state)
         nag_kernel(weight.xp, weight._data, _dense_grad(grad), mom, float(lr), float(wd),
                    float(self.rescale_grad), self._clip, float(self.momentum))
+
+
+@register
+class ccSGD(SGD):
+    """MXNet's deprecated name for :class:`SGD` (same arguments, same updates)."""
+
+
+@register
+class DCASGD(Optimizer):
+    """Delay-compensated asynchronous SGD (Zheng et al. 2016), MXNet 1.9's rule::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        mom = momentum * mom - lr * (g + wd * weight + lamda * g * g * (weight - previous))
+        previous = weight
+        weight += mom
+
+    The state is ``(mom or None, previous weight)``. (MXNet 1.9.1 fails for
+    ``momentum > 0`` on arrays of more than one element: it tests the momentum array's truth
+    value; xpnet applies the rule above.)
+
+    Args:
+        momentum: the momentum factor (0: no momentum state).
+        lamda: the delay-compensation factor.
+        **kwargs: see :class:`Optimizer`.
+    """
+
+    def __init__(self, momentum=0.0, lamda=0.04, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = momentum
+        self.lamda = lamda
+
+    def create_state(self, index, weight):
+        previous = weight.copy()
+        return (None if self.momentum == 0.0 else _zeros_like(weight), previous)
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        mom, previous = state
+        g = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip)
+        step = g + w * float(wd)
+        diff = w - _data(previous)
+        diff *= g
+        diff *= g
+        diff *= float(self.lamda)
+        step += diff
+        step *= -float(lr)
+        if mom is not None:
+            m = _data(mom)
+            m *= float(self.momentum)
+            m += step
+            step = m
+        _data(previous)[...] = w
+        w += step
+
+
+@register
+class SGLD(Optimizer):
+    """Stochastic gradient Langevin dynamics (Welling & Teh 2011), MXNet 1.9's rule::
+
+        g = clip(rescale_grad * grad, clip_gradient)
+        weight += -lr / 2 * (g + wd * weight) + normal(0, sqrt(lr))
+
+    The noise comes from ``xpnet.random`` (seed it with ``xpnet.random.seed``), drawn on the
+    host, so a run is reproducible on every device (it cannot equal MXNet's draws).
+    """
+
+    def _step(self, index, weight, grad, state, lr, wd):
+        xp, w = weight.xp, weight._data
+        lr = float(lr)
+        step = _scaled_grad(xp, _dense_grad(grad), float(self.rescale_grad), self._clip,
+                            float(wd), w)
+        step *= -lr / 2
+        w += step
+        w += _random.normal_array(w.shape, weight.context, 0.0, math.sqrt(lr), w.dtype)

@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import random as _xrandom
 
-__all__ = ['split_arrays', 'join_arrays', 'capture_random_state', 'restore_random_state']
+__all__ = ['split_arrays', 'join_arrays', 'capture_random_state', 'restore_random_state',
+           'metric_state', 'load_metric_state', 'rewind_loader_state', 'ResumePoint']
 
 _ARRAY = '__array__'
 
@@ -61,3 +62,105 @@ def restore_random_state(state):
                          n['has_gauss'], n['gauss']))
     p = state['python']
     _pyrandom.setstate((p['version'], tuple(p['internal']), p['gauss']))
+
+
+# ---- metrics -----------------------------------------------------------------------------
+_METRIC_CONFIG = ('name', 'output_names', 'label_names')
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _plain(value):
+    """``value`` as JSON-able data (NumPy arrays allowed), or raise TypeError."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v) for k, v in value.items()}
+    raise TypeError(type(value).__name__)
+
+
+def metric_state(metric, warn):
+    """What a checkpoint keeps of ``metric``: ``{'kind': 'state_dict', ...}`` for xpnet's
+    metrics and metrics defining ``state_dict()``; ``{'kind': 'attributes', ...}`` (the
+    public attributes) for other subclasses of ``EvalMetric``, e.g. Gluon-style metrics that
+    override ``update/get/reset`` without calling the base class (their counters are
+    attributes of their own); None when an attribute cannot be saved, after
+    ``warn(message)`` naming the metric and the attribute."""
+    from ..metric import EvalMetric
+    kind = type(metric)
+    own_state = getattr(kind, 'state_dict', None) is not EvalMetric.state_dict
+    if own_state or kind.__module__.startswith('xpnet.metric'):
+        return {'kind': 'state_dict', 'state': metric.state_dict()}
+    state = {}
+    for key, value in vars(metric).items():
+        if key.startswith('_') or key in _METRIC_CONFIG:
+            continue
+        try:
+            state[key] = _plain(value)
+        except TypeError as err:
+            warn(f'metric {metric.name!r} ({kind.__name__}): its attribute {key!r} (a {err}) '
+                 'cannot be saved in a checkpoint, so the metric is not saved; a resumed run '
+                 'restarts its value from this epoch\'s remaining batches. Give the metric '
+                 'state_dict()/load_state_dict() to save it.')
+            return None
+    return {'kind': 'attributes', 'state': state}
+
+
+def load_metric_state(metric, saved):
+    """Restore what :func:`metric_state` saved (also plain ``state_dict`` results)."""
+    if saved is None:
+        return
+    if 'kind' not in saved:         # checkpoints of earlier versions: the state_dict itself
+        saved = {'kind': 'state_dict', 'state': saved}
+    if saved['kind'] == 'state_dict':
+        metric.load_state_dict(saved['state'])
+        return
+    for key, value in saved['state'].items():
+        setattr(metric, key, _plain(value))
+
+
+# ---- the data loader ---------------------------------------------------------------------
+def rewind_loader_state(state, batches_done):
+    """An ``xpnet.data.DataLoader`` state (``state_dict()``) moved back to ``batches_done``
+    batches of its epoch, or None for a state of another format.
+
+    A loader has yielded the batch that was running when training stopped; the checkpoint
+    of the last completed batch needs the position before it.
+    """
+    inner = state.get('batch_sampler') if isinstance(state, dict) else None
+    if not isinstance(inner, dict) or 'batches_done' not in inner or \
+            not inner.get('in_progress'):
+        return None
+    if int(inner['batches_done']) < batches_done:
+        return None
+    return dict(state, batch_sampler=dict(inner, batches_done=int(batches_done)))
+
+
+class ResumePoint:
+    """The last consistent state of a ``fit`` run: after a batch's (or an epoch's) handlers
+    all ran. What changes between two such points without any handler running (the random
+    streams, the loader position, the counters) is copied; the rest (parameters, trainer,
+    metrics, handler states) is current until the Estimator starts a state-changing
+    handler, which marks the point stale (``valid = False``).
+
+    Attributes:
+        progress: ``Progress.state_dict()`` at the point.
+        random: ``capture_random_state()`` at the point.
+        num_update: the optimizer's update count at the point.
+        loader: the loader's ``state_dict()`` at an epoch boundary, else None (the loader's
+            current state is rewound to ``progress['epoch_batches']``).
+        valid: False once a state-changing handler ran after the point.
+    """
+    __slots__ = ('progress', 'random', 'num_update', 'loader', 'valid')
+
+    def __init__(self, progress, random, num_update, loader=None):
+        self.progress = progress
+        self.random = random
+        self.num_update = num_update
+        self.loader = loader
+        self.valid = True

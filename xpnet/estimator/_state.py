@@ -126,19 +126,23 @@ def load_metric_state(metric, saved):
 
 # ---- the data loader ---------------------------------------------------------------------
 def rewind_loader_state(state, batches_done):
-    """An ``xpnet.data.DataLoader`` state (``state_dict()``) moved back to ``batches_done``
-    batches of its epoch, or None for a state of another format.
+    """An ``xpnet.data.DataLoader`` state (``state_dict()``) at ``batches_done`` batches of
+    the epoch: ``(state, finished)``; ``(None, False)`` for a state of another format.
 
     A loader has yielded the batch that was running when training stopped; the checkpoint
-    of the last completed batch needs the position before it.
+    of the last completed batch needs the position before it. A loader that finished the
+    epoch (training stopped during the epoch's end, e.g. in validation) gives its state for
+    the next epoch and ``finished=True``: the resumed run must not iterate it again for
+    this epoch.
     """
     inner = state.get('batch_sampler') if isinstance(state, dict) else None
-    if not isinstance(inner, dict) or 'batches_done' not in inner or \
-            not inner.get('in_progress'):
-        return None
-    if int(inner['batches_done']) < batches_done:
-        return None
-    return dict(state, batch_sampler=dict(inner, batches_done=int(batches_done)))
+    if not isinstance(inner, dict) or 'in_progress' not in inner:
+        return None, False
+    if not inner['in_progress']:
+        return state, True
+    if 'batches_done' not in inner or int(inner['batches_done']) < batches_done:
+        return None, False
+    return dict(state, batch_sampler=dict(inner, batches_done=int(batches_done))), False
 
 
 class ResumePoint:
@@ -154,13 +158,16 @@ class ResumePoint:
         num_update: the optimizer's update count at the point.
         loader: the loader's ``state_dict()`` at an epoch boundary, else None (the loader's
             current state is rewound to ``progress['epoch_batches']``).
+        loader_finished: the loader had yielded every batch of the epoch (a run resumed
+            after an epoch's last batch, before its end).
         valid: False once a state-changing handler ran after the point.
     """
-    __slots__ = ('progress', 'random', 'num_update', 'loader', 'valid')
+    __slots__ = ('progress', 'random', 'num_update', 'loader', 'loader_finished', 'valid')
 
-    def __init__(self, progress, random, num_update, loader=None):
+    def __init__(self, progress, random, num_update, loader=None, loader_finished=False):
         self.progress = progress
         self.random = random
         self.num_update = num_update
         self.loader = loader
+        self.loader_finished = loader_finished
         self.valid = True

@@ -22,16 +22,18 @@ class TrainingStateMixin:
                 yield (kind if i == 0 else f'{kind}#{i}'), h
 
     def _loader_state(self, point):
-        """The loader's state now, or at ``point`` (rewound to its batch); None if the
-        loader has none (or, at a point, cannot be rewound)."""
+        """``(state, finished)``: the loader's state now, or at ``point`` (rewound to its
+        batch; ``finished`` when the loader had yielded the whole epoch already); None if
+        the loader has none (or, at a point, cannot be rewound)."""
         if not callable(getattr(self.train_data, 'state_dict', None)):
-            return None
+            return None, False
         if point is None:
-            return self.train_data.state_dict()
+            return self.train_data.state_dict(), False
         if point.loader is not None:
-            return point.loader
-        return rewind_loader_state(self.train_data.state_dict(),
-                                   point.progress['epoch_batches'])
+            return point.loader, point.loader_finished
+        state, finished = rewind_loader_state(self.train_data.state_dict(),
+                                              point.progress['epoch_batches'])
+        return state, finished and point.progress['epoch_batches'] > 0
 
     def _metric_states(self, metrics, pending=None):
         if pending is not None:      # restored from a checkpoint but not applied yet
@@ -52,7 +54,7 @@ class TrainingStateMixin:
             handler with ``state_dict()``) and the host arrays it refers to.
         """
         arrays = {}
-        loader_state = self._loader_state(point)
+        loader_state, loader_finished = self._loader_state(point)
         if loader_state is not None:
             loader_state = split_arrays(loader_state, 'loader', arrays)
         progress = self.progress.state_dict() if point is None else dict(point.progress)
@@ -61,6 +63,7 @@ class TrainingStateMixin:
             'progress': progress,
             'random': split_arrays(random, 'random', arrays),
             'loader': loader_state,
+            'loader_finished': bool(loader_finished),
             'train_metrics': split_arrays(
                 self._metric_states(self.train_metrics, self._pending_metric_states),
                 'train_metrics', arrays),
@@ -87,7 +90,11 @@ class TrainingStateMixin:
         if loader_state is not None and can_load:
             self.train_data.load_state_dict(join_arrays(loader_state, arrays))
         if self.progress.mid_epoch:
-            if loader_state is None or not can_load:
+            if meta.get('loader_finished') and loader_state is not None and can_load:
+                # every batch of the epoch was trained: only its end is left to run
+                self._epoch_batches_done = True
+                self._pending_metric_states = (meta.get('train_metrics'), arrays)
+            elif loader_state is None or not can_load:
                 p = self.progress
                 self.logger.warning(
                     'the checkpoint was taken after batch %d of epoch %d but train_data '

@@ -139,6 +139,7 @@ class Estimator(TrainingStateMixin):
         self._pending_handler_states = self._pending_metric_states = None
         self._epoch_start = None
         self._resume_point = None
+        self._epoch_batches_done = False    # resumed after the epoch's last batch
 
     @property
     def train_metrics(self):
@@ -277,6 +278,7 @@ class Estimator(TrainingStateMixin):
         self.history = History()
         self.stop_training = False
         self.exception = self._resume_point = None
+        self._epoch_batches_done = False
         self._after_event = []
         self._pending_handler_states = self._pending_metric_states = None
         self.training = True
@@ -324,7 +326,9 @@ class Estimator(TrainingStateMixin):
             self._load_metric_states(self.train_metrics, *self._pending_metric_states)
             self._pending_metric_states = None
         batch_begin, batch_end = events['batch_begin'], events['batch_end']
-        for batch in train_data:
+        batches = () if self._epoch_batches_done else train_data
+        self._epoch_batches_done = False
+        for batch in batches:
             if batch_begin:
                 self._call(batch_begin, batch=batch)
             data, label, pred, loss = self.fit_batch(batch, batch_axis)
@@ -378,7 +382,8 @@ class Estimator(TrainingStateMixin):
         if with_loader and callable(getattr(self.train_data, 'state_dict', None)):
             loader = self.train_data.state_dict()    # between epochs: small
         self._resume_point = ResumePoint(self.progress.state_dict(), capture_random_state(),
-                                         self._num_update(), loader)
+                                         self._num_update(), loader,
+                                         self._epoch_batches_done)
 
     def after_event(self, fn):
         """Run ``fn()`` once every handler of the current event has run (and, at an epoch

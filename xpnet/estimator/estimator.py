@@ -467,8 +467,12 @@ class Estimator(TrainingStateMixin):
         """Sweep the learning rate exponentially from ``start_lr`` to ``end_lr`` over
         ``num_batches`` training batches and record the smoothed loss (the "LR range test"
         of Smith 2017, fastai's ``lr_find``). Everything it touches is restored afterwards:
-        parameters, trainer (optimizer state and learning rate), the loader's position and
-        the random streams, so a ``fit`` after it runs as if it had not happened.
+        parameters and gradients, trainer (optimizer state, learning rate, scheduler), the
+        loader's position (``state_dict``) and the random streams, so a ``fit`` after it runs
+        as if it had not happened. (A DataLoader whose last iteration was abandoned midway
+        reports that epoch in progress, and after ``lr_find`` continues it, as it would
+        after a checkpoint resume.) The sweep runs ``fit_batch`` and ``trainer.step`` only:
+        no handlers, no gradient accumulation or clipping.
 
         Args:
             train_data: a DataLoader (or iterable) of ``(data, label)`` batches; it is
@@ -478,7 +482,8 @@ class Estimator(TrainingStateMixin):
                 early once the smoothed loss exceeds 4 times its minimum or is not finite.
 
         Returns:
-            an :class:`~xpnet.estimator.LRFinderResult` ``(lrs, losses, suggested_lr)``.
+            an :class:`~xpnet.estimator.LRFinderResult` ``(lrs, losses, suggested_lr)``;
+            the suggestion is a tenth of the rate with the lowest smoothed loss.
 
         Example::
 

@@ -1,6 +1,6 @@
 """The learning-rate range test behind ``Estimator.lr_find`` (Smith 2017; fastai's
 ``lr_find``): train a few batches with an exponentially growing rate, record the smoothed
-loss, suggest the rate where it falls fastest, and put everything back as it was."""
+loss, suggest a rate, and put everything back as it was."""
 import collections
 import copy
 import math
@@ -22,8 +22,8 @@ Attributes:
     lrs: the learning rate of each batch of the sweep.
     losses: the loss after each batch, smoothed (exponential moving average, beta 0.98,
         bias-corrected).
-    suggested_lr: the rate where the smoothed loss falls fastest (steepest slope against
-        log(lr), before its minimum), or None when the sweep had too few batches.
+    suggested_lr: a tenth of the rate with the lowest smoothed loss (fastai's rule), or
+        None when the loss did not fall.
 """
 
 _BETA = 0.98            # fastai's smoothing
@@ -119,13 +119,18 @@ def _sweep(estimator, train_data, start_lr, end_lr, num_batches):
 
 
 def suggest_lr(lrs, losses):
-    """The rate of the steepest fall of ``losses`` against log(lr), up to the lowest loss;
-    None with fewer than 3 points there."""
-    end = int(np.argmin(losses)) + 1 if losses else 0
-    if end < 3:
+    """A tenth of the rate with the lowest smoothed loss (fastai's "minimum / 10"; the
+    steepest slope is the other common rule, but on a short, noisy sweep its pick jumps
+    about). The first tenth of the sweep is left out: its average still follows the first
+    few batches. None when the lowest loss is among the first three points judged (the
+    loss never fell)."""
+    start = len(losses) // 10
+    if len(losses) - start < 3:
         return None
-    slopes = np.gradient(np.asarray(losses[:end]), np.log(np.asarray(lrs[:end])))
-    return float(lrs[int(np.argmin(slopes))])
+    best = start + int(np.argmin(losses[start:]))
+    if best - start < 2:
+        return None
+    return float(lrs[best]) / 10
 
 
 def lr_find(estimator, train_data, start_lr=1e-7, end_lr=10, num_batches=100):

@@ -226,3 +226,34 @@ def test_csv_after_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(t
         CheckpointHandler(str(tmp_path / 'ckpt'), epoch_period=2,
                           resume_from_checkpoint=True), CSVLoggerHandler(str(csv))])
     assert csv.read_text() == ref_csv.read_text()
+
+
+def test_numpy_random_in_the_data_pipeline(tmp_path, capsys):
+    """NumPy's global stream is copied at every batch once it was seen to move during an
+    epoch; before that (in the first epoch) a mid-epoch state cannot be saved exactly."""
+    from xpnet.data import ArrayDataset, DataLoader
+    x, y = make_data(n=N, seed=3)
+
+    def run(handlers, at=None, seed=7):
+        xpnet.random.seed(seed)
+        np.random.seed(seed)
+        data = ArrayDataset(x, y).transform_first(
+            lambda v: v + np.random.normal(0, 0.05, v.shape).astype(np.float32))
+        est = make_estimator(dropout=0.3, optimizer='adam', lr=0.02,
+                             batch_processor=InterruptingProcessor(at) if at else None)
+        est.logger.setLevel('WARNING')
+        est.fit(DataLoader(data, batch_size=BS, shuffle=True), epochs=3,
+                event_handlers=handlers)
+        return est
+
+    ref = run([])
+    with pytest.raises(KeyboardInterrupt):               # epoch 0: not saved
+        run([CheckpointHandler(str(tmp_path / 'a'))], at=3)
+    assert 'no consistent state to save' in capsys.readouterr().out
+    with pytest.raises(KeyboardInterrupt):               # epoch 1: saved, exact
+        run([CheckpointHandler(str(tmp_path / 'b'))], at=7)
+    handler = CheckpointHandler(str(tmp_path / 'b'), resume_from_checkpoint=True)
+    est = run([handler], seed=1)
+    assert handler.resumed_from == 'model-epoch1batch6'
+    for k, v in params_of(est.net).items():
+        np.testing.assert_array_equal(v, params_of(ref.net)[k], err_msg=k)

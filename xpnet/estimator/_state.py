@@ -12,7 +12,8 @@ import numpy as np
 from .. import random as _xrandom
 
 __all__ = ['split_arrays', 'join_arrays', 'capture_random_state', 'restore_random_state',
-           'metric_state', 'load_metric_state', 'rewind_loader_state', 'ResumePoint']
+           'metric_state', 'load_metric_state', 'rewind_loader_state', 'ResumePoint',
+           'RandomTracker']
 
 _ARRAY = '__array__'
 
@@ -52,6 +53,51 @@ def capture_random_state():
             'numpy': {'kind': kind, 'keys': np.asarray(keys, dtype=np.uint32), 'pos': int(pos),
                       'has_gauss': int(has_gauss), 'gauss': float(gauss)},
             'python': {'version': version, 'internal': list(internal), 'gauss': py_gauss}}
+
+
+def _same_host_streams(a, b):
+    """True if NumPy's and Python's global streams are in the same state in ``a`` and ``b``."""
+    na, nb = a['numpy'], b['numpy']
+    return (na['pos'] == nb['pos'] and na['has_gauss'] == nb['has_gauss'] and
+            na['gauss'] == nb['gauss'] and np.array_equal(na['keys'], nb['keys']) and
+            a['python'] == b['python'])
+
+
+class RandomTracker:
+    """The random states of a ``fit``'s resume points, at little cost per batch.
+
+    xpnet's stream (shuffling, dropout, initializers) is copied at every point (~1 us).
+    NumPy's and Python's global streams cost ~40 us to copy and are rarely drawn from while
+    training, so they are copied at epoch boundaries only, and at every point once they
+    were seen to move during an epoch (dataset transforms drawing from ``np.random``).
+    :meth:`complete` fills them into a batch point: they are the boundary's while they
+    have not moved since, and unknown (None) otherwise.
+    """
+
+    def __init__(self):
+        self.boundary = None
+        self.every_point = False
+
+    def at_boundary(self):
+        state = capture_random_state()
+        if self.boundary is not None and not _same_host_streams(state, self.boundary):
+            self.every_point = True
+        self.boundary = state
+        return state
+
+    def at_batch(self):
+        if self.every_point:
+            return capture_random_state()
+        return {'xpnet': _xrandom.get_state()}
+
+    def complete(self, random):
+        """``random`` with all streams, or None when the host streams are unknown."""
+        if 'numpy' in random:
+            return random
+        if self.boundary is None or not _same_host_streams(capture_random_state(),
+                                                            self.boundary):
+            return None
+        return dict(self.boundary, xpnet=random['xpnet'])
 
 
 def restore_random_state(state):

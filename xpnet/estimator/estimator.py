@@ -24,7 +24,7 @@ from .._events import (batch_size_of, categorize_handlers, check_event_handlers,
                        sort_handlers)
 from ..ndarray import NDArray
 from . import _checks
-from ._state import ResumePoint, capture_random_state
+from ._state import RandomTracker, ResumePoint
 from ._training_state import TrainingStateMixin
 from .history import History
 from .progress import Progress
@@ -139,6 +139,7 @@ class Estimator(TrainingStateMixin):
         self._pending_handler_states = self._pending_metric_states = None
         self._epoch_start = None
         self._resume_point = None
+        self._random_tracker = RandomTracker()
         self._epoch_batches_done = False    # resumed after the epoch's last batch
 
     @property
@@ -192,6 +193,10 @@ class Estimator(TrainingStateMixin):
         point = self._resume_point
         if point is None or not point.valid or point.num_update != self._num_update():
             return None
+        random = self._random_tracker.complete(point.random)
+        if random is None:       # NumPy's or Python's stream moved: its state is unknown
+            return None
+        point.random = random
         return point
 
     # ---- batches --------------------------------------------------------------------------
@@ -278,6 +283,7 @@ class Estimator(TrainingStateMixin):
         self.history = History()
         self.stop_training = False
         self.exception = self._resume_point = None
+        self._random_tracker = RandomTracker()
         self._epoch_batches_done = False
         self._after_event = []
         self._pending_handler_states = self._pending_metric_states = None
@@ -378,10 +384,16 @@ class Estimator(TrainingStateMixin):
         return getattr(self.trainer.optimizer, 'num_update', None)
 
     def _mark_resume_point(self, with_loader):
+        """A resume point after a batch, or at an epoch boundary ``with_loader`` state."""
+        tracker = self._random_tracker
         loader = None
-        if with_loader and callable(getattr(self.train_data, 'state_dict', None)):
-            loader = self.train_data.state_dict()    # between epochs: small
-        self._resume_point = ResumePoint(self.progress.state_dict(), capture_random_state(),
+        if with_loader:
+            random = tracker.at_boundary()
+            if callable(getattr(self.train_data, 'state_dict', None)):
+                loader = self.train_data.state_dict()    # between epochs: small
+        else:
+            random = tracker.at_batch()
+        self._resume_point = ResumePoint(self.progress.state_dict(), random,
                                          self._num_update(), loader,
                                          self._epoch_batches_done)
 

@@ -375,3 +375,25 @@ def test_an_unreadable_best_checkpoint_is_moved_aside(tmp_path):
     assert (tmp_path / 'model-best.params.unreadable').read_bytes() == \
         b'an older, unreadable best'
     assert 'best' in _stems(tmp_path)
+
+
+def test_a_process_that_is_not_the_writer_resumes_but_writes_nothing(tmp_path):
+    """The hook distributed training specializes: only ``estimator.is_writer`` writes."""
+    from xpnet.estimator import Estimator
+    from xpnet.handlers import CSVLoggerHandler, TensorBoardHandler
+
+    class OtherRank(Estimator):
+        is_writer = False
+
+    est = make_estimator()
+    est.fit(make_loader(), epochs=1, event_handlers=[CheckpointHandler(str(tmp_path / 'c'))])
+    before = _files(tmp_path / 'c')
+    other = make_estimator()
+    other.__class__ = OtherRank
+    handler = CheckpointHandler(str(tmp_path / 'c'), resume_from_checkpoint=True)
+    other.fit(make_loader(), epochs=2, event_handlers=[
+        handler, CSVLoggerHandler(str(tmp_path / 'log.csv')),
+        TensorBoardHandler(str(tmp_path / 'tb'))])
+    assert handler.resumed_from == 'model-epoch0batch3' and other.progress.epochs_done == 2
+    assert _files(tmp_path / 'c') == before
+    assert sorted(os.listdir(tmp_path)) == ['c']

@@ -110,6 +110,8 @@ class CheckpointFiles:
     def stems(self):
         """The epoch/batch stems with at least one file in ``model_dir``."""
         stems = set()
+        if not os.path.isdir(self.model_dir):
+            return stems
         for name in os.listdir(self.model_dir):
             m = self._stem_pattern.match(name)
             if m:

@@ -134,12 +134,11 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
             self._monitor.reset()
         self.resumed_from = self._newest = None
         self.saved_checkpoints, self._writable = [], set()
-        if not estimator.is_writer:
-            return
-        removed = self._files.prepare()
-        if removed:
-            estimator.log('CheckpointHandler: removed %d temporary files of interrupted saves '
-                          'in %s', len(removed), self.model_dir)
+        if estimator.is_writer:      # other processes of a distributed run only read
+            removed = self._files.prepare()
+            if removed:
+                estimator.log('CheckpointHandler: removed %d temporary files of interrupted '
+                              'saves in %s', len(removed), self.model_dir)
         valid = self._scan(estimator)
         # verified checkpoints of earlier runs take part in the rotation, oldest first
         self.saved_checkpoints = [stem for stem, _ in reversed(valid)]
@@ -155,11 +154,11 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         self._schedule(estimator)
 
     def train_end(self, estimator, *args, **kwargs):
-        if estimator.exception is not None and self._started:
+        if estimator.exception is not None and self._started and estimator.is_writer:
             self._save_on_interrupt(estimator)
 
     def _schedule(self, estimator):
-        if not self._started:
+        if not self._started or not estimator.is_writer:
             return
         p = estimator.progress
         stem = '%s-epoch%dbatch%d' % (self.model_prefix, p.epoch, p.batches)

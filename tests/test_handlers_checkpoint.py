@@ -1,6 +1,9 @@
-"""CheckpointHandler: file names, rotation, best, corrupt checkpoints, NaN refusal."""
+"""CheckpointHandler: file names, rotation, best, corrupt checkpoints, NaN refusal, files
+never lost (leftovers, unreadable files, unwritable directories, a full disk)."""
+import errno
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import pytest
 import xpnet
 from xpnet.handlers import BatchEnd, CheckpointHandler, EpochEnd
 
-from estimator_helpers import make_data, make_estimator, make_loader, params_of
+from estimator_helpers import Recorder, make_data, make_estimator, make_loader, params_of
 
 
 def _files(d):
@@ -231,10 +234,6 @@ def test_read_reports_foreign_files(tmp_path):
 
 
 # ---- checkpoints never lose data --------------------------------------------------------------
-import errno  # noqa: E402
-import tempfile  # noqa: E402
-
-from estimator_helpers import Recorder  # noqa: E402
 
 
 def _record_temp_names(monkeypatch):

@@ -1,16 +1,27 @@
-"""GradientUpdateHandler: trainer.step(batch size) at batch end, first of all handlers."""
+"""GradientUpdateHandler: trainer.step(batch size) at batch end, first of all handlers;
+gradient accumulation and global-norm clipping with their equivalences."""
 import numpy as np
+import pytest
 
-from xpnet.handlers import BatchEnd, GradientUpdateHandler
+import xpnet
+from xpnet import autograd
+from xpnet.handlers import BatchEnd, CheckpointHandler, GradientUpdateHandler
 
-from estimator_helpers import make_data, make_estimator, make_loader, params_of
+from estimator_helpers import (clone_net, make_data, make_estimator, make_loader,
+                               params_of)
+
+
+def _spy_steps(est):
+    """The batch sizes ``est.trainer.step`` is called with."""
+    sizes = []
+    step = est.trainer.step
+    est.trainer.step = lambda n, **kw: (sizes.append(n), step(n, **kw))
+    return sizes
 
 
 def test_steps_with_the_batch_size():
-    sizes = []
     est = make_estimator()
-    step = est.trainer.step
-    est.trainer.step = lambda n, **kw: (sizes.append(n), step(n, **kw))
+    sizes = _spy_steps(est)
     x, y = make_data(n=40)
     est.fit(make_loader(x, y, batch_size=16), epochs=1)
     assert sizes == [16, 16, 8]
@@ -43,23 +54,13 @@ def test_replacing_it_controls_the_update():
     est = make_estimator()
     for p in est.net.collect_params().values():
         p.grad_req = 'add'
-    steps = []
-    step = est.trainer.step
-    est.trainer.step = lambda n, **kw: (steps.append(n), step(n, **kw))
+    steps = _spy_steps(est)
     est.fit(make_loader(), batches=4, event_handlers=[Accumulate()])
     assert steps == [16, 16]
     assert sum(isinstance(h, GradientUpdateHandler) for h in est.event_handlers) == 1
 
 
 # ---- accumulation and clipping ----------------------------------------------------------------
-import pytest  # noqa: E402
-
-import xpnet  # noqa: E402
-from xpnet import autograd  # noqa: E402
-from xpnet.handlers import CheckpointHandler  # noqa: E402
-
-from estimator_helpers import clone_net  # noqa: E402
-
 # Float32 tolerance of the equivalences: k batches of b samples sum their gradients in
 # another order than one batch of k*b (k partial matrix products, then k-1 additions),
 # so each gradient differs in the last bits (~1e-7 relative); over a few momentum steps
@@ -95,10 +96,8 @@ def test_accumulating_k_batches_equals_one_batch_of_k_times_the_size(ctx):
 
 
 def test_the_last_batches_of_an_epoch_are_applied_at_its_end():
-    sizes = []
     est = make_estimator()
-    step = est.trainer.step
-    est.trainer.step = lambda n, **kw: (sizes.append(n), step(n, **kw))
+    sizes = _spy_steps(est)
     x, y = make_data(n=40)
     est.fit(make_loader(x, y, batch_size=8), epochs=2,        # 5 batches per epoch
             event_handlers=[GradientUpdateHandler(accumulate=2)])
@@ -214,3 +213,21 @@ def test_resume_in_the_middle_of_a_window_is_exact(tmp_path, batch_size, crash_a
     assert handler.resumed_from == resumed_from
     for k, v in params_of(est.net).items():
         np.testing.assert_array_equal(v, ref[k], err_msg=k)
+
+
+def test_accumulation_clipping_and_resume_on_each_device(ctx, tmp_path):
+    x, y = make_data(n=48)
+    big = _estimator(ctx=ctx)
+    first = _estimator(big.net, ctx=ctx)            # stops 1 batch into its second window
+    big.fit(make_loader(x, y, batch_size=24), epochs=1,
+            event_handlers=[GradientUpdateHandler(clip_global_norm=0.1)])
+    ckpt = dict(epoch_period=None, batch_period=2)
+    first.fit(make_loader(x, y, batch_size=8), batches=4, event_handlers=[
+        GradientUpdateHandler(accumulate=3, clip_global_norm=0.1),
+        CheckpointHandler(str(tmp_path), **ckpt)])
+    resumed = _estimator(ctx=ctx)
+    handler = CheckpointHandler(str(tmp_path), resume_from_checkpoint=True, **ckpt)
+    resumed.fit(make_loader(x, y, batch_size=8), epochs=1, event_handlers=[
+        GradientUpdateHandler(accumulate=3, clip_global_norm=0.1), handler])
+    assert handler.resumed_from == 'model-epoch0batch4'
+    _assert_close(params_of(resumed.net), params_of(big.net))

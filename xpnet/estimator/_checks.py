@@ -192,12 +192,16 @@ def check_handler_metrics(handlers, estimator):
     for h in handlers:
         if isinstance(h, MetricHandler):
             known.extend(h.metrics)
+    from ..metric import EvalMetric
     for h in handlers:
         refs = [('monitor', getattr(h, 'monitor', None))]
-        if not isinstance(h, MetricHandler):
-            refs += [('metrics', m) for m in (getattr(h, 'metrics', None) or [])]
+        metrics = getattr(h, 'metrics', None)
+        if isinstance(metrics, EvalMetric):
+            metrics = [metrics]
+        if not isinstance(h, MetricHandler) and isinstance(metrics, (list, tuple)):
+            refs += [('metrics', m) for m in metrics]
         for attribute, m in refs:
-            if m is not None and not any(m is k for k in known):
+            if isinstance(m, EvalMetric) and not any(m is k for k in known):
                 names = ', '.join(repr(k.name) for k in known)
                 raise ValueError(
                     f'{type(h).__name__}: {attribute} {getattr(m, "name", m)!r} is not a '

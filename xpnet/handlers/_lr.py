@@ -10,7 +10,7 @@ continue. Both live in the trainer's state, so checkpoints keep them.
 """
 import numbers
 
-__all__ = ['has_scheduler', 'scale_learning_rate']
+__all__ = ['has_scheduler', 'change_learning_rate']
 
 _SCHEDULE_FIELDS = ('base_lr', 'base_lr_orig', 'final_lr', 'warmup_begin_lr',
                     'warmup_final_lr', 'stop_factor_lr')
@@ -20,12 +20,14 @@ def has_scheduler(trainer):
     return getattr(trainer.optimizer, 'lr_scheduler', None) is not None
 
 
-def scale_learning_rate(trainer, ratio, owner):
-    """Multiply ``trainer``'s learning rate (or the rest of its schedule) by ``ratio``."""
+def change_learning_rate(trainer, old, new, owner):
+    """Take ``trainer``'s learning rate from ``old`` to ``new``: set it, or, with a
+    scheduler, scale the rest of the schedule by ``new / old``."""
     scheduler = getattr(trainer.optimizer, 'lr_scheduler', None)
     if scheduler is None:
-        trainer.set_learning_rate(trainer.learning_rate * ratio)
+        trainer.set_learning_rate(new)
         return
+    ratio = new / old
     if not isinstance(getattr(scheduler, 'base_lr', None), numbers.Real):
         raise ValueError(f'{owner}: the trainer\'s lr_scheduler {type(scheduler).__name__} has '
                          'no base_lr to scale; use a scheduler derived from '

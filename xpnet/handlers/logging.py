@@ -67,17 +67,10 @@ class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, 
 
     def __init__(self, log_interval='epoch', metrics=None, priority=math.inf,
                  progress_bar=None):
-        if log_interval != 'epoch' and (isinstance(log_interval, bool) or
-                                        not isinstance(log_interval, numbers.Integral) or
-                                        log_interval <= 0):
-            raise ValueError("LoggingHandler: log_interval must be 'epoch' or a positive "
-                             f'integer, got {log_interval!r}')
         if progress_bar not in (None, True, False):
             raise ValueError('LoggingHandler: progress_bar must be None (auto), True or '
                              f'False, got {progress_bar!r}')
         self.log_interval = log_interval
-        self._log_filter = None if log_interval == 'epoch' else \
-            Events.BATCH_END(every=int(log_interval), within_epoch=True)
         self.metrics = check_metric_list(metrics, 'LoggingHandler')
         self.priority = priority
         self.progress_bar = progress_bar
@@ -85,6 +78,20 @@ class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, 
         self._use_bar = False
         self._train_start = self._epoch_start = self._interval_start = 0.0
         self._last_postfix = 0.0
+
+    @property
+    def log_interval(self):
+        return self._log_interval
+
+    @log_interval.setter
+    def log_interval(self, value):
+        if value != 'epoch' and (isinstance(value, bool) or
+                                 not isinstance(value, numbers.Integral) or value <= 0):
+            raise ValueError("LoggingHandler: log_interval must be 'epoch' or a positive "
+                             f'integer, got {value!r}')
+        self._log_interval = value
+        self._log_filter = None if value == 'epoch' else \
+            Events.BATCH_END(every=int(value), within_epoch=True)
 
     # ---- helpers --------------------------------------------------------------------------
     def _metrics(self, estimator):

@@ -2,7 +2,7 @@
 import numbers
 
 from .._events import EpochEnd, TrainBegin
-from ._lr import scale_learning_rate
+from ._lr import change_learning_rate
 from ._monitor import Monitor
 
 __all__ = ['ReduceLROnPlateauHandler']
@@ -97,7 +97,7 @@ class ReduceLROnPlateauHandler(TrainBegin, EpochEnd):
         old = estimator.trainer.learning_rate
         if old > self.min_lr:
             new = max(old * self.factor, self.min_lr)
-            scale_learning_rate(estimator.trainer, new / old, 'ReduceLROnPlateauHandler')
+            change_learning_rate(estimator.trainer, old, new, 'ReduceLROnPlateauHandler')
             epoch = estimator.progress.epoch
             self.reductions.append((epoch, old, new))
             estimator.log('[Epoch %d] ReduceLROnPlateauHandler: %s did not improve for %d '

@@ -231,11 +231,11 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         error = type(estimator.exception).__name__
         point = estimator.resume_point
         if point is None:
-            estimator.log('CheckpointHandler: training stopped by %s where no consistent state '
-                          'can be saved (inside a batch\'s handlers, or NumPy\'s/Python\'s random '
-                          'stream moved during the first epoch); no consistent state to save '
-                          '(newest checkpoint: %s)', error, self.saved_checkpoints[-1]
-                          if self.saved_checkpoints else 'none', level=logging.WARNING)
+            estimator.log('CheckpointHandler: training stopped by %s inside a batch\'s '
+                          'handlers (or after NumPy\'s/Python\'s random stream moved during the '
+                          'first epoch): no consistent state to save (newest checkpoint: %s)',
+                          error, self.saved_checkpoints[-1] if self.saved_checkpoints
+                          else 'none', level=logging.WARNING)
             return
         progress = point.progress
         if progress['batches'] == 0 or progress == self._newest:

@@ -1,14 +1,18 @@
 """Estimator overhead: ``Estimator.fit`` vs a hand-written training loop.
 
 The same MLP 784-512-512-10 (batch 128, float32, synthetic data, SGD with momentum) is
-trained for a fixed number of batches twice per round, from the same weights and the same
-DataLoader: once with ``Estimator.fit(batches=N)`` and its default handlers (gradient
-update, accuracy and loss metrics, stopping, logging to a file instead of stdout), once
-with the hand-written Gluon loop (``autograd.record()``, ``loss.backward()``,
-``trainer.step()``). Many short rounds alternate the two (and which goes first), so both
-see the same machine load; the median and best per-batch times and the ratios are printed
-(target: Estimator overhead <= 5%). BLAS runs on one thread unless ``OMP_NUM_THREADS`` is
-set: the ratio is what is measured, and multi-threaded BLAS on a shared machine is noise.
+trained for a fixed number of batches three times per round, from the same weights and the
+same DataLoader: with ``Estimator.fit(batches=N)`` and its default handlers (gradient
+update, accuracy and loss metrics, stopping, logging to a file instead of stdout); with
+``fit`` and, besides those, every other handler present but idle (checkpoints with no
+period, which still track the resume point for Ctrl+C; a plateau handler and early
+stopping that never trigger; a finished warmup; a CSV log; gradient accumulation of 1 and
+no clipping; an event-filtered user handler); and with the hand-written Gluon loop
+(``autograd.record()``, ``loss.backward()``, ``trainer.step()``). Many short rounds rotate
+the three (and which goes first), so all see the same machine load; the median and best
+per-batch times and the ratios are printed (target: Estimator overhead <= 5%). BLAS runs on
+one thread unless ``OMP_NUM_THREADS`` is set: the ratio is what is measured, and
+multi-threaded BLAS on a shared machine is noise.
 
     python benchmarks/bench_estimator.py [--batches 25] [--rounds 21]
 """
@@ -31,6 +35,7 @@ from xpnet import autograd  # noqa: E402
 from xpnet import layers as nn  # noqa: E402
 from xpnet.data import ArrayDataset, DataLoader  # noqa: E402
 from xpnet.estimator import Estimator  # noqa: E402
+from xpnet import handlers as H  # noqa: E402
 
 BATCH, SIZES, LR, MOM = 128, (784, 512, 512, 10), 0.05, 0.9
 
@@ -56,7 +61,26 @@ def build(weights=None):
     return net, trainer
 
 
-def run_estimator(loader, weights, num_batches, log_file):
+class _Probe(H.BatchEnd):
+    """A user handler behind an event filter that never fires during the run."""
+
+    def batch_end(self, estimator, *args, **kwargs):
+        raise AssertionError('filtered out')
+
+
+def idle_handlers(est, out_dir):
+    """Every handler beyond the defaults, configured so that it does no work."""
+    loss = est.train_metrics[-1]
+    return [H.CheckpointHandler(os.path.join(out_dir, 'ckpt'), epoch_period=None),
+            H.ReduceLROnPlateauHandler(loss, patience=10 ** 6),
+            H.EarlyStoppingHandler(loss, patience=10 ** 6),
+            H.LRWarmupHandler(warmup_steps=1),
+            H.CSVLoggerHandler(os.path.join(out_dir, 'log.csv')),
+            H.GradientUpdateHandler(accumulate=1, clip_global_norm=None),
+            H.filtered(_Probe(), H.Events.BATCH_END(once=10 ** 9))]
+
+
+def run_estimator(loader, weights, num_batches, log_file, idle=False):
     net, trainer = build(weights)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -64,8 +88,9 @@ def run_estimator(loader, weights, num_batches, log_file):
     for h in list(est.logger.handlers):            # log to a file, not to the terminal
         est.logger.removeHandler(h)
     est.logger.addHandler(logging.FileHandler(log_file))
+    handlers = idle_handlers(est, os.path.dirname(log_file)) if idle else None
     start = time.perf_counter()
-    est.fit(loader, batches=num_batches)
+    est.fit(loader, batches=num_batches, event_handlers=handlers)
     elapsed = time.perf_counter() - start
     for h in list(est.logger.handlers):
         h.close()
@@ -99,32 +124,50 @@ def main(argv=None):
     weights = [p.data().asnumpy() for p in build()[0].collect_params().values()]
     log_file = os.path.join(tempfile.mkdtemp(prefix='bench_estimator_'), 'train.log')
 
-    # same numbers from both loops (the Estimator adds metrics and checks, not math)
+    # same numbers from the loops (the Estimator adds metrics and checks, not math)
     _, a = run_estimator(loader, weights, 3, log_file)
     _, b = run_by_hand(loader, weights, 3)
-    for p, q in zip(a.collect_params().values(), b.collect_params().values()):
+    _, c = run_estimator(loader, weights, 3, log_file, idle=True)
+    for p, q, r in zip(a.collect_params().values(), b.collect_params().values(),
+                       c.collect_params().values()):
         np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=1e-5,
                                    atol=1e-6)
+        np.testing.assert_array_equal(p.data().asnumpy(), r.data().asnumpy())
 
-    # many short rounds, alternating which loop goes first: on a shared machine the load
-    # changes by the second, and both loops of a round see about the same load
-    est_times, hand_times = [], []
+    # many short rounds, rotating which loop goes first: on a shared machine the load
+    # changes by the second, and the loops of a round see about the same load
+    times = {'hand': [], 'est': [], 'idle': []}
+    runs = [('est', lambda: run_estimator(loader, weights, args.batches, log_file)),
+            ('hand', lambda: run_by_hand(loader, weights, args.batches)),
+            ('idle', lambda: run_estimator(loader, weights, args.batches, log_file, True))]
     for r in range(args.rounds):
-        order = [('est', run_estimator, (loader, weights, args.batches, log_file)),
-                 ('hand', run_by_hand, (loader, weights, args.batches))]
-        for name, fn, fn_args in (order if r % 2 == 0 else order[::-1]):
-            t = fn(*fn_args)[0] / args.batches * 1e3
-            (est_times if name == 'est' else hand_times).append(t)
-    ratios = [e / h for e, h in zip(est_times, hand_times)]
+        for name, fn in runs[r % 3:] + runs[:r % 3]:
+            times[name].append(fn()[0] / args.batches * 1e3)
+    print(f'CPU: {_cpu_model()}')
     print(f'MLP {"-".join(map(str, SIZES))}, batch {BATCH}, {args.batches} batches per run, '
           f'{args.rounds} rounds')
-    print(f'  hand-written loop : median {statistics.median(hand_times):7.3f} ms/batch, '
-          f'best {min(hand_times):7.3f}')
-    print(f'  Estimator.fit     : median {statistics.median(est_times):7.3f} ms/batch, '
-          f'best {min(est_times):7.3f}')
-    print(f'  Estimator / hand-written: median of per-round ratios '
-          f'{statistics.median(ratios):.3f}, ratio of best times '
-          f'{min(est_times) / min(hand_times):.3f} (target <= 1.05)')
+    labels = {'hand': 'hand-written loop', 'est': 'Estimator.fit', 'idle':
+              'fit + idle handlers'}
+    for name in ('hand', 'est', 'idle'):
+        print(f'  {labels[name]:<20}: median {statistics.median(times[name]):7.3f} ms/batch, '
+              f'best {min(times[name]):7.3f}')
+    for name in ('est', 'idle'):
+        ratios = [e / h for e, h in zip(times[name], times['hand'])]
+        print(f'  {labels[name]} / hand-written: median of per-round ratios '
+              f'{statistics.median(ratios):.3f}, ratio of best times '
+              f'{min(times[name]) / min(times["hand"]):.3f} (target <= 1.05)')
+
+
+def _cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or 'unknown'
 
 
 if __name__ == '__main__':

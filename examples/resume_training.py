@@ -1,11 +1,14 @@
 """Crash-safe training: interrupt a run, start it again, and it continues exactly.
 
-The run below is "killed" in the middle of epoch 3 (a handler raises, as Ctrl-C would).
-Starting the same training again with ``resume_from_checkpoint=True`` picks up the newest
-valid checkpoint (here taken mid-epoch, every 20 batches) and trains exactly the remaining
-batches, with the same data order, dropout masks and optimizer state, ending with the same
-weights as a run that was never interrupted. In your own scripts, just keep
-``resume_from_checkpoint=True`` and rerun the script after a crash.
+The run below is interrupted in the middle of epoch 3 (a handler raises KeyboardInterrupt
+as the next batch starts, as Ctrl+C would). The CheckpointHandler, which otherwise saves at
+epoch ends, then saves the last completed batch before the error propagates. Starting the
+same training again with ``resume_from_checkpoint=True`` picks up that checkpoint and
+trains exactly the remaining batches, with the same data order, dropout masks and
+optimizer state, ending with bit-identical weights to a run that was never interrupted.
+(A process killed outright, e.g. by a power cut, cannot save: it resumes from the newest
+periodic checkpoint; add ``batch_period`` to take them more often.) In your own scripts,
+keep ``resume_from_checkpoint=True`` and rerun the script after a crash.
 
     python examples/resume_training.py [--out runs/resume]
 """
@@ -19,18 +22,18 @@ import xpnet
 from xpnet import layers as nn
 from xpnet.data import ArrayDataset, DataLoader
 from xpnet.estimator import Estimator
-from xpnet.handlers import BatchEnd, CheckpointHandler
+from xpnet.handlers import BatchBegin, CheckpointHandler
 
 EPOCHS = 5
 
 
-class SimulatedCrash(BatchEnd):
+class SimulatedCtrlC(BatchBegin):
     def __init__(self, after_batches):
         self.after_batches = after_batches
 
-    def batch_end(self, estimator, *args, **kwargs):
+    def batch_begin(self, estimator, *args, **kwargs):
         if estimator.progress.batches == self.after_batches:
-            raise KeyboardInterrupt(f'simulated crash after {self.after_batches} batches')
+            raise KeyboardInterrupt(f'simulated Ctrl+C after {self.after_batches} batches')
 
 
 def train(model_dir=None, crash_after=None):
@@ -48,10 +51,10 @@ def train(model_dir=None, crash_after=None):
     est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer)
     handlers = []
     if model_dir is not None:
-        handlers.append(CheckpointHandler(model_dir, epoch_period=1, batch_period=20,
+        handlers.append(CheckpointHandler(model_dir, epoch_period=1,
                                           resume_from_checkpoint=True))
     if crash_after is not None:
-        handlers.append(SimulatedCrash(crash_after))
+        handlers.append(SimulatedCtrlC(crash_after))
     est.fit(loader, epochs=EPOCHS, event_handlers=handlers)
     return {k: p.data().asnumpy() for k, p in net.collect_params().items()}
 
@@ -75,8 +78,8 @@ def main(argv=None):
     resumed = train(model_dir)
     print('=== reference: one uninterrupted run ===')
     reference = train()
-    same = all(np.allclose(resumed[k], reference[k], rtol=1e-6, atol=1e-7) for k in reference)
-    print(f'resumed weights equal the uninterrupted run: {same}')
+    same = all(np.array_equal(resumed[k], reference[k]) for k in reference)
+    print(f'resumed weights equal the uninterrupted run bit for bit: {same}')
     return same
 
 

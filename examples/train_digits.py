@@ -1,11 +1,13 @@
 """Train a digit classifier on scikit-learn's 8x8 handwritten digits with the Estimator.
 
 The 1,797 images ship with scikit-learn (no download). The run validates every epoch,
-keeps crash-safe checkpoints (and the best one), stops early when validation stops
-improving (restoring the best weights), shows a progress bar on a terminal and writes
-TensorBoard logs. Everything goes under ``--out`` (default ``runs/digits``)::
+keeps crash-safe checkpoints (and the best one; Ctrl+C saves one too), halves the learning
+rate when validation stops improving and stops early when it keeps not improving
+(restoring the best weights), shows a progress bar on a terminal, and writes TensorBoard
+logs, a CSV log and a plot of the curves. Everything goes under ``--out`` (default
+``runs/digits``)::
 
-    pip install -e ".[examples]"
+    pip install -e ".[examples,plot]"
     python examples/train_digits.py              # about 97-98% validation accuracy
     python examples/train_digits.py --resume     # continue an interrupted run
     tensorboard --logdir runs/digits/tensorboard
@@ -20,8 +22,8 @@ import xpnet
 from xpnet import layers as nn
 from xpnet.data import ArrayDataset, DataLoader
 from xpnet.estimator import Estimator
-from xpnet.handlers import (CheckpointHandler, EarlyStoppingHandler, LoggingHandler,
-                            TensorBoardHandler)
+from xpnet.handlers import (CheckpointHandler, CSVLoggerHandler, EarlyStoppingHandler,
+                            LoggingHandler, ReduceLROnPlateauHandler, TensorBoardHandler)
 
 
 def load_digits_split(val_fraction=0.2, seed=0):
@@ -77,17 +79,26 @@ def main(argv=None):
         CheckpointHandler(os.path.join(args.out, 'checkpoints'), model_prefix='digits',
                           monitor=val_acc, save_best=True, max_checkpoints=3,
                           resume_from_checkpoint=args.resume),
+        ReduceLROnPlateauHandler(val_acc, factor=0.5, patience=max(args.patience // 2, 1)),
         EarlyStoppingHandler(monitor=val_acc, patience=args.patience, restore_best=True),
         TensorBoardHandler(os.path.join(args.out, 'tensorboard')),
+        CSVLoggerHandler(os.path.join(args.out, 'log.csv')),
         LoggingHandler(progress_bar=False if args.no_progress_bar else None),
     ]
     start = time.time()
     history = est.fit(train_data, val_data=val_data, epochs=args.epochs,
                       event_handlers=handlers)
-    final = est.evaluate(val_data)['validation accuracy']
-    best = max(a for a in history['validation accuracy'] if a == a)
-    print(f'validation accuracy {final:.4f} (best epoch: {best:.4f}) after '
-          f'{len(history)} epochs in {time.time() - start:.1f}s; outputs in {args.out}')
+    final = est.evaluate(val_data)['validation accuracy']     # the restored best weights
+    accuracies = history['validation accuracy']
+    best = max(range(len(accuracies)), key=lambda i: -1 if accuracies[i] != accuracies[i]
+               else accuracies[i])
+    print(f'validation accuracy {final:.4f}; best epoch {history.epoch[best]} '
+          f'(validation accuracy {accuracies[best]:.4f}) of {len(history)} epochs, '
+          f'{time.time() - start:.1f}s; outputs in {args.out}')
+    try:
+        history.plot(os.path.join(args.out, 'history.png'))
+    except ImportError as err:          # matplotlib is optional: pip install 'xpnet[plot]'
+        print(f'no plot: {err}')
     return final
 
 

@@ -32,9 +32,11 @@ def test_uninitialized_net_gets_initialized_with_given_initializer():
         warnings.simplefilter('ignore')
         est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(),
                         initializer=xpnet.init.Constant(0.5))
-    assert est.context == [xpnet.cpu()]
-    net(xpnet.array(make_data()[0]))    # deferred shapes resolve at the first batch
-    w = net.collect_params()['0.weight'].data().asnumpy()
+    # Gluon's default: gpu(0) when there is a GPU
+    assert est.context == ([xpnet.gpu(0)] if xpnet.num_gpus() else [xpnet.cpu()])
+    # deferred shapes resolve at the first batch
+    net(xpnet.array(make_data()[0], ctx=est.context[0]))
+    w = net.collect_params()['0.weight'].data(est.context[0]).asnumpy()
     assert w.shape == (8, 6) and np.all(w == 0.5)
 
 

@@ -1,6 +1,8 @@
 """The estimator examples run end to end (short settings; the full digits run is checked
 for >= 97% validation accuracy when run as the README's first command)."""
+import importlib.util
 import os
+import re
 import runpy
 import sys
 
@@ -18,7 +20,7 @@ def _load(name):
         sys.path.remove(EXAMPLES)
 
 
-def test_train_digits_writes_outputs_under_out(tmp_path):
+def test_train_digits_writes_outputs_under_out(tmp_path, capsys):
     main = _load('train_digits.py')['main']
     out = tmp_path / 'digits'
     accuracy = main(['--epochs', '4', '--out', str(out), '--no-progress-bar'])
@@ -26,6 +28,13 @@ def test_train_digits_writes_outputs_under_out(tmp_path):
     ckpt = sorted(os.listdir(out / 'checkpoints'))
     assert 'digits-best.params' in ckpt and 'digits-epoch3batch180.progress' in ckpt
     assert any(f.startswith('events.out.tfevents') for f in os.listdir(out / 'tensorboard'))
+    assert len((out / 'log.csv').read_text().splitlines()) == 5
+    if importlib.util.find_spec('matplotlib'):
+        assert (out / 'history.png').read_bytes()[:4] == b'\x89PNG'
+    lines = capsys.readouterr().out.splitlines()
+    # the best epoch is an epoch number; the final evaluation is not logged as an epoch
+    assert re.search(r'best epoch [0-3] \(validation accuracy 0\.\d+\)', lines[-1])
+    assert lines[-2].startswith('Validation finished in ')
     # --resume continues the finished run: nothing left to train, same accuracy
     assert main(['--epochs', '4', '--out', str(out), '--resume',
                  '--no-progress-bar']) == pytest.approx(accuracy)

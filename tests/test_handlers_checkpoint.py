@@ -1,6 +1,9 @@
-"""CheckpointHandler: file names, rotation, best, corrupt checkpoints, NaN refusal."""
+"""CheckpointHandler: file names, rotation, best, corrupt checkpoints, NaN refusal, files
+never lost (leftovers, unreadable files, unwritable directories, a full disk)."""
+import errno
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import pytest
 import xpnet
 from xpnet.handlers import BatchEnd, CheckpointHandler, EpochEnd
 
-from estimator_helpers import make_data, make_estimator, make_loader, params_of
+from estimator_helpers import Recorder, make_data, make_estimator, make_loader, params_of
 
 
 def _files(d):
@@ -228,3 +231,168 @@ def test_read_reports_foreign_files(tmp_path):
                                                              'truncated or corrupt'):
         handler.read('model-epoch0batch1')
     assert handler.checkpoints() == ['model-epoch0batch1']
+
+
+# ---- checkpoints never lose data --------------------------------------------------------------
+
+
+def _record_temp_names(monkeypatch):
+    """The temporary names the real writer (serialization.save_npz) uses."""
+    names = []
+    real = tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        fd, path = real(*args, **kwargs)
+        names.append(os.path.basename(path))
+        return fd, path
+    monkeypatch.setattr(tempfile, 'mkstemp', spy)
+    return names
+
+
+def test_leftovers_of_killed_saves_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    names = _record_temp_names(monkeypatch)
+    make_estimator().fit(make_loader(), epochs=1, event_handlers=[
+        CheckpointHandler(str(tmp_path), save_best=False)])
+    monkeypatch.undo()
+    own = [n for n in names if n.startswith('.model-epoch0batch3.')]
+    assert len(own) == 3                      # params, states, progress
+    foreign = ['.other.tmp', 'model-epoch0batch3.params.tmp', '.model.params.abc.tmp',
+               '.mine-epoch0batch3.params.abcdefgh.tmp', 'notes.txt']
+    for n in own + foreign:                   # what 20 kills mid-save would leave behind
+        (tmp_path / n).write_bytes(b'partial')
+    make_estimator().fit(make_loader(), epochs=1, event_handlers=[
+        CheckpointHandler(str(tmp_path))])
+    left = set(os.listdir(tmp_path))
+    assert not left & set(own) and set(foreign) <= left
+
+
+def test_unreadable_checkpoints_are_never_deleted(tmp_path):
+    est = make_estimator()
+    est.fit(make_loader(), epochs=3, event_handlers=[CheckpointHandler(str(tmp_path))])
+    originals = {}
+    for stem in ('model-epoch0batch3', 'model-epoch1batch6', 'model-epoch2batch9'):
+        _corrupt(str(tmp_path / f'{stem}.progress'), 'truncate')    # maybe recoverable
+        for ext in ('params', 'states', 'progress'):
+            name = f'{stem}.{ext}'
+            originals[name] = (tmp_path / name).read_bytes()
+    # nothing readable: training starts from scratch, with names that collide
+    handler = CheckpointHandler(str(tmp_path), max_checkpoints=1, resume_from_checkpoint=True)
+    make_estimator().fit(make_loader(), epochs=4, event_handlers=[handler])
+    assert handler.resumed_from is None
+    for name, content in originals.items():     # moved aside, not overwritten
+        assert (tmp_path / f'{name}.unreadable').read_bytes() == content, name
+    # the rotation deleted only this run's own older checkpoints
+    assert _stems(tmp_path) == ['epoch3batch12']
+
+
+def test_a_directory_that_cannot_be_written_fails_at_train_begin(tmp_path, monkeypatch):
+    (tmp_path / 'file').write_text('not a directory')
+    rec = Recorder()
+    with pytest.raises(OSError, match='CheckpointHandler: cannot write checkpoints to'):
+        make_estimator().fit(make_loader(), epochs=1, event_handlers=[
+            CheckpointHandler(str(tmp_path / 'file' / 'ckpt')), rec])
+    assert 'batch_begin' not in rec.names()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, 'Permission denied')
+    monkeypatch.setattr(tempfile, 'mkstemp', denied)
+    with pytest.raises(PermissionError, match=r"cannot write checkpoints to '.*': Permission "
+                                              r'denied; choose a writable model_dir'):
+        make_estimator().fit(make_loader(), epochs=1, event_handlers=[
+            CheckpointHandler(str(tmp_path / 'ro'))])
+
+
+@pytest.mark.skipif(not hasattr(os, 'geteuid') or os.geteuid() == 0,
+                    reason='root may write to read-only directories')
+def test_a_read_only_directory_fails_at_train_begin(tmp_path):
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match='cannot write checkpoints to'):
+            make_estimator().fit(make_loader(), epochs=1,
+                                 event_handlers=[CheckpointHandler(str(ro))])
+    finally:
+        ro.chmod(0o755)
+
+
+def _fail_writes_from(monkeypatch, first_failing_call):
+    """A writer that runs out of space at its n-th file (after writing part of it)."""
+    real = np.savez
+    calls = [0]
+
+    def savez(f, **arrays):
+        calls[0] += 1
+        if calls[0] >= first_failing_call:
+            f.write(b'PK\x03\x04 part of a zip')
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(f, **arrays)
+    monkeypatch.setattr(np, 'savez', savez)
+
+
+@pytest.mark.parametrize('failing_file', [4, 5, 6])     # epoch 1's params, states, record
+def test_a_full_disk_removes_the_partial_checkpoint_and_a_rerun_works(tmp_path, monkeypatch,
+                                                                      failing_file):
+    _fail_writes_from(monkeypatch, failing_file)
+    est = make_estimator(quiet=True)
+    with pytest.raises(OSError, match=r'could not write checkpoint model-epoch1batch6 in .* '
+                                      r'\(the disk is full\); its partial files were removed'):
+        est.fit(make_loader(), epochs=3, event_handlers=[CheckpointHandler(str(tmp_path))])
+    assert _files(tmp_path) == ['model-epoch0batch3.params', 'model-epoch0batch3.progress',
+                                'model-epoch0batch3.states']
+    monkeypatch.undo()                        # space freed; no cleanup by hand
+    handler = CheckpointHandler(str(tmp_path), resume_from_checkpoint=True)
+    make_estimator().fit(make_loader(), epochs=3, event_handlers=[handler])
+    assert handler.resumed_from == 'model-epoch0batch3'
+    assert _stems(tmp_path) == ['epoch0batch3', 'epoch1batch6', 'epoch2batch9']
+
+
+def test_gluon_counters(tmp_path):
+    ckpt = CheckpointHandler(str(tmp_path))
+    log = xpnet.handlers.LoggingHandler()
+    seen = []
+
+    class Probe(BatchEnd):
+        priority = 100
+
+        def batch_end(self, est, *args, **kwargs):
+            seen.append((ckpt.current_epoch, ckpt.current_batch, log.batch_index))
+
+    assert (ckpt.current_epoch, ckpt.current_batch, log.batch_index) == (0, 0, 0)
+    est = make_estimator()
+    early = xpnet.handlers.EarlyStoppingHandler(est.train_metrics[1], patience=10)
+    est.fit(make_loader(), epochs=2, event_handlers=[ckpt, log, early, Probe()])
+    assert seen == [(0, 1, 1), (0, 2, 2), (0, 3, 3), (1, 4, 1), (1, 5, 2), (1, 6, 3)]
+    assert (ckpt.current_epoch, ckpt.current_batch, early.current_epoch) == (2, 6, 2)
+
+
+def test_an_unreadable_best_checkpoint_is_moved_aside(tmp_path):
+    (tmp_path / 'model-best.params').write_bytes(b'an older, unreadable best')
+    est = make_estimator()
+    est.fit(make_loader(), epochs=1, event_handlers=[
+        CheckpointHandler(str(tmp_path), monitor=est.train_metrics[0], save_best=True)])
+    assert (tmp_path / 'model-best.params.unreadable').read_bytes() == \
+        b'an older, unreadable best'
+    assert 'best' in _stems(tmp_path)
+
+
+def test_a_process_that_is_not_the_writer_resumes_but_writes_nothing(tmp_path):
+    """The hook distributed training specializes: only ``estimator.is_writer`` writes."""
+    from xpnet.estimator import Estimator
+    from xpnet.handlers import CSVLoggerHandler, TensorBoardHandler
+
+    class OtherRank(Estimator):
+        is_writer = False
+
+    est = make_estimator()
+    est.fit(make_loader(), epochs=1, event_handlers=[CheckpointHandler(str(tmp_path / 'c'))])
+    before = _files(tmp_path / 'c')
+    other = make_estimator()
+    other.__class__ = OtherRank
+    handler = CheckpointHandler(str(tmp_path / 'c'), resume_from_checkpoint=True)
+    other.fit(make_loader(), epochs=2, event_handlers=[
+        handler, CSVLoggerHandler(str(tmp_path / 'log.csv')),
+        TensorBoardHandler(str(tmp_path / 'tb'))])
+    assert handler.resumed_from == 'model-epoch0batch3' and other.progress.epochs_done == 2
+    assert _files(tmp_path / 'c') == before
+    assert sorted(os.listdir(tmp_path)) == ['c']

@@ -75,8 +75,21 @@ def test_evaluate_logs_with_its_own_handler(capsys):
     est.evaluate(make_loader(), event_handlers=[LoggingHandler(log_interval=1)])
     lines = _lines(capsys)
     assert lines[0] == 'Validation Begin'
-    assert re.match(rf'\[Epoch 0\]\[Batch 2\]\[Samples 48\] time/interval: {NUM}s validation '
+    # outside fit no epoch runs: the lines name none
+    assert re.match(rf'\[Batch 2\]\[Samples 48\] time/interval: {NUM}s validation '
                     rf'accuracy: {NUM}, validation softmaxcrossentropyloss: {NUM}$', lines[3])
+    assert re.match(rf'Validation finished in {NUM}s, validation accuracy: {NUM}, validation '
+                    rf'softmaxcrossentropyloss: {NUM}$', lines[4])
+
+
+def test_evaluate_after_fit_does_not_log_an_epoch_that_never_ran(capsys):
+    est = make_estimator(quiet=False)
+    est.fit(make_loader(), val_data=make_loader(), epochs=2)
+    capsys.readouterr()
+    est.evaluate(make_loader())
+    lines = _lines(capsys)
+    assert lines[0] == 'Validation Begin' and len(lines) == 2
+    assert lines[1].startswith('Validation finished in ') and '[Epoch' not in lines[1]
 
 
 def test_logging_to_a_file_uses_the_logging_api(tmp_path, capsys):

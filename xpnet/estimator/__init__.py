@@ -14,13 +14,16 @@ from .event_handler import (EventHandler, TrainBegin, TrainEnd, EpochBegin,  # n
 from .progress import Progress  # noqa: F401
 from .history import History  # noqa: F401
 from .batch_processor import BatchProcessor  # noqa: F401
+from .lr_finder import LRFinderResult  # noqa: F401
 from .estimator import Estimator  # noqa: F401
 from ..handlers import (StoppingHandler, MetricHandler, ValidationHandler,  # noqa: F401
                         GradientUpdateHandler, LoggingHandler, CheckpointHandler,
-                        CheckpointError, EarlyStoppingHandler, TensorBoardHandler)
+                        CheckpointError, EarlyStoppingHandler, TensorBoardHandler,
+                        ReduceLROnPlateauHandler, LRWarmupHandler, CSVLoggerHandler)
 
-__all__ = ['Estimator', 'BatchProcessor', 'Progress', 'History', 'EventHandler', 'TrainBegin',
-           'TrainEnd', 'EpochBegin', 'EpochEnd', 'BatchBegin', 'BatchEnd', 'StoppingHandler',
-           'MetricHandler', 'ValidationHandler', 'GradientUpdateHandler', 'LoggingHandler',
-           'CheckpointHandler', 'CheckpointError', 'EarlyStoppingHandler',
-           'TensorBoardHandler']
+__all__ = ['Estimator', 'BatchProcessor', 'Progress', 'History', 'LRFinderResult',
+           'EventHandler', 'TrainBegin', 'TrainEnd', 'EpochBegin', 'EpochEnd', 'BatchBegin',
+           'BatchEnd', 'StoppingHandler', 'MetricHandler', 'ValidationHandler',
+           'GradientUpdateHandler', 'LoggingHandler', 'CheckpointHandler', 'CheckpointError',
+           'EarlyStoppingHandler', 'TensorBoardHandler', 'ReduceLROnPlateauHandler',
+           'LRWarmupHandler', 'CSVLoggerHandler']

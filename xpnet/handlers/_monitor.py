@@ -1,8 +1,9 @@
-"""The monitored-metric logic shared by CheckpointHandler and EarlyStoppingHandler:
-mode min/max/auto, ``min_delta``, ``baseline`` and the improvement test (Keras'
-``MonitorCallback``), written once.
+"""The monitored-metric logic shared by CheckpointHandler, EarlyStoppingHandler and
+ReduceLROnPlateauHandler: mode min/max/auto, ``min_delta``, ``baseline``, the improvement
+test and "is there a fresh value this epoch" (Keras' ``MonitorCallback``), written once.
 """
 import math
+import warnings
 
 __all__ = ['Monitor', 'resolve_mode']
 
@@ -82,10 +83,27 @@ class Monitor:
         else:
             self.best = -math.inf if self.mode == 'max' else math.inf
 
-    def current(self):
-        """``(name, value)`` of the metric now (value is NaN before any update)."""
-        name, value = self.metric.get()
+    def current(self, estimator=None):
+        """``(name, value)`` of the metric now (value is NaN before any update), read
+        through ``estimator.metric_value`` when an estimator is given."""
+        name, value = estimator.metric_value(self.metric) if estimator is not None \
+            else self.metric.get()
         return name, float(value)
+
+    def epoch_value(self, estimator, owner):
+        """``(name, value)`` to judge at this epoch's end, or None when there is none: a
+        validation metric in an epoch without validation, or a metric never updated (then
+        with a warning naming it)."""
+        if any(self.metric is m for m in estimator.val_metrics) and \
+                not estimator.validated_this_epoch:
+            return None
+        name, value = self.current(estimator)
+        if math.isnan(value):
+            warnings.warn(f'{owner}: {name} has no value yet; make sure the monitor is one of '
+                          'estimator.train_metrics / val_metrics and that it is updated before '
+                          'the epoch ends', RuntimeWarning, stacklevel=3)
+            return None
+        return name, value
 
     def is_improvement(self, value):
         """True if ``value`` beats the best by more than ``min_delta``."""

@@ -10,59 +10,36 @@ A checkpoint ``{prefix}-epoch{E}batch{B}`` is three files in ``model_dir``:
   states (early stopping's best and wait count, this handler's best) and the SHA-256 of
   the other two files.
 
-Each file is written atomically (temporary file, fsync, rename), so a crash leaves either
-the previous checkpoint or the new one, never a mix: a checkpoint whose ``.progress`` is
-missing or unreadable, or whose ``.params``/``.states`` do not match the digests in it, is
-reported by name and skipped when resuming, in favour of the previous valid one.
+Each file is written atomically (temporary file, fsync, rename) and a failed save removes
+the files it wrote, so there is either the previous checkpoint or the new one, never a
+mix: a checkpoint whose ``.progress`` is missing or unreadable, or whose
+``.params``/``.states`` do not match the digests in it, is reported by name and skipped
+when resuming, in favour of the previous valid one.
 
 ``E`` is the index (from 0) of the epoch the checkpoint was taken in and ``B`` the number
 of batches trained so far: ``model-epoch0batch10`` after a first epoch of 10 batches.
 The best checkpoint (``save_best``) is ``{prefix}-best.*`` and is never rotated away.
+
+Files are never lost: the handler deletes only checkpoints it wrote in this run or
+verified, at train begin, as complete checkpoints of its own; files it cannot read are
+left alone (and moved to ``<file>.unreadable`` rather than overwritten by a checkpoint of
+the same name).
 """
-import hashlib
-import json
+import logging
 import math
 import os
-import re
-import time
 import warnings
 
-import numpy as np
-
-from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin
-from ..serialization import check_schema, load_record, save_npz
+from .._events import BatchEnd, EpochEnd, TrainBegin, TrainEnd
+from ._checkpoint_files import CheckpointError, CheckpointFiles, stem_position
+from ._counters import GluonCounters
+from ._filters import PeriodFilter, check_period
 from ._monitor import Monitor
-from ._period import check_period, every
 
 __all__ = ['CheckpointHandler', 'CheckpointError']
 
-_FORMAT = 'xpnet-checkpoint'
-_VERSION = 1
-_META = '__meta__'
-_EXTS = ('params', 'states', 'progress')
-_FILE_SCHEMA = {'name': str, 'size': int, 'sha256': str}
-_RECORD_SCHEMA = {'saved_at': (int, float), 'checkpoint': str, 'params': _FILE_SCHEMA,
-                  'states': _FILE_SCHEMA, 'training': dict}
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is incomplete, corrupt or does not belong to its files."""
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _file_record(path):
-    return {'name': os.path.basename(path), 'size': os.path.getsize(path),
-            'sha256': _sha256(path)}
-
-
-class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
+class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd):
     """Saves checkpoints every ``epoch_period`` epochs and/or ``batch_period`` batches,
     keeps the newest ``max_checkpoints`` of them (plus the best one), and resumes from the
     newest valid one.
@@ -76,6 +53,13 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
     epoch. A parameter holding NaN/inf is never written: saving raises
     ``FloatingPointError``.
 
+    When training stops on an exception or Ctrl+C (``KeyboardInterrupt``), the handler
+    saves a checkpoint of the last completed batch (``estimator.resume_point``) at train
+    end, unless it is the newest checkpoint already, before the error propagates; resuming
+    from it continues exactly. A directory that cannot be written fails at train begin; a
+    save that fails (a full disk) removes its partial files and raises an ``OSError``
+    saying so, and the next run needs no cleanup.
+
     Args:
         model_dir: directory of the checkpoint files (created if missing).
         model_prefix: prefix of the file names.
@@ -87,7 +71,8 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
         epoch_period: epochs between checkpoints (None: none at epoch end).
         batch_period: batches between checkpoints (None: none at batch end).
         max_checkpoints: how many epoch/batch checkpoints to keep (the best is not counted
-            and never deleted); older ones, including those of earlier runs, are removed.
+            and never deleted); older ones, including verified ones of earlier runs, are
+            removed.
         resume_from_checkpoint: at train begin, continue from the newest valid checkpoint
             in ``model_dir`` (or start from scratch if there is none).
 
@@ -97,6 +82,9 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
                                  resume_from_checkpoint=True)
         est.fit(train, val, epochs=10, event_handlers=[ckpt])   # rerun after a crash
     """
+
+    epoch_period = PeriodFilter('epoch_end')
+    batch_period = PeriodFilter('batch_end')
 
     def __init__(self, model_dir, model_prefix='model', monitor=None, verbose=0,
                  save_best=False, mode='auto', epoch_period=1, batch_period=None,
@@ -117,16 +105,21 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
                                  'estimator.train_metrics or estimator.val_metrics')
             self._monitor = Monitor(monitor, mode, 0, None, 'CheckpointHandler')
         self.mode = self._monitor.mode if self._monitor else mode
-        self.epoch_period = check_period(epoch_period, 'epoch_period', 'CheckpointHandler')
-        self.batch_period = check_period(batch_period, 'batch_period', 'CheckpointHandler')
+        self.epoch_period = epoch_period
+        self.batch_period = batch_period
         self.max_checkpoints = check_period(max_checkpoints, 'max_checkpoints',
                                             'CheckpointHandler')
         self.resume_from_checkpoint = bool(resume_from_checkpoint)
-        os.makedirs(self.model_dir, exist_ok=True)
-        self.saved_checkpoints = []     # stems of epoch/batch checkpoints, oldest first
+        self._files = CheckpointFiles(self.model_dir, model_prefix)
+        try:        # as Gluon does; a directory that cannot be made is reported at train begin
+            os.makedirs(self.model_dir, exist_ok=True)
+        except OSError:
+            pass
+        self.saved_checkpoints = []     # stems this handler may rotate away, oldest first
         self.resumed_from = None
-        self._pattern = re.compile(re.escape(model_prefix) +
-                                   r'-epoch(\d+)batch(\d+)\.(params|states|progress)$')
+        self._writable = set()          # stems it may overwrite: written or verified
+        self._newest = None             # progress of the newest checkpoint (saved or loaded)
+        self._started = False
 
     @property
     def best(self):
@@ -135,90 +128,132 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
 
     # ---- events ---------------------------------------------------------------------------
     def train_begin(self, estimator, *args, **kwargs):
+        self._bind_progress(estimator)
+        self._started = False
         if self._monitor is not None:
             self._monitor.reset()
-        self.resumed_from = None
-        # checkpoints already here (earlier runs) take part in the rotation, oldest first
-        self.saved_checkpoints = [stem for _, stem in sorted(
-            (self._age(stem), stem) for stem in self._stems())]
+        self.resumed_from = self._newest = None
+        self.saved_checkpoints, self._writable = [], set()
+        if estimator.is_writer:      # other processes of a distributed run only read
+            removed = self._files.prepare()
+            if removed:
+                estimator.log('CheckpointHandler: removed %d temporary files of interrupted '
+                              'saves in %s', len(removed), self.model_dir)
+        valid = self._scan(estimator)
+        # verified checkpoints of earlier runs take part in the rotation, oldest first
+        self.saved_checkpoints = [stem for stem, _ in reversed(valid)]
+        self._writable = set(self.saved_checkpoints)
+        self._started = True
         if self.resume_from_checkpoint:
-            self.resume(estimator)
+            self._resume_from(estimator, valid)
 
     def batch_end(self, estimator, *args, **kwargs):
-        if every(self.batch_period, estimator.progress.batches):
-            self._schedule(estimator)
+        self._schedule(estimator)
 
     def epoch_end(self, estimator, *args, **kwargs):
-        if every(self.epoch_period, estimator.progress.epochs_done):
-            self._schedule(estimator)
+        self._schedule(estimator)
+
+    def train_end(self, estimator, *args, **kwargs):
+        if estimator.exception is not None and self._started and estimator.is_writer:
+            self._save_on_interrupt(estimator)
 
     def _schedule(self, estimator):
+        if not self._started or not estimator.is_writer:
+            return
         p = estimator.progress
-        epoch, batches = p.epoch, p.batches
-        stem = '%s-epoch%dbatch%d' % (self.model_prefix, epoch, batches)
-        estimator.after_event(lambda: self._save_checkpoint(estimator, stem, epoch, batches))
+        stem = '%s-epoch%dbatch%d' % (self.model_prefix, p.epoch, p.batches)
+        estimator.after_event(lambda: self._save_checkpoint(estimator, stem))
 
     # ---- saving ---------------------------------------------------------------------------
-    def _path(self, stem, ext):
-        return os.path.join(self.model_dir, f'{stem}.{ext}')
+    def _write(self, estimator, stem, point=None):
+        if self._files.exists(stem) and stem not in self._writable:
+            try:
+                self._files.read(stem)       # a complete checkpoint of ours: replaceable
+            except CheckpointError as err:
+                moved = self._files.move_aside(stem)
+                estimator.log('CheckpointHandler: kept unreadable files of %s as %s (%s)',
+                              stem, ', '.join(moved), err, level=logging.WARNING)
+        self._files.write(stem, estimator, point)
+        self._writable.add(stem)
 
-    def _save_checkpoint(self, estimator, stem, epoch, batches):
+    def _save_checkpoint(self, estimator, stem, point=None):
         _check_finite_params(estimator.net, stem)
-        improved = False
-        if self._monitor is not None:
-            name, value = self._monitor.current()
-            if math.isnan(value):
-                warnings.warn(f'CheckpointHandler: skipping the best-checkpoint check because '
-                              f'{name} has no value yet; pass one of estimator.train_metrics '
-                              'or estimator.val_metrics as monitor', RuntimeWarning)
-            elif self._monitor.is_improvement(value):
-                previous, self._monitor.best, improved = self._monitor.best, value, True
-        self._write(estimator, stem)
+        improved, name, value, previous = self._judge_best(estimator, point)
+        self._write(estimator, stem, point)
+        self._newest = dict(point.progress) if point is not None else \
+            estimator.progress.state_dict()
         if stem in self.saved_checkpoints:
             self.saved_checkpoints.remove(stem)
         self.saved_checkpoints.append(stem)
+        epoch, batches = stem_position(stem)
         if self.verbose > 0:
-            estimator.logger.info('[Epoch %d] CheckpointHandler: trained total %d batches, '
-                                  'saving model at %s with prefix: %s', epoch, batches,
-                                  self.model_dir, stem)
+            estimator.log('[Epoch %d] CheckpointHandler: trained total %d batches, saving '
+                          'model at %s with prefix: %s', epoch, batches, self.model_dir, stem)
         self._prune()
-        if self._monitor is not None and not math.isnan(value):
-            if improved:
-                best_stem = self.model_prefix + '-best'
-                self._write(estimator, best_stem)
-                if self.verbose > 0:
-                    estimator.logger.info('[Epoch %d] CheckpointHandler: %s improved from '
-                                          '%0.5f to %0.5f, updating best model at %s with '
-                                          'prefix: %s', epoch, name, previous, value,
-                                          self.model_dir, best_stem)
-            elif self.verbose > 0:
-                estimator.logger.info('[Epoch %d] CheckpointHandler: %s did not improve from '
-                                      '%0.5f, skipping updating best model', epoch, name,
-                                      self._monitor.best)
+        if improved:
+            best_stem = self.model_prefix + '-best'
+            self._write(estimator, best_stem)
+            if self.verbose > 0:
+                estimator.log('[Epoch %d] CheckpointHandler: %s improved from %0.5f to %0.5f, '
+                              'updating best model at %s with prefix: %s', epoch, name,
+                              previous, value, self.model_dir, best_stem)
+        elif name is not None and self.verbose > 0:
+            estimator.log('[Epoch %d] CheckpointHandler: %s did not improve from %0.5f, '
+                          'skipping updating best model', epoch, name, self._monitor.best)
 
-    def _write(self, estimator, stem):
-        params_file, states_file = self._path(stem, 'params'), self._path(stem, 'states')
-        estimator.net.save_parameters(params_file)
-        estimator.trainer.save_states(states_file)
-        training, arrays = estimator.training_state()
-        meta = {'format': _FORMAT, 'version': _VERSION, 'saved_at': time.time(),
-                'checkpoint': stem, 'params': _file_record(params_file),
-                'states': _file_record(states_file), 'training': training}
-        arrays = dict(arrays)
-        arrays[_META] = np.frombuffer(json.dumps(meta).encode('utf-8'), dtype=np.uint8)
-        save_npz(self._path(stem, 'progress'), arrays)
+    def _judge_best(self, estimator, point):
+        """``(improved, name, value, previous best)``; the best is updated when improved.
+        Not at an interrupt checkpoint: its metrics may be half-updated."""
+        if self._monitor is None or point is not None:
+            return False, None, None, None
+        name, value = self._monitor.current(estimator)
+        if math.isnan(value):
+            warnings.warn(f'CheckpointHandler: skipping the best-checkpoint check because '
+                          f'{name} has no value yet; pass one of estimator.train_metrics '
+                          'or estimator.val_metrics as monitor', RuntimeWarning)
+            return False, None, None, None
+        previous = self._monitor.best
+        if self._monitor.is_improvement(value):
+            self._monitor.best = value
+            return True, name, value, previous
+        return False, name, value, previous
 
     def _prune(self):
         if self.max_checkpoints is None:
             return
         while len(self.saved_checkpoints) > self.max_checkpoints:
             stem = self.saved_checkpoints.pop(0)
-            # the marker first: a half-deleted checkpoint is then just an invalid one
-            for ext in ('progress', 'params', 'states'):
-                try:
-                    os.remove(self._path(stem, ext))
-                except FileNotFoundError:
-                    pass
+            self._files.remove(stem)
+            self._writable.discard(stem)
+
+    def _save_on_interrupt(self, estimator):
+        """At train end after an exception: checkpoint the last completed batch."""
+        error = type(estimator.exception).__name__
+        point = estimator.resume_point
+        if point is None:
+            estimator.log('CheckpointHandler: training stopped by %s inside a batch\'s '
+                          'handlers (or after NumPy\'s/Python\'s random stream moved during the '
+                          'first epoch): no consistent state to save (newest checkpoint: %s)',
+                          error, self.saved_checkpoints[-1] if self.saved_checkpoints
+                          else 'none', level=logging.WARNING)
+            return
+        progress = point.progress
+        if progress['batches'] == 0 or progress == self._newest:
+            return
+        at_boundary = progress['epoch_batches'] == 0
+        epoch = max(progress['epochs_done'] - 1, 0) if at_boundary else progress['epoch']
+        stem = '%s-epoch%dbatch%d' % (self.model_prefix, epoch, progress['batches'])
+        try:
+            self._save_checkpoint(estimator, stem, point)
+        except (OSError, FloatingPointError) as err:
+            estimator.log('CheckpointHandler: could not save a checkpoint after %s: %s',
+                          error, err, level=logging.WARNING)
+            return
+        where = 'the end of epoch %d' % epoch if at_boundary else \
+            'batch %d of epoch %d' % (progress['epoch_batches'], epoch)
+        estimator.log('CheckpointHandler: training stopped by %s; saved checkpoint %s (%s); '
+                      'run again with resume_from_checkpoint=True to continue', error, stem,
+                      where, level=logging.WARNING)
 
     def state_dict(self):
         return {'best': self._monitor.best} if self._monitor is not None else {}
@@ -228,43 +263,10 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
             self._monitor.best = float(state['best'])
 
     # ---- finding and reading checkpoints ----------------------------------------------------
-    def _stems(self):
-        stems = set()
-        for fname in os.listdir(self.model_dir):
-            m = self._pattern.match(fname)
-            if m:
-                stems.add(fname[:m.start(3) - 1])
-        return stems
-
-    def _age(self, stem):
-        """Sort key, oldest first: when the checkpoint was written (its own record, else
-        its newest file's mtime), then how far training had got."""
-        epoch, batches = (int(g) for g in re.search(r'epoch(\d+)batch(\d+)$', stem).groups())
-        try:
-            written = float(self._read_marker(stem)[0]['saved_at'])
-        except (CheckpointError, KeyError, TypeError, ValueError):
-            paths = [self._path(stem, ext) for ext in _EXTS]
-            written = max((os.path.getmtime(p) for p in paths if os.path.exists(p)),
-                          default=0.0)
-        return written, batches, epoch
-
     def checkpoints(self):
         """Stems of the epoch/batch checkpoints in ``model_dir``, newest first (valid or not)."""
-        return [stem for _, stem in sorted(((self._age(s), s) for s in self._stems()),
-                                           reverse=True)]
-
-    def _read_marker(self, stem):
-        marker = self._path(stem, 'progress')
-        if not os.path.exists(marker):
-            raise CheckpointError(f'{marker} is missing: the checkpoint was not completed')
-        try:
-            meta, arrays = load_record(marker, 'checkpoint record', meta_key=_META)
-        except Exception as err:
-            raise CheckpointError(f'{marker} is truncated or corrupt ({err})') from err
-        if not isinstance(meta, dict) or meta.get('format') != _FORMAT:
-            raise CheckpointError(f'{marker} is not an xpnet checkpoint record')
-        check_schema(meta, _RECORD_SCHEMA, marker, CheckpointError)
-        return meta, arrays
+        return [stem for _, stem in sorted(((self._files.age(s), s)
+                                            for s in self._files.stems()), reverse=True)]
 
     def read(self, stem):
         """``(meta, arrays)`` of checkpoint ``stem`` after checking it is complete and that
@@ -273,47 +275,56 @@ class CheckpointHandler(TrainBegin, BatchEnd, EpochEnd):
         Raises:
             CheckpointError: naming the file that is missing, truncated or corrupt.
         """
-        meta, arrays = self._read_marker(stem)
-        marker = self._path(stem, 'progress')
-        for ext in ('params', 'states'):
-            path, record = self._path(stem, ext), meta.get(ext, {})
-            if not os.path.exists(path):
-                raise CheckpointError(f'{path} is missing')
-            if os.path.getsize(path) != record.get('size') or _sha256(path) != \
-                    record.get('sha256'):
-                raise CheckpointError(f'{path} is truncated or corrupt (its content does not '
-                                      f'match the digest recorded in {os.path.basename(marker)})')
-        return meta, arrays
+        return self._files.read(stem)
+
+    def _scan(self, estimator):
+        """``[(stem, (meta, arrays))]`` of the valid checkpoints, newest first; invalid ones
+        are reported (when resuming) and left alone."""
+        found = []
+        for stem in self._files.stems():
+            try:
+                loaded = self._files.read(stem)
+            except CheckpointError as err:
+                found.append((self._files.age(stem), stem, err))
+                continue
+            found.append((self._files.age(stem, loaded[0]), stem, loaded))
+        valid = []
+        for _, stem, loaded in sorted(found, key=lambda f: f[:2], reverse=True):
+            if isinstance(loaded, CheckpointError):
+                if self.resume_from_checkpoint:
+                    estimator.log('CheckpointHandler: skipping checkpoint %s: %s', stem,
+                                  loaded, level=logging.WARNING)
+                continue
+            valid.append((stem, loaded))
+        return valid
 
     def resume(self, estimator):
         """Load the newest valid checkpoint into ``estimator`` (parameters, trainer,
         progress, random and loader state, handler states); skipped checkpoints are
         reported by name. Returns the stem loaded, or None when there was none."""
-        for stem in self.checkpoints():
-            try:
-                meta, arrays = self.read(stem)
-            except CheckpointError as err:
-                estimator.logger.warning('CheckpointHandler: skipping checkpoint %s: %s',
-                                         stem, err)
-                continue
-            estimator.net.load_parameters(self._path(stem, 'params'), ctx=estimator.context)
-            estimator.trainer.load_states(self._path(stem, 'states'))
-            estimator.load_training_state(meta['training'], arrays)
-            self.resumed_from = stem
-            p = estimator.progress
-            if estimator.max_epoch is not None:
-                left = '%d epochs' % max(estimator.max_epoch - p.epochs_done, 0)
-            else:
-                left = '%d batches' % max(estimator.max_batch - p.batches, 0)
-            where = 'batch %d of epoch %d' % (p.epoch_batches, p.epoch) if p.mid_epoch \
-                else 'the end of epoch %d' % (p.epoch - 1)
-            estimator.logger.info('CheckpointHandler: resumed from checkpoint %s (%s, %d '
-                                  'batches trained), %s left to train', stem, where,
-                                  p.batches, left)
-            return stem
-        estimator.logger.info('CheckpointHandler: no valid checkpoint found in %s, training '
-                              'from scratch', self.model_dir)
-        return None
+        return self._resume_from(estimator, self._scan(estimator))
+
+    def _resume_from(self, estimator, valid):
+        if not valid:
+            estimator.log('CheckpointHandler: no valid checkpoint found in %s, training from '
+                          'scratch', self.model_dir)
+            return None
+        stem, (meta, arrays) = valid[0]
+        estimator.net.load_parameters(self._files.path(stem, 'params'), ctx=estimator.context)
+        estimator.trainer.load_states(self._files.path(stem, 'states'))
+        estimator.load_training_state(meta['training'], arrays)
+        self.resumed_from = stem
+        self._newest = estimator.progress.state_dict()
+        p = estimator.progress
+        if estimator.max_epoch is not None:
+            left = '%d epochs' % max(estimator.max_epoch - p.epochs_done, 0)
+        else:
+            left = '%d batches' % max(estimator.max_batch - p.batches, 0)
+        where = 'batch %d of epoch %d' % (p.epoch_batches, p.epoch) if p.mid_epoch \
+            else 'the end of epoch %d' % (p.epoch - 1)
+        estimator.log('CheckpointHandler: resumed from checkpoint %s (%s, %d batches '
+                      'trained), %s left to train', stem, where, p.batches, left)
+        return stem
 
 
 def _check_finite_params(net, stem):

@@ -1,14 +1,14 @@
 """EarlyStoppingHandler: stop when a monitored metric stops improving."""
 import numbers
-import warnings
 
-from ..estimator.event_handler import EpochEnd, TrainBegin, TrainEnd
+from .._events import EpochEnd, TrainBegin, TrainEnd
+from ._counters import GluonCounters
 from ._monitor import Monitor
 
 __all__ = ['EarlyStoppingHandler']
 
 
-class EarlyStoppingHandler(TrainBegin, EpochEnd, TrainEnd):
+class EarlyStoppingHandler(GluonCounters, TrainBegin, EpochEnd, TrainEnd):
     """Stops training when ``monitor`` has not improved for ``patience`` epochs.
 
     The monitor is checked at each epoch end; a validation metric is only checked in
@@ -25,7 +25,9 @@ class EarlyStoppingHandler(TrainBegin, EpochEnd, TrainEnd):
         baseline: a value the monitor must beat; until it does, epochs count as not
             improving.
         restore_best: at train end, load the weights of the best epoch back into the
-            network (Keras' ``restore_best_weights``).
+            network (Keras' ``restore_best_weights``); not when training ends by an
+            exception (Ctrl+C): the network then keeps the weights the interrupted run had,
+            which its interrupt checkpoint resumes from.
 
     Example::
 
@@ -63,18 +65,14 @@ class EarlyStoppingHandler(TrainBegin, EpochEnd, TrainEnd):
         return self._monitor.best
 
     def train_begin(self, estimator, *args, **kwargs):
+        self._bind_progress(estimator)
         self._reset()
 
     def epoch_end(self, estimator, *args, **kwargs):
-        if any(self.monitor is m for m in estimator.val_metrics) and \
-                not estimator.validated_this_epoch:
+        current = self._monitor.epoch_value(estimator, 'EarlyStoppingHandler')
+        if current is None:
             return self.stop_training
-        name, value = self._monitor.current()
-        if value != value:   # NaN: never updated
-            warnings.warn(f'EarlyStoppingHandler: {name} has no value yet; make sure the '
-                          'monitor is one of estimator.train_metrics / val_metrics and that '
-                          'it is updated before the epoch ends', RuntimeWarning)
-            return self.stop_training
+        value = current[1]
         epoch = estimator.progress.epoch
         if self._monitor.is_improvement(value):
             self._monitor.best = value
@@ -91,16 +89,22 @@ class EarlyStoppingHandler(TrainBegin, EpochEnd, TrainEnd):
         return self.stop_training
 
     def train_end(self, estimator, *args, **kwargs):
-        name = self._monitor.current()[0]
+        name = self._monitor.metric.name
         if self.stopped_epoch is not None:
-            estimator.logger.info('[Epoch %d] EarlyStoppingHandler: early stopping due to %s '
-                                  'not improving', self.stopped_epoch, name)
-        if self.restore_best and self.best_weights is not None:
-            for k, p in estimator.net.collect_params().items():
-                if k in self.best_weights:
-                    p.set_data(self.best_weights[k])
-            estimator.logger.info('EarlyStoppingHandler: restored the weights of epoch %d '
-                                  '(best %s: %.4f)', self.best_epoch, name, self.best)
+            estimator.log('[Epoch %d] EarlyStoppingHandler: early stopping due to %s not '
+                          'improving', self.stopped_epoch, name)
+        if not self.restore_best or self.best_weights is None:
+            return
+        if estimator.exception is not None:
+            estimator.log('EarlyStoppingHandler: training stopped by %s; the network keeps '
+                          'its last weights (the best, of epoch %d, are not restored)',
+                          type(estimator.exception).__name__, self.best_epoch)
+            return
+        for k, p in estimator.net.collect_params().items():
+            if k in self.best_weights:
+                p.set_data(self.best_weights[k])
+        estimator.log('EarlyStoppingHandler: restored the weights of epoch %d (best %s: '
+                      '%.4f)', self.best_epoch, name, self.best)
 
     def state_dict(self):
         return {'monitor': self._monitor.state_dict(), 'wait': self.wait,

@@ -4,18 +4,18 @@ import numbers
 import sys
 import time
 
-from ..estimator.event_handler import (BatchBegin, BatchEnd, EpochBegin, EpochEnd, TrainBegin,
-                                       TrainEnd)
-from ._period import every
+from .._events import BatchBegin, BatchEnd, EpochBegin, EpochEnd, TrainBegin, TrainEnd
+from ._counters import GluonCounters
+from ._filters import Events
 from .metric import check_metric_list
 
 __all__ = ['LoggingHandler']
 
 
-def _format_metrics(metrics, skip_nan=False):
+def _format_metrics(estimator, metrics, skip_nan=False):
     parts = []
     for m in metrics:
-        names, values = m.get()
+        names, values = estimator.metric_value(m)
         if not isinstance(names, (list, tuple)):
             names, values = [names], [values]
         for name, value in zip(names, values):
@@ -36,7 +36,8 @@ def _short_name(metric):
     return name
 
 
-class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, BatchEnd):
+class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin,
+                     BatchEnd):
     """Logs the hyper-parameters at train begin, the metrics every ``log_interval``
     batches or at each epoch end, and the totals at train end, in Gluon's formats::
 
@@ -49,13 +50,16 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
 
     On a terminal it also shows a tqdm progress bar per epoch (batches done/total when
     the loader has a length, samples/s, the current loss and metrics), which disappears
-    when the epoch's log line is written.
+    when the epoch's log line is written. An ``evaluate`` outside ``fit`` logs
+    ``Validation finished in ...`` (no epoch number: no epoch is running).
 
     Args:
         log_interval: ``'epoch'``, or an integer k: also log after every k batches of
-            an epoch (batch index k-1, 2k-1, ...: the shared counting rule).
+            an epoch (batch index k-1, 2k-1, ...: ``Events.BATCH_END(every=k,
+            within_epoch=True)``).
         metrics: the metrics to log; default: the estimator's training metrics (during
             ``evaluate``, its validation metrics), plus the validation metrics at train end.
+            They must be metrics the estimator updates (``ValueError`` otherwise).
         priority: runs last (inf), after every metric is updated.
         progress_bar: None (default): show the bar when stdout is a terminal; True: always;
             False: never (plain log lines only).
@@ -63,11 +67,6 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
 
     def __init__(self, log_interval='epoch', metrics=None, priority=math.inf,
                  progress_bar=None):
-        if log_interval != 'epoch' and (isinstance(log_interval, bool) or
-                                        not isinstance(log_interval, numbers.Integral) or
-                                        log_interval <= 0):
-            raise ValueError("LoggingHandler: log_interval must be 'epoch' or a positive "
-                             f'integer, got {log_interval!r}')
         if progress_bar not in (None, True, False):
             raise ValueError('LoggingHandler: progress_bar must be None (auto), True or '
                              f'False, got {progress_bar!r}')
@@ -80,6 +79,20 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
         self._train_start = self._epoch_start = self._interval_start = 0.0
         self._last_postfix = 0.0
 
+    @property
+    def log_interval(self):
+        return self._log_interval
+
+    @log_interval.setter
+    def log_interval(self, value):
+        if value != 'epoch' and (isinstance(value, bool) or
+                                 not isinstance(value, numbers.Integral) or value <= 0):
+            raise ValueError("LoggingHandler: log_interval must be 'epoch' or a positive "
+                             f'integer, got {value!r}')
+        self._log_interval = value
+        self._log_filter = None if value == 'epoch' else \
+            Events.BATCH_END(every=int(value), within_epoch=True)
+
     # ---- helpers --------------------------------------------------------------------------
     def _metrics(self, estimator):
         if self.metrics is not None:
@@ -88,13 +101,7 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
 
     @staticmethod
     def _log(estimator, msg):
-        # a progress bar on the same terminal is cleared first, then redrawn below the line
-        bar = getattr(estimator, '_progress_bar', None)
-        if bar is not None:
-            bar.clear()
-        estimator.logger.info(msg)
-        if bar is not None:
-            bar.refresh()
+        estimator.log(msg)
 
     def _open_bar(self, estimator):
         from tqdm import tqdm
@@ -106,14 +113,14 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
         self._bar = tqdm(total=total, initial=progress.epoch_batches,
                          desc=f'Epoch {progress.epoch}', unit='batch', file=sys.stdout,
                          leave=False, dynamic_ncols=True, mininterval=0.1)
-        estimator._progress_bar = self._bar
+        estimator.progress_bar = self._bar
         self._last_postfix = 0.0
 
     def _close_bar(self, estimator):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-            estimator._progress_bar = None
+            estimator.progress_bar = None
 
     def _update_bar(self, estimator):
         now = time.perf_counter()
@@ -123,7 +130,7 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
             elapsed = max(now - self._epoch_start, 1e-9)
             parts = ['%.0f samples/s' % (estimator.progress.epoch_samples / elapsed)]
             for m in self._metrics(estimator):
-                value = m.get()[1]
+                value = estimator.metric_value(m)[1]
                 if isinstance(value, numbers.Real):
                     parts.append('%s=%.4f' % (_short_name(m), value))
             bar.set_postfix_str(', '.join(parts), refresh=False)
@@ -131,6 +138,7 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
 
     # ---- events ---------------------------------------------------------------------------
     def train_begin(self, estimator, *args, **kwargs):
+        self._bind_progress(estimator)
         self._train_start = time.time()
         trainer = estimator.trainer
         self._log(estimator, 'Training begin: using optimizer %s with current learning '
@@ -157,11 +165,11 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
         msg = 'Train finished using total %ds with %d epochs. ' % (train_time,
                                                                     progress.epochs_done)
         if self.metrics is not None:
-            msg += _format_metrics(self.metrics)
+            msg += _format_metrics(estimator, self.metrics)
         else:
-            msg += ', '.join(s for s in (_format_metrics(estimator.train_metrics),
-                                         _format_metrics(estimator.val_metrics, skip_nan=True))
-                             if s)
+            msg += ', '.join(s for s in (
+                _format_metrics(estimator, estimator.train_metrics),
+                _format_metrics(estimator, estimator.val_metrics, skip_nan=True)) if s)
         self._log(estimator, msg.rstrip(', '))
 
     def epoch_begin(self, estimator, *args, **kwargs):
@@ -178,8 +186,12 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
         if not estimator.evaluating:
             self._close_bar(estimator)
         epoch_time = time.perf_counter() - self._epoch_start
-        msg = '[Epoch %d] Finished in %.3fs, ' % (estimator.progress.epoch, epoch_time)
-        self._log(estimator, (msg + _format_metrics(self._metrics(estimator))).rstrip(', '))
+        if estimator.training:
+            msg = '[Epoch %d] Finished in %.3fs, ' % (estimator.progress.epoch, epoch_time)
+        else:       # an evaluate() of its own: no epoch is running
+            msg = 'Validation finished in %.3fs, ' % epoch_time
+        metrics = _format_metrics(estimator, self._metrics(estimator))
+        self._log(estimator, (msg + metrics).rstrip(', '))
 
     def batch_begin(self, estimator, *args, **kwargs):
         pass
@@ -188,13 +200,13 @@ class LoggingHandler(TrainBegin, TrainEnd, EpochBegin, EpochEnd, BatchBegin, Bat
         evaluating = estimator.evaluating
         if self._bar is not None and not evaluating:
             self._update_bar(estimator)
-        if self.log_interval == 'epoch':
+        if self._log_filter is None or not self._log_filter(estimator):
             return
         progress = estimator.eval_progress if evaluating else estimator.progress
-        if every(self.log_interval, progress.epoch_batches):
-            now = time.perf_counter()
-            msg = '[Epoch %d][Batch %d][Samples %s] time/interval: %.3fs ' % (
-                estimator.progress.epoch, progress.epoch_batches - 1, progress.samples,
-                now - self._interval_start)
-            self._interval_start = now
-            self._log(estimator, (msg + _format_metrics(self._metrics(estimator))).rstrip(', '))
+        now = time.perf_counter()
+        epoch = '[Epoch %d]' % estimator.progress.epoch if estimator.training else ''
+        msg = '%s[Batch %d][Samples %s] time/interval: %.3fs ' % (
+            epoch, progress.epoch_batches - 1, progress.samples, now - self._interval_start)
+        self._interval_start = now
+        metrics = _format_metrics(estimator, self._metrics(estimator))
+        self._log(estimator, (msg + metrics).rstrip(', '))

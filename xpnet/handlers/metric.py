@@ -1,10 +1,12 @@
 """MetricHandler: update metrics with each batch's predictions and losses."""
-from ..estimator.event_handler import BatchEnd, EpochBegin
+from .._events import BatchEnd, EpochBegin
 
 __all__ = ['MetricHandler']
 
 
 def check_metric_list(metrics, owner):
+    """None, or ``metrics`` (one EvalMetric or a list of them) as a list; ``ValueError``
+    naming ``owner`` for anything else."""
     from .. import metric as _metric
     if metrics is None:
         return None
@@ -21,7 +23,8 @@ class MetricHandler(EpochBegin, BatchEnd):
     ``xpnet.metric.Loss`` with the batch's losses, every other metric with (label, pred).
 
     ``fit`` adds one for ``estimator.train_metrics`` and ``evaluate`` one for
-    ``estimator.val_metrics`` unless you pass your own.
+    ``estimator.val_metrics`` unless you pass your own. Metrics given here count as
+    updated by the estimator, so other handlers may log or monitor them.
 
     Args:
         metrics: an EvalMetric or a list of them.

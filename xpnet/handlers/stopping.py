@@ -1,11 +1,12 @@
 """StoppingHandler: stop after a number of epochs or batches."""
-from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin
-from ._period import check_period
+from .._events import BatchEnd, EpochEnd, TrainBegin
+from ._counters import GluonCounters
+from ._filters import check_period
 
 __all__ = ['StoppingHandler']
 
 
-class StoppingHandler(TrainBegin, BatchEnd, EpochEnd):
+class StoppingHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd):
     """Stops training once ``max_epoch`` epochs or ``max_batch`` batches are completed.
 
     ``fit`` adds one with its own ``epochs``/``batches`` unless you pass one. A limit left
@@ -24,6 +25,7 @@ class StoppingHandler(TrainBegin, BatchEnd, EpochEnd):
         self._limits = (self.max_epoch, self.max_batch)
 
     def train_begin(self, estimator, *args, **kwargs):
+        self._bind_progress(estimator)
         self.stop_training = False
         self._limits = (estimator.max_epoch if self.max_epoch is None else self.max_epoch,
                         estimator.max_batch if self.max_batch is None else self.max_batch)

@@ -1,8 +1,8 @@
 """TensorBoardHandler: metrics, learning rate and weight histograms for TensorBoard."""
 import math
 
-from ..estimator.event_handler import BatchEnd, EpochEnd, TrainBegin, TrainEnd
-from ._period import check_period, every
+from .._events import BatchEnd, EpochEnd, TrainBegin, TrainEnd
+from ._filters import Events, PeriodFilter, check_period
 from .metric import check_metric_list
 
 __all__ = ['TensorBoardHandler']
@@ -32,7 +32,8 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
     (``weights/<name>``) and of its gradient (``gradients/<name>``). Tags group a metric's
     training and validation curves: ``accuracy/training``, ``accuracy/validation``.
 
-    View with ``tensorboard --logdir <log_dir>``.
+    View with ``tensorboard --logdir <log_dir>``. Only the writing process
+    (``estimator.is_writer``) writes.
 
     Args:
         log_dir: directory of the event files (created if missing).
@@ -47,10 +48,12 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
                 event_handlers=[TensorBoardHandler('runs/exp1', histogram_period=5)])
     """
 
+    batch_period = PeriodFilter('batch_end')
+
     def __init__(self, log_dir, batch_period=None, metrics=None, histogram_period=None,
                  priority=0):
         self.log_dir = log_dir
-        self.batch_period = check_period(batch_period, 'batch_period', 'TensorBoardHandler')
+        self.batch_period = batch_period
         self.histogram_period = check_period(histogram_period, 'histogram_period',
                                              'TensorBoardHandler')
         self.metrics = check_metric_list(metrics, 'TensorBoardHandler')
@@ -64,11 +67,11 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
         return [(m, True) for m in estimator.train_metrics] + \
             [(m, fresh_val) for m in estimator.val_metrics]
 
-    def _scalars(self, pairs, step, prefix=''):
+    def _scalars(self, estimator, pairs, step, prefix=''):
         for m, fresh in pairs:
             if not fresh:
                 continue
-            names, values = m.get()
+            names, values = estimator.metric_value(m)
             if not isinstance(names, (list, tuple)):
                 names, values = [names], [values]
             for name, value in zip(names, values):
@@ -77,6 +80,8 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
                     self.writer.add_scalar(_tag(name, prefix), value, step)
 
     def train_begin(self, estimator, *args, **kwargs):
+        if not estimator.is_writer:
+            return
         try:
             from tensorboardX import SummaryWriter
         except ImportError as err:   # a declared dependency, but be clear if it is missing
@@ -88,21 +93,21 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
 
     def batch_end(self, estimator, *args, **kwargs):
         step = estimator.progress.batches
-        if self.writer is None or not every(self.batch_period, step):
+        if self.writer is None:
             return
         train = [(m, True) for m in (self.metrics if self.metrics is not None
                                      else estimator.train_metrics)]
-        self._scalars(train, step, 'batch/')
+        self._scalars(estimator, train, step, 'batch/')
         self.writer.add_scalar('batch/learning_rate', estimator.trainer.learning_rate, step)
 
     def epoch_end(self, estimator, *args, **kwargs):
         if self.writer is None:
             return
-        progress = estimator.progress
-        step = progress.epoch
-        self._scalars(self._metrics(estimator), step)
+        step = estimator.progress.epoch
+        self._scalars(estimator, self._metrics(estimator), step)
         self.writer.add_scalar('learning_rate', estimator.trainer.learning_rate, step)
-        if every(self.histogram_period, progress.epochs_done):
+        if self.histogram_period is not None and \
+                Events.EPOCH_END(every=self.histogram_period)(estimator):
             for name, p in estimator.net.collect_params().items():
                 try:
                     data = p.data(p.list_ctx()[0])

@@ -36,6 +36,7 @@ import heapq
 import itertools
 import threading
 
+from .backend import DeviceSwitch
 from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
@@ -118,10 +119,12 @@ def predict_mode():
 
 
 class Node:
-    """One recorded op: its inputs (``None`` where no gradient is needed) and backward rule."""
-    __slots__ = ('inputs', 'backward', 'seq', 'grads', 'owned', 'n_out', 'name')
+    """One recorded op: its inputs (``None`` where no gradient is needed) and backward rule;
+    ``ctx`` is the device of its outputs, where its backward runs."""
+    __slots__ = ('inputs', 'backward', 'seq', 'grads', 'owned', 'n_out', 'name', 'ctx')
 
-    def __init__(self, inputs, backward, n_out=1, name=None):
+    def __init__(self, inputs, backward, n_out=1, name=None, ctx=None):
+        self.ctx = ctx
         self.inputs = inputs
         self.backward = backward
         self.n_out = n_out
@@ -150,7 +153,7 @@ def record_op(backward, inputs, out_data, ctx, need=None, name=None):
     """Wrap ``out_data`` in an NDArray produced by a new node (single output)."""
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
-    node = Node(inputs, backward, 1, name)
+    node = Node(inputs, backward, 1, name, ctx)
     out = _wrap(out_data, ctx)
     out._node = node
     return out
@@ -161,7 +164,7 @@ def record_multi(backward, inputs, out_datas, ctx, need=None, name=None):
     gradients with ``None`` for outputs that received none."""
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
-    node = Node(inputs, backward, len(out_datas), name)
+    node = Node(inputs, backward, len(out_datas), name, ctx)
     outs = []
     for i, d in enumerate(out_datas):
         o = _wrap(d, ctx)
@@ -226,9 +229,11 @@ def _backward(heads, head_grads, retain_graph):
     leaves = {}            # id(leaf) -> [leaf, grad, owned]
     foreign = set()        # ids of arrays the user owns (head gradients): never bound to leaves
     prev_retain, _state.retain = _state.retain, retain_graph
+    place = DeviceSwitch()     # each node's backward runs on its outputs' device
     try:
         for h, hg in zip(heads, head_grads):
             if hg is None:
+                place.to(h._ctx)
                 g, owned = h.xp.ones(h.shape, dtype=h.dtype), True
             else:
                 g = hg._data if isinstance(hg, NDArray) else hg
@@ -256,6 +261,7 @@ def _backward(heads, head_grads, retain_graph):
                     'pass retain_graph=True to the first call to differentiate it again')
             grads = node.grads
             node.grads = node.owned = None
+            place.to(node.ctx)
             in_grads = backward_fn(grads[0] if node.n_out == 1 else grads)
             inputs = node.inputs
             if not retain_graph:
@@ -274,6 +280,8 @@ def _backward(heads, head_grads, retain_graph):
                     g = resolve(g)
                     if g is None:
                         continue
+                if x._ctx is not place.ctx:        # accumulate on the input's device
+                    place.to(x._ctx)
                 if src is not None:
                     if src.grads is None and src.n_out == 1:   # first gradient: fast path
                         src.grads = [g]
@@ -290,17 +298,22 @@ def _backward(heads, head_grads, retain_graph):
                 resolve(entry[1])
             except BaseException:
                 pass
+        place.restore()
         raise
     finally:
         _state.retain = prev_retain
 
-    entries = list(leaves.values())
-    for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
-        entry[1] = g
-    bound = set()
-    for leaf, g, owned in leaves.values():
-        if g is not None:
-            _write_leaf(leaf, g, owned, bound, foreign)
+    try:
+        entries = list(leaves.values())
+        for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
+            entry[1] = g
+        bound = set()
+        for leaf, g, owned in leaves.values():
+            if g is not None:
+                place.to(leaf._ctx)
+                _write_leaf(leaf, g, owned, bound, foreign)
+    finally:
+        place.restore()
 
 
 def _collect_node(heap, node, idx, g, owned):

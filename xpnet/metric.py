@@ -26,6 +26,7 @@ Differences from MXNet 1.9.1 (all where MXNet raises an unclear error or is inco
 labels outside ``[0, classes)`` instead of wrapping negative ones; ``Perplexity`` and the
 cross-entropies accept any prediction ``(..., classes)`` with a label per row.
 """
+import functools
 import json
 import math
 import numbers
@@ -33,7 +34,7 @@ from collections import OrderedDict
 
 import numpy
 
-from .backend import context_of, get_array_module, is_array, to_device, to_host
+from .backend import context_of, get_array_module, is_array, run_on, to_device, to_host
 from .ndarray import NDArray
 
 __all__ = ['EvalMetric', 'CompositeEvalMetric', 'Accuracy', 'TopKAccuracy', 'F1', 'MCC',
@@ -57,6 +58,36 @@ def _pairs(labels, preds, name):
         raise ValueError(f'{name}: got {len(labels)} label array(s) but {len(preds)} '
                          'prediction array(s); pass one of each per device')
     return zip(labels, preds)
+
+
+def _on_preds_device(update):
+    """Run a metric's ``update(labels, preds)`` on its predictions' device (CuPy launches
+    kernels on the thread's current device); pair by pair when they span several devices."""
+    @functools.wraps(update)
+    def placed(self, labels, preds):
+        plist = preds if isinstance(preds, (list, tuple)) else [preds]
+        ctxs = {c for c in map(_device_context, plist) if c is not None}
+        if not ctxs:
+            return update(self, labels, preds)
+        llist = labels if isinstance(labels, (list, tuple)) else [labels] * len(plist)
+        if len(ctxs) == 1 or len(llist) != len(plist):
+            return run_on(next(iter(ctxs)), update, self, labels, preds)
+        for label, pred in zip(llist, plist):
+            ctx = _device_context(pred)
+            if ctx is None:
+                update(self, [label], [pred])
+            else:
+                run_on(ctx, update, self, [label], [pred])
+    return placed
+
+
+def _device_context(x):
+    """The device (not CPU) context of an NDArray or device array, else None."""
+    if isinstance(x, NDArray):
+        return x._ctx if x._ctx.device_type != 'cpu' else None
+    if is_array(x) and not isinstance(x, numpy.ndarray):
+        return context_of(x)
+    return None
 
 
 def _device(x):
@@ -447,6 +478,7 @@ class Accuracy(EvalMetric):
                          has_global_stats=True)
         self.axis = axis
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             pd, xp = _device(pred)
@@ -484,6 +516,7 @@ class TopKAccuracy(EvalMetric):
             config['name'] = config['name'][:-len(suffix)]
         return config
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             p = _host(pred)
@@ -586,6 +619,7 @@ class _BinaryMetric(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True, average=average)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             self._stats.update(label, pred, self.name)
@@ -673,6 +707,7 @@ class PCC(EvalMetric):
         cov_xy = numpy.sum(cmat.diagonal() * n - x * y)
         return float(cov_xy / (cov_xx * cov_yy) ** 0.5)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             lab = _host(label).astype(numpy.int64, copy=False).reshape(-1)
@@ -745,6 +780,7 @@ class Perplexity(EvalMetric):
         self.ignore_label = ignore_label
         self.axis = axis
 
+    @_on_preds_device
     def update(self, labels, preds):
         loss, num = 0.0, 0
         for label, pred in _pairs(labels, preds, self.name):
@@ -794,6 +830,7 @@ class MAE(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             d = _regression_pair(label, pred, self.name)
@@ -808,6 +845,7 @@ class MSE(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             d = _regression_pair(label, pred, self.name)
@@ -822,6 +860,7 @@ class RMSE(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             d = _regression_pair(label, pred, self.name)
@@ -841,6 +880,7 @@ class CrossEntropy(EvalMetric):
                          has_global_stats=True)
         self.eps = eps
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             probs, _ = _pick_host(pred, label, -1, self.name, check_range=True)
@@ -904,6 +944,7 @@ class PearsonCorrelation(EvalMetric):
         denom = math.sqrt(m2l * m2p)
         return c / denom if n > 1 and denom > 0 else float('nan')
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             lab, p = _host(label), _host(pred)
@@ -958,6 +999,7 @@ class Loss(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True)
 
+    @_on_preds_device
     def update(self, _, preds):
         for pred in _as_list(preds):
             if isinstance(pred, NDArray):

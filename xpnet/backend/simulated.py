@@ -1,23 +1,116 @@
-"""A simulated accelerator for tests: NumPy underneath, CuPy's manners on top.
+"""A simulated accelerator for tests: NumPy underneath; CuPy's namespace, devices, gaps and
+manners on top; and a count of what a GPU would do.
 
-Arrays of this device (:class:`SimArray`) refuse to be mixed with host ``numpy.ndarray``
-objects and refuse implicit conversion to them, exactly where CuPy raises ``TypeError``.
-Code that passes the test-suite on this device uses the array module of the data's
-device throughout, which is what running on CuPy requires.
+``xp`` (this module's :data:`xp`) plays the role of ``cupy``. It exposes exactly the public
+names of CuPy 14 (``cupy``, ``cupy.linalg``, ``cupy.random``, ``cupy.fft``,
+``cupy.lib.stride_tricks``, ``cupyx``, ``cupyx.scipy.special``), read from the CuPy wheel by
+``tools/gen_cupy_names.py`` into ``cupy_names.json``: a NumPy-only function, a keyword CuPy's
+function lacks (``indices(sparse=True)``, ``sum(where=...)``), a ufunc method CuPy does not
+implement (``.at`` only for add, subtract, maximum, minimum and the bitwise ops, each for
+the dtypes CuPy's atomics take; ``.reduce``/``.accumulate`` only for add and multiply;
+``.reduceat`` only for add) or a ufunc keyword other than ``out``, ``dtype``, ``casting``
+fails here as on a GPU. ``ndarray`` methods and attributes are CuPy's too.
 
-``xp`` (this module's :data:`xp`) plays the role of ``cupy``: ``xp.zeros(...)``,
-``xp.exp(a)``, ``xp.asarray(host)`` (explicit transfer), ``xp.asnumpy(a)``.
+Arrays (:class:`SimArray`) refuse to mix with host ``numpy.ndarray`` objects and refuse
+implicit conversion to them, where CuPy raises ``TypeError``; host data moves only through
+``xp.asarray``/``xp.array`` (host to device) and ``.get()``/``xp.asnumpy`` (device to host).
+Index arrays must be device arrays (CuPy would copy a host index array up on every call).
+
+**Devices.** ``xpnet.backend.sim(0)``, ``sim(1)``, ... are separate devices, with a current
+device per thread like CUDA's (``xp.cuda.Device(i)``, ``xp.cuda.runtime.getDevice()``; see
+:mod:`~xpnet.backend.simdevice`). Every array records its device. A new array is allocated
+on the current device. Launching a kernel that reads or writes an array of another device
+raises :class:`SimDeviceError` (CuPy raises where the two GPUs have no peer access, and runs
+slowly over the link where they have); views (reshape, transpose, basic slicing) are
+metadata and work on any device. ``xp.asarray(a)``/``xp.array(a)``/``a.copy()`` of an array
+of another device copy it to the current device (a peer copy); ``.get()`` works from any.
+
+**Counting model** (what a GPU would launch; read with :func:`launch_count`,
+:func:`sync_count`, :func:`transfer_count`, or :class:`counting` for a region):
+
+- a ufunc call, an arithmetic/comparison operator, an in-place operator: 1 kernel
+  (0 when the output is empty); ``ufunc.reduce``/``.accumulate``/``.at``/``.outer``: 1;
+  ``add.reduceat``: 9 (CuPy builds it from cumsum, appends, takes and a where);
+- a reduction (``sum``, ``mean``, ``max``, ``argmax``, ``all``, ...): 1 per call;
+  ``var``/``std``: 2; ``linalg.norm``: 3 (square, sum, sqrt);
+- ``zeros``/``ones``/``full``/``arange``/``*_like``: 1; ``empty``/``empty_like``: 0;
+  ``eye``/``identity``: 2;
+- any other function or method: 1 if it returns a newly allocated array, 0 if it returns a
+  view or its input (``reshape`` of a contiguous array, ``transpose``, ``squeeze``,
+  ``broadcast_to``, ``split``, ``as_strided``, ``asarray``/``astype`` of an array that
+  already fits, ``ascontiguousarray`` of a contiguous one); so a copy, an ``astype``, a
+  reshape or ``ascontiguousarray`` of a non-contiguous array is 1; in-place functions
+  (``copyto``, ``put``, ``fill``, ``sort``) are 1;
+- ``matmul``/``dot``/``tensordot``/``@``: 1 (cuBLAS, batched as one strided call), plus 1
+  copy per operand whose last two axes have no unit stride; ``einsum`` of k operands:
+  1 if k == 1 else 2k - 1 (CuPy transposes each operand into a contiguous copy);
+- ``concatenate``/``stack``/``hstack``/``vstack``: 1 copy per input;
+- ``take``, one integer index array (``a[idx]``, ``a[:, idx]``): 1; k > 1 index arrays:
+  k + 2; ``take_along_axis``: 2 * ndim + 1 (CuPy builds an index grid); basic indexing: 0;
+  assignment ``a[key] = v``: 1 (a fill, a copy or a scatter);
+- boolean masks (``a[mask]``, ``a[mask] = v``), ``nonzero``, ``argwhere``,
+  ``flatnonzero``, one-argument ``where``, ``compress``: 1 host sync (CuPy reads the
+  count back) + 2 kernels; ``unique``: 1 sync + 4; ``bincount``: 2 syncs + 4;
+- a device-to-device copy (``copy``, ``array(copy=True)``): 1 kernel on the same device,
+  1 ``peer`` transfer between devices;
+- ``xp.asarray``/``xp.array`` of host data: 1 ``htod`` transfer, 0 kernels (Python and
+  NumPy scalars passed to kernels travel as arguments: 0);
+- a host synchronisation (1 ``sync`` + 1 ``dtoh``): ``.get()``, ``xp.asnumpy``,
+  ``.item()``, ``.tolist()``, ``bool()``, ``int()``, ``float()``, ``complex()``,
+  ``operator.index()`` (an array used as a shape or an index), ``repr``/``str``/``format``
+  (printing); ``Device/Stream/Event.synchronize()`` and ``runtime.deviceSynchronize()``
+  count 1 sync without a transfer;
+- ``xp.random`` draws: 1 per call; ``cupyx.scipy.special`` functions: 1;
+  ``xp.fuse``-decorated functions and :class:`one_kernel` regions: 1 in all.
+
+These are launches as the host issues them (a cuBLAS call or a CUB sort may run a few
+kernels inside; CuPy's scans 1-3): good enough for per-step budgets, not a profiler.
+``counting(trace=True)`` attributes every event to the line of code that caused it.
+
+Example::
+
+    from xpnet.backend import simulated, sim
+    x = xpnet.nd.ones((4, 4), ctx=sim(1))
+    with simulated.counting() as c:
+        with sim(1).use():
+            y = (x * 2).sum()
+    c.kernels, c.syncs            # (2, 0)
 """
-import numbers
+import json
 import operator
+import os
 
 import numpy as np
 
-__all__ = ['SimArray', 'xp']
+from . import simdevice as _dev
+from .simdevice import (DEVICE_COUNT, DeviceSynchronized, allow_synchronize,  # noqa: F401
+                        counting, launch_count, one_kernel, reset_counts, sync_count,
+                        transfer_count)
+
+__all__ = ['SimArray', 'xp', 'cupyx', 'launch_count', 'sync_count', 'transfer_count',
+           'reset_counts', 'counting', 'one_kernel', 'allow_synchronize', 'SimTypeError',
+           'SimDeviceError', 'DEVICE_COUNT', 'CUPY_VERSION']
+
+with open(os.path.join(os.path.dirname(__file__), 'cupy_names.json')) as _f:
+    _NAMES = json.load(_f)
+CUPY_VERSION = _NAMES['cupy_version']
+_UFUNC_KW = frozenset(_NAMES['ufunc_keywords'])
+_METHOD_PARAMS = _NAMES['ndarray']['methods']
+_ATTRIBUTES = frozenset(_NAMES['ndarray']['attributes'])
+_KERNEL, _SYNC, _HTOD, _DTOH, _PEER = (_dev.KERNEL, _dev.SYNC, _dev.HTOD, _dev.DTOH,
+                                       _dev.PEER)
+_count = _dev.count
+_tls = _dev._tls
+_new_obj = object.__new__
+_UNSUPPORTED_KINDS = 'OSUVMm'     # object, strings, void, datetimes: CuPy has no such arrays
 
 
 class SimTypeError(TypeError):
     """Raised where CuPy would refuse to mix device and host arrays."""
+
+
+class SimDeviceError(ValueError):
+    """A kernel would read or write an array of another device than the current one."""
 
 
 def _refuse(obj):
@@ -26,61 +119,347 @@ def _refuse(obj):
         'with a device array; move it with xp.asarray() first (CuPy raises here too)')
 
 
-def _unwrap(obj):
-    """SimArray -> ndarray; refuse host ndarrays; recurse into lists/tuples/dicts."""
+def _wrong_device(label, array_dev, current):
+    raise SimDeviceError(
+        f'simulated device: {label} would launch a kernel on sim({current}) (the current '
+        f'device) with an array that lives on sim({array_dev}); run it under its data\'s '
+        f'device (with ctx.use(): ...). CuPy fails the same way without peer access.')
+
+
+# ---- arrays in and out ---------------------------------------------------------------------
+
+def _owner(a):
+    """The object owning ``a``'s memory (``a`` itself for an array that owns its data)."""
+    b = a.base
+    while b is not None:
+        a = b
+        b = getattr(b, 'base', None)
+    return a
+
+
+def _unwrap_in(obj, owners):
+    """SimArrays -> their ndarrays, recording each one's memory owner and device in
+    ``owners``; refuse host ndarrays; recurse into lists/tuples/dicts."""
     t = type(obj)
     if t is SimArray:
-        return obj._a
-    if t is np.ndarray:
-        _refuse(obj)
+        a = obj._a
+        owners[id(_owner(a))] = obj._dev
+        return a
     if t is tuple or t is list:
-        return t(_unwrap(o) for o in obj)
+        return t([_unwrap_in(o, owners) for o in obj])
     if t is dict:
-        return {k: _unwrap(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):  # ndarray subclasses (e.g. matrix)
+        return {k: _unwrap_in(v, owners) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
         _refuse(obj)
     return obj
 
 
-def _wrap(obj):
+def _unwrap_on(obj, dev, label):
+    """Like :func:`_unwrap_in` for kernels: every array must live on ``dev``."""
     t = type(obj)
-    if t is np.ndarray:
-        return SimArray(obj)
-    if isinstance(obj, np.generic):   # CuPy returns 0-d arrays where NumPy returns scalars
-        return SimArray(np.asarray(obj))
+    if t is SimArray:
+        if obj._dev != dev:
+            _wrong_device(label, obj._dev, dev)
+        return obj._a
     if t is tuple or t is list:
-        return t(_wrap(o) for o in obj)
+        return t([_unwrap_on(o, dev, label) for o in obj])
+    if isinstance(obj, np.ndarray):
+        _refuse(obj)
     return obj
 
+
+def _new(a, dev):
+    if a.dtype.kind in _UNSUPPORTED_KINDS:
+        raise SimTypeError(f'simulated device: CuPy has no arrays of dtype {a.dtype}')
+    s = _new_obj(SimArray)
+    s._a = a
+    s._dev = dev
+    return s
+
+
+def _wrap_out(out, owners, dev):
+    """Results -> SimArrays: a view lives where its memory does, a new array on ``dev``."""
+    t = type(out)
+    if t is np.ndarray:
+        return _new(out, owners.get(id(_owner(out)), dev) if owners else dev)
+    if isinstance(out, np.generic):       # CuPy returns 0-d arrays where NumPy gives scalars
+        return _new(np.asarray(out), dev)
+    if isinstance(out, (tuple, list)):
+        items = [_wrap_out(o, owners, dev) for o in out]
+        return type(out)(*items) if hasattr(out, '_fields') else type(out)(items)
+    return out
+
+
+def _new_arrays(out, owners):
+    """1 if ``out`` holds a newly allocated array (not a view of an input), else 0."""
+    if isinstance(out, np.ndarray):
+        return 0 if id(_owner(out)) in owners else 1
+    if isinstance(out, np.generic):
+        return 1
+    if isinstance(out, (tuple, list)):
+        return 1 if any(_new_arrays(o, owners) for o in out) else 0
+    return 0
+
+
+def _call(label, func, args, kwargs, cost=None, syncs=0):
+    """Run a NumPy function on device arrays and account it (see the module docstring)."""
+    dev = _tls.dev
+    owners = {}
+    ua = _unwrap_in(args, owners)
+    uk = _unwrap_in(kwargs, owners) if kwargs else {}
+    out = func(*ua, **uk)
+    if cost is None:
+        n = _new_arrays(out, owners)
+    elif callable(cost):
+        n = cost(ua, uk, out)
+        if type(n) is tuple:
+            n, syncs = n
+    else:
+        n = cost
+    if n or syncs:
+        for d in owners.values():
+            if d != dev:
+                _wrong_device(label, d, dev)
+        if syncs:
+            _count(_SYNC, syncs, label)
+            _count(_DTOH, syncs, label)
+        if n:
+            _count(_KERNEL, n, label)
+    return _wrap_out(out, owners, dev)
+
+
+# ---- signatures --------------------------------------------------------------------------------
+
+class _Signature:
+    """The parameters of a CuPy function, for the checks CuPy's own call would fail."""
+    __slots__ = ('label', 'npos', 'varpos', 'keywords', 'varkw', 'required_pos', 'required_kw')
+
+    def __init__(self, label, params):
+        self.label = label
+        self.npos, self.varpos, self.varkw = 0, False, False
+        self.keywords, self.required_pos, self.required_kw = set(), [], set()
+        if params is None:
+            self.varpos = self.varkw = True
+            return
+        pos_only = params.index('/') if '/' in params else 0   # entries before '/'
+        positional = True
+        for i, p in enumerate(params):
+            if p == '/':
+                continue
+            if p == '*':
+                positional = False
+                continue
+            if p.startswith('**'):
+                self.varkw = True
+                continue
+            if p.startswith('*'):
+                self.varpos, positional = True, False
+                continue
+            name, has_default = p.rstrip('='), p.endswith('=')
+            if positional:
+                self.npos += 1
+                if not has_default:
+                    self.required_pos.append(name)
+            elif not has_default:
+                self.required_kw.add(name)
+            if i >= pos_only:
+                self.keywords.add(name)
+
+    def check(self, args, kwargs):
+        if len(args) > self.npos and not self.varpos:
+            raise TypeError(f'{self.label}() takes at most {self.npos} positional arguments '
+                            f'({len(args)} given) in CuPy {CUPY_VERSION}')
+        if kwargs and not self.varkw:
+            bad = [k for k in kwargs if k not in self.keywords]
+            if bad:
+                raise TypeError(f'{self.label}() got an unexpected keyword argument '
+                                f'{bad[0]!r}: CuPy {CUPY_VERSION} has no such parameter')
+        if len(args) < len(self.required_pos):
+            missing = [n for n in self.required_pos[len(args):] if n not in kwargs]
+            if missing:
+                raise TypeError(f'{self.label}() missing required argument {missing[0]!r} '
+                                f'(CuPy {CUPY_VERSION} gives it no default)')
+        for name in self.required_kw:
+            if name not in kwargs:
+                raise TypeError(f'{self.label}() missing keyword argument {name!r}')
+
+
+# ---- costs (see the module docstring) ---------------------------------------------------------
+
+def _n_sequence(ua, uk, out):
+    seq = ua[0] if ua else uk.get('tup', ())
+    return max(len(seq), 1)
+
+
+def _gemm_ready(a):
+    """cuBLAS takes a matrix whose last two axes have a unit stride on one of them."""
+    if a.ndim < 2 or a.flags.c_contiguous or a.flags.f_contiguous:
+        return True
+    if a.ndim > 2:
+        return a.swapaxes(-1, -2).flags.c_contiguous
+    s, item = a.strides, a.itemsize
+    return s[-1] == item or s[-2] == item
+
+
+def _matmul_cost(ua, uk, out):
+    return 1 + sum(1 for a in ua[:2] if isinstance(a, np.ndarray) and not _gemm_ready(a))
+
+
+def _einsum_cost(ua, uk, out):
+    k = sum(1 for a in ua if isinstance(a, np.ndarray))
+    return 1 if k <= 1 else 2 * k - 1
+
+
+def _take_along_cost(ua, uk, out):
+    ndim = ua[0].ndim
+    return 1 if ndim <= 1 else 2 * ndim + 1
+
+
+def _where_cost(ua, uk, out):
+    return 1 if len(ua) + len(uk) > 1 else (2, 1)
+
+
+_COSTS = {
+    'empty': 0, 'empty_like': 0, 'eye': 2, 'identity': 2,
+    'concatenate': _n_sequence, 'stack': _n_sequence, 'hstack': _n_sequence,
+    'vstack': _n_sequence, 'row_stack': _n_sequence, 'column_stack': _n_sequence,
+    'dstack': _n_sequence,
+    'matmul': _matmul_cost, 'dot': _matmul_cost, 'inner': _matmul_cost,
+    'tensordot': _matmul_cost, 'ndarray.dot': _matmul_cost, 'einsum': _einsum_cost,
+    'var': 2, 'std': 2, 'nanvar': 2, 'nanstd': 2, 'ndarray.var': 2, 'ndarray.std': 2,
+    'average': 2, 'median': 3, 'percentile': 3, 'quantile': 3, 'linalg.norm': 3,
+    'take_along_axis': _take_along_cost, 'where': _where_cost, 'pad': 2,
+    'nonzero': 2, 'argwhere': 2, 'flatnonzero': 2, 'compress': 2, 'extract': 2,
+    'ndarray.nonzero': 2, 'ndarray.compress': 2, 'unique': 4, 'bincount': 4,
+    'allclose': 1, 'array_equal': 2,
+    'copyto': 1, 'put': 1, 'place': 1, 'putmask': 1, 'fill_diagonal': 1, 'put_along_axis': 2,
+    'ndarray.fill': 1, 'ndarray.sort': 1, 'ndarray.partition': 1, 'ndarray.put': 1,
+    'random.shuffle': 1,
+}
+_SYNCS = {'nonzero': 1, 'argwhere': 1, 'flatnonzero': 1, 'compress': 1, 'extract': 1,
+          'ndarray.nonzero': 1, 'ndarray.compress': 1, 'unique': 1, 'bincount': 2,
+          'allclose': 1}
+
+
+def _check_sort_kind(label, args, kwargs, position):
+    kind = kwargs.get('kind', args[position] if len(args) > position else None)
+    if kind not in (None, 'stable'):
+        raise ValueError(f"{label}: CuPy sorts stably and accepts only kind=None or "
+                         f"'stable', got {kind!r}")
+
+
+_VALUE_CHECKS = {'sort': 2, 'argsort': 2, 'ndarray.sort': 1, 'ndarray.argsort': 1}
+
+
+# ---- the array -------------------------------------------------------------------------------
 
 class SimArray:
-    """A device array of the simulated device (see module docstring)."""
-    __slots__ = ('_a', '__weakref__')
-    __array_priority__ = 1000
+    """A device array of the simulated device (see the module docstring)."""
+    __slots__ = ('_a', '_dev', '__weakref__')
+    __array_priority__ = 100
 
-    def __init__(self, a):
+    def __init__(self, a, device=None):
         self._a = a
+        self._dev = _tls.dev if device is None else device
 
-    # ---- refusals, as in CuPy -------------------------------------------------
+    # ---- refusals and NumPy protocols ------------------------------------------------------
     def __array__(self, dtype=None, copy=None):
         raise SimTypeError('simulated device: implicit conversion to a NumPy array is not '
                            'allowed; use .get() or xp.asnumpy() (CuPy raises here too)')
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        inputs = _unwrap(inputs)
-        if 'out' in kwargs:
-            kwargs['out'] = _unwrap(kwargs['out'])
-        return _wrap(getattr(ufunc, method)(*inputs, **kwargs))
+        sim_ufunc = xp._ufunc(ufunc.__name__)
+        if sim_ufunc is None:
+            return NotImplemented
+        out = kwargs.get('out')
+        if isinstance(out, tuple) and len(out) == 1:
+            kwargs['out'] = out[0]
+        if method == '__call__':
+            return sim_ufunc(*inputs, **kwargs)
+        return getattr(sim_ufunc, method)(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+        target = _MODULES_BY_NUMPY_NAME.get(func.__module__)
+        impl = getattr(target, func.__name__, None) if target is not None else None
+        if impl is None:
+            return NotImplemented
+        return impl(*args, **kwargs)
 
-    # ---- explicit transfer ------------------------------------------------------
-    def get(self):
-        """Copy to a host ``numpy.ndarray`` (CuPy's ``ndarray.get``)."""
-        return self._a.copy()
+    def __reduce__(self):
+        raise SimTypeError('simulated device arrays are not pickled (xpnet files are .npz with '
+                           'pickling disabled); copy to host with .get()')
 
-    # ---- attributes -------------------------------------------------------------
+    # ---- transfers and host reads -----------------------------------------------------------
+    def _read(self, what):
+        _count(_SYNC, 1, what, dev=self._dev)
+        _count(_DTOH, 1, what, dev=self._dev)
+        return self._a
+
+    def get(self, stream=None, order='C', out=None, blocking=True):
+        """Copy to a host ``numpy.ndarray`` (a host synchronisation)."""
+        a = self._read('get')
+        if out is not None:
+            out[...] = a
+            return out
+        return np.array(a, order=order, copy=True)
+
+    def set(self, arr, stream=None):
+        """Copy host data into this array (host to device)."""
+        if self._dev != _tls.dev:
+            _wrong_device('ndarray.set', self._dev, _tls.dev)
+        _count(_HTOD, 1, 'set')
+        self._a[...] = np.asarray(arr)
+
+    def item(self, *args):
+        return self._read('item').item(*args)
+
+    def tolist(self):
+        return self._read('tolist').tolist()
+
+    def tobytes(self, order='C'):
+        return self._read('tobytes').tobytes(order)
+
+    def __bool__(self):
+        return bool(self._read('bool'))
+
+    def __float__(self):
+        return float(self._read('float'))
+
+    def __int__(self):
+        return int(self._read('int'))
+
+    def __complex__(self):
+        return complex(self._read('complex'))
+
+    def __index__(self):
+        return operator.index(self._read('index'))
+
+    def __repr__(self):
+        text = repr(self._read('repr'))
+        return 'array' + text[5:] if text.startswith('array') else text
+
+    def __str__(self):
+        return str(self._read('str'))
+
+    def __format__(self, spec):
+        return format(self._read('format'), spec)
+
+    # ---- copies ------------------------------------------------------------------------------
+    def copy(self, order='C'):
+        """A copy on the current device (a peer copy when this array lives elsewhere)."""
+        dev = _tls.dev
+        if self._dev != dev:
+            _count(_PEER, 1, 'copy')
+        else:
+            _count(_KERNEL, 1, 'copy')
+        return _new(self._a.copy(order=order), dev)
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    # ---- attributes --------------------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
     ndim = property(lambda self: self._a.ndim)
@@ -89,195 +468,634 @@ class SimArray:
     itemsize = property(lambda self: self._a.itemsize)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: SimArray(self._a.T))
+    T = property(lambda self: _new(self._a.T, self._dev))
+    mT = property(lambda self: _new(self._a.mT, self._dev))
+    real = property(lambda self: _call('ndarray.real', lambda a: a.real, (self,), None))
+    imag = property(lambda self: _call('ndarray.imag', lambda a: a.imag, (self,), None))
 
     @property
     def base(self):
-        return None if self._a.base is None else self
+        b = self._a.base
+        if b is None:
+            return None
+        return _new(b, self._dev) if isinstance(b, np.ndarray) else self
 
     @property
     def device(self):
-        return _SimDeviceInfo
+        return _dev.Device(self._dev)
+
+    @property
+    def data(self):
+        return _MemoryPointer(self._a.__array_interface__['data'][0], self._dev)
 
     def __getattr__(self, name):
-        if name.startswith('__'):   # never leak __array_interface__ and friends
-            raise AttributeError(name)
-        attr = getattr(self._a, name)
-        if callable(attr):
-            def method(*args, **kwargs):
-                return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
-            method.__name__ = name
-            return method
-        return _wrap(attr)
+        params = _METHOD_PARAMS.get(name, False)
+        if params is False:
+            if name in _ATTRIBUTES:
+                raise NotImplementedError(f'cupy.ndarray.{name} is not simulated')
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r} (the "
+                                 f'simulated device has CuPy {CUPY_VERSION}\'s methods only)')
+        return _bound_method(self, name, params)
 
-    # ---- python protocol ---------------------------------------------------------
+    # ---- python protocol ---------------------------------------------------------------------
     def __len__(self):
+        if self._a.ndim == 0:
+            raise TypeError('len() of unsized object')
         return len(self._a)
 
     def __iter__(self):
-        return (_wrap(v) for v in self._a)
+        if self._a.ndim == 0:
+            raise TypeError('iteration over a 0-d array')
+        return (self[i] for i in range(len(self._a)))
 
     def __getitem__(self, key):
-        return _wrap(self._a[_unwrap(key)])
+        return _getitem(self, key)
 
     def __setitem__(self, key, value):
-        self._a[_unwrap(key)] = _unwrap(value)
+        _setitem(self, key, value)
 
-    def __bool__(self):
-        return bool(self._a)
+    def __matmul__(self, other):
+        return _binary_call(self, other, operator.matmul, 'matmul', _matmul_cost)
 
-    def __float__(self):
-        return float(self._a)
+    def __rmatmul__(self, other):
+        return _binary_call(other, self, operator.matmul, 'matmul', _matmul_cost)
 
-    def __int__(self):
-        return int(self._a)
-
-    def __index__(self):
-        return operator.index(self._a)
-
-    def __complex__(self):
-        return complex(self._a)
-
-    def __repr__(self):
-        return 'sim' + repr(self._a)[5:] if repr(self._a).startswith('array') else repr(self._a)
-
-    def __reduce__(self):
-        raise SimTypeError('simulated device arrays cannot be pickled; copy to host with .get()')
-
-    def __copy__(self):
-        return SimArray(self._a.copy())
-
-    def __deepcopy__(self, memo):
-        return SimArray(self._a.copy())
+    def __imatmul__(self, other):
+        return _binary_call(self, other, operator.imatmul, 'matmul', _matmul_cost)
 
 
-class _SimDeviceInfo:
-    id = 0
+class _MemoryPointer:
+    """``ndarray.data`` (CuPy's MemoryPointer): the address and the device."""
+    __slots__ = ('ptr', 'device_id')
+
+    def __init__(self, ptr, device_id):
+        self.ptr, self.device_id = ptr, device_id
 
 
-def _binary(op):
+def _operand(other, dev, label):
+    """The NumPy value of an operator's other operand, or NotImplemented."""
+    t = type(other)
+    if t is SimArray:
+        if other._dev != dev:
+            _wrong_device(label, other._dev, dev)
+        return other._a
+    if t in (int, float, bool, complex) or isinstance(other, np.generic):
+        return other
+    if isinstance(other, np.ndarray):
+        _refuse(other)
+    return NotImplemented
+
+
+def _binary_call(left, right, op, label, cost=1):
+    """``op(left, right)`` where one side is a SimArray of the current device: 1 kernel."""
+    dev = _tls.dev
+    x = _operand(left, dev, label)
+    if x is NotImplemented:
+        return NotImplemented
+    y = _operand(right, dev, label)
+    if y is NotImplemented:
+        return NotImplemented
+    out = op(x, y)
+    if np.size(out):
+        _count(_KERNEL, cost((x, y), {}, out) if callable(cost) else cost, label)
+    if type(left) is SimArray and out is x:          # an in-place operator
+        return left
+    return _wrap_out(out, {}, dev)
+
+
+def _binary(op, name):
     def forward(self, other):
-        return _wrap(op(self._a, _unwrap(other)))
+        return _binary_call(self, other, op, name)
 
     def reflected(self, other):
-        return _wrap(op(_unwrap(other), self._a))
+        return _binary_call(other, self, op, name)
     return forward, reflected
-
-
-def _inplace(op):
-    def method(self, other):
-        op(self._a, _unwrap(other))
-        return self
-    return method
 
 
 for _name, _op, _iop in [
         ('add', operator.add, operator.iadd), ('sub', operator.sub, operator.isub),
         ('mul', operator.mul, operator.imul), ('truediv', operator.truediv, operator.itruediv),
         ('floordiv', operator.floordiv, operator.ifloordiv), ('mod', operator.mod, operator.imod),
-        ('pow', operator.pow, operator.ipow), ('matmul', operator.matmul, operator.imatmul),
-        ('and', operator.and_, operator.iand), ('or', operator.or_, operator.ior),
-        ('xor', operator.xor, operator.ixor), ('lshift', operator.lshift, operator.ilshift),
+        ('pow', operator.pow, operator.ipow), ('and', operator.and_, operator.iand),
+        ('or', operator.or_, operator.ior), ('xor', operator.xor, operator.ixor),
+        ('lshift', operator.lshift, operator.ilshift),
         ('rshift', operator.rshift, operator.irshift)]:
-    _f, _r = _binary(_op)
+    _f, _r = _binary(_op, _name)
     setattr(SimArray, f'__{_name}__', _f)
     setattr(SimArray, f'__r{_name}__', _r)
-    setattr(SimArray, f'__i{_name}__', _inplace(_iop))
+    setattr(SimArray, f'__i{_name}__', _binary(_iop, _name)[0])
 
 for _name, _op in [('lt', operator.lt), ('le', operator.le), ('gt', operator.gt),
                    ('ge', operator.ge), ('eq', operator.eq), ('ne', operator.ne)]:
-    setattr(SimArray, f'__{_name}__', _binary(_op)[0])
+    setattr(SimArray, f'__{_name}__', _binary(_op, _name)[0])
 SimArray.__hash__ = None
+
+
+def _unary(op, name):
+    def method(self):
+        dev = _tls.dev
+        if self._dev != dev:
+            _wrong_device(name, self._dev, dev)
+        _count(_KERNEL, 1, name)
+        return _new(op(self._a), dev)
+    return method
+
 
 for _name, _op in [('neg', operator.neg), ('pos', operator.pos), ('abs', operator.abs),
                    ('invert', operator.invert)]:
-    setattr(SimArray, f'__{_name}__', (lambda op: lambda self: _wrap(op(self._a)))(_op))
+    setattr(SimArray, f'__{_name}__', _unary(_op, _name))
 
+
+def _bound_method(arr, name, params):
+    label = f'ndarray.{name}'
+    sig = _Signature(f'cupy.{label}', params)
+    func = getattr(np.ndarray, name, None)
+    if func is None:
+        func = _NDARRAY_EXTRAS.get(name) or _not_simulated(label)
+    cost, syncs = _COSTS.get(label), _SYNCS.get(label, 0)
+
+    def method(*args, **kwargs):
+        sig.check(args, kwargs)
+        if label in _VALUE_CHECKS:
+            _check_sort_kind(label, args, kwargs, _VALUE_CHECKS[label])
+        return _call(label, func, (arr,) + args, kwargs, cost, syncs)
+    method.__name__ = name
+    return method
+
+
+def _scatter_method(op):
+    def method(a, indices, values):
+        getattr(np, op).at(a, indices, values)
+    return method
+
+
+_NDARRAY_EXTRAS = {
+    'reduced_view': lambda a, dtype=None: a,
+    'scatter_add': _scatter_method('add'),
+    'scatter_max': _scatter_method('maximum'),
+    'scatter_min': _scatter_method('minimum'),
+}
+_COSTS.update({'ndarray.scatter_add': 1, 'ndarray.scatter_max': 1, 'ndarray.scatter_min': 1})
+
+
+def _not_simulated(label):
+    def missing(*args, **kwargs):
+        raise NotImplementedError(f'{label} exists in CuPy {CUPY_VERSION} but is not '
+                                  'simulated')
+    return missing
+
+
+# ---- indexing --------------------------------------------------------------------------------
+
+def _index_key(key, devices):
+    """The NumPy key, and the number of integer index arrays and of boolean masks in it;
+    the devices of the index arrays are appended to ``devices``."""
+    parts = key if type(key) is tuple else (key,)
+    out, n_int, n_mask = [], 0, 0
+    for k in parts:
+        t = type(k)
+        if t is SimArray:
+            devices.append(k._dev)
+            k = k._a
+        elif t is list:          # CuPy copies a list index up to the device
+            _count(_HTOD, 1, 'index list')
+            k = np.asarray(k)
+            if not k.size:
+                k = k.astype(np.int32)
+        elif isinstance(k, np.ndarray):
+            raise SimTypeError(
+                'simulated device: a host numpy.ndarray was used as an index; CuPy would copy '
+                'it to the device on every call: make it a device array once (xp.asarray)')
+        else:
+            out.append(k)
+            continue
+        if k.dtype.kind == 'b':
+            n_mask += 1
+        else:
+            n_int += 1
+        out.append(k)
+    return (tuple(out) if type(key) is tuple else out[0]), n_int, n_mask
+
+
+def _index_cost(n_int, n_mask):
+    """(kernels, syncs) of an indexing operation (see the module docstring)."""
+    if n_mask:
+        return 2 + n_int, 1
+    if n_int > 1:
+        return n_int + 2, 0
+    return n_int, 0
+
+
+def _account_index(label, devices, dev, kernels, syncs):
+    for d in devices:
+        if d != dev:
+            _wrong_device(label, d, dev)
+    if syncs:
+        _count(_SYNC, syncs, 'boolean mask')
+        _count(_DTOH, syncs, 'boolean mask')
+    _count(_KERNEL, kernels, label)
+
+
+def _getitem(arr, key):
+    devices = [arr._dev]
+    nkey, n_int, n_mask = _index_key(key, devices)
+    out = arr._a[nkey]
+    kernels, syncs = _index_cost(n_int, n_mask)
+    if kernels:
+        dev = _tls.dev
+        _account_index('getitem', devices, dev, kernels, syncs)
+        return _new(np.asarray(out), dev)
+    if isinstance(out, np.generic):     # CuPy: a 0-d view
+        out = np.asarray(out)
+    return _new(out, arr._dev)
+
+
+def _setitem(arr, key, value):
+    devices = [arr._dev]
+    nkey, n_int, n_mask = _index_key(key, devices)
+    kernels, syncs = _index_cost(n_int, n_mask)
+    t = type(value)
+    if t is SimArray:
+        devices.append(value._dev)
+        value = value._a
+    elif t is list or t is tuple:
+        _count(_HTOD, 1, 'setitem list')
+        value = _unwrap_in(value, {})
+    elif isinstance(value, np.ndarray):
+        _refuse(value)
+    _account_index('setitem', devices, _tls.dev, max(kernels, 1), syncs)
+    arr._a[nkey] = value
+
+
+# ---- ufuncs -----------------------------------------------------------------------------------
 
 class _SimUfunc:
-    """A NumPy ufunc that insists on device arrays, like a CuPy ufunc."""
+    """A NumPy ufunc with CuPy's methods, keywords and device rules."""
 
-    def __init__(self, ufunc):
-        self._u = ufunc
-        self.__name__ = ufunc.__name__
+    def __init__(self, name, func, info):
+        self._u = func
+        self.__name__ = name
+        self.name = f'cupy_{name}'
+        self.nin, self.nout = info['nin'], info['nout']
+        self.nargs = self.nin + self.nout
+        self._info = info
+
+    def __repr__(self):
+        return f'<ufunc {self.__name__!r} (simulated)>'
 
     def __call__(self, *args, **kwargs):
-        return _wrap(self._u(*_unwrap(args), **_unwrap(kwargs)))
+        if kwargs and not _UFUNC_KW.issuperset(kwargs):
+            raise TypeError(f'Wrong arguments {kwargs} (cupy.{self.__name__} accepts only '
+                            f'{sorted(_UFUNC_KW)})')
+        if not self.nin <= len(args) <= self.nargs:
+            raise TypeError(f'Wrong number of arguments for {self.name!r}')
+        dev = _tls.dev
+        label = self.__name__
+        out = self._u(*_unwrap_on(args, dev, label), **{
+            k: _unwrap_on(v, dev, label) for k, v in kwargs.items()})
+        given = kwargs.get('out', args[self.nin] if len(args) > self.nin else None)
+        if np.size(out if self.nout == 1 else out[0]):
+            _count(_KERNEL, 1, label)
+        if self.nout == 1 and type(given) is SimArray:
+            return given
+        return _wrap_out(out, {}, dev)
 
-    def __getattr__(self, name):
-        attr = getattr(self._u, name)
-        if callable(attr):
-            return lambda *a, **k: _wrap(attr(*_unwrap(a), **_unwrap(k)))
-        return attr
+    def _method(self, method, supported, cost, args, kwargs, allowed=None):
+        if not supported:
+            raise NotImplementedError(f'`cupy_{self.__name__}.{method}` is not supported yet '
+                                      f'(CuPy {CUPY_VERSION})')
+        if allowed is not None and not allowed.issuperset(kwargs):
+            raise TypeError(f'cupy.{self.__name__}.{method}() got unexpected keyword arguments '
+                            f'{sorted(set(kwargs) - allowed)}')
+        return _call(f'{self.__name__}.{method}', getattr(self._u, method), args, kwargs, cost)
+
+    def reduce(self, array, axis=0, dtype=None, out=None, keepdims=False):
+        return self._method('reduce', self._info['reduce'], 1, (array,),
+                            dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims))
+
+    def accumulate(self, array, axis=0, dtype=None, out=None):
+        return self._method('accumulate', self._info['accumulate'], 1, (array,),
+                            dict(axis=axis, dtype=dtype, out=out))
+
+    def reduceat(self, array, indices, axis=0, dtype=None, out=None):
+        return self._method('reduceat', self._info['reduceat'], 9, (array, indices),
+                            dict(axis=axis, dtype=dtype, out=out))
+
+    def outer(self, A, B, **kwargs):
+        return self._method('outer', self._info['outer'], 1, (A, B), kwargs, _UFUNC_KW)
+
+    def at(self, a, indices, b=None):
+        dtypes = self._info.get('at')
+        if dtypes is None:
+            raise NotImplementedError(f'`cupy_{self.__name__}.at` is not supported yet '
+                                      f'(CuPy {CUPY_VERSION})')
+        if type(a) is SimArray and a.dtype.name not in dtypes:
+            raise TypeError(f'cupy.{self.__name__}.at only supports {", ".join(dtypes)} as '
+                            f'data type, not {a.dtype}')
+        if type(a) is not SimArray:
+            raise TypeError(f'cupy.{self.__name__}.at: the target must be a device array')
+        dev = _tls.dev
+        label = f'{self.__name__}.at'
+        self._u.at(_unwrap_on(a, dev, label), _unwrap_on(indices, dev, label),
+                   _unwrap_on(b, dev, label))
+        _count(_KERNEL, 1, label)
+
+
+# ---- namespaces -------------------------------------------------------------------------------
+
+def _transfer(name, func, params):
+    """``asarray``/``array``/``ascontiguousarray``: host data is copied up (htod), an array
+    of another device is copied over (peer), an array of this device passes through (or is
+    copied or converted by one kernel)."""
+    sig = _Signature(f'cupy.{name}', params)
+
+    def transfer(obj, *args, **kwargs):
+        sig.check((obj,) + args, kwargs)
+        kwargs.pop('blocking', None)
+        dev = _tls.dev
+        if type(obj) is SimArray:
+            src = obj._a
+            if obj._dev != dev:                     # peer copy to the current device
+                _count(_PEER, 1, name)
+                src = src.copy()
+            out = func(src, *args, **kwargs)
+            if out is obj._a:
+                return obj
+            if out is not src and _owner(out) is not _owner(obj._a):
+                _count(_KERNEL, 1, name)            # a copy or a dtype conversion
+            return _new(out, obj._dev if _owner(out) is _owner(obj._a) else dev)
+        if isinstance(obj, (list, tuple)) and _holds_device(obj):
+            _count(_KERNEL, 1, name)
+            return _new(func(_unwrap_on(obj, dev, name), *args, **kwargs), dev)
+        host = obj.copy() if isinstance(obj, np.ndarray) else np.array(obj, copy=True)
+        _count(_HTOD, 1, name)
+        return _new(np.asarray(func(host, *args, **kwargs)), dev)
+    transfer.__name__ = name
+    return transfer
+
+
+def _holds_device(seq):
+    return any(type(o) is SimArray or (isinstance(o, (list, tuple)) and _holds_device(o))
+               for o in seq)
+
+
+def _asnumpy(a, stream=None, order='C', out=None, blocking=True):
+    if type(a) is SimArray:
+        return a.get(order=order, out=out)
+    return np.asarray(a, order=order)
+
+
+def _get_array_module(*args):
+    return xp if any(type(a) is SimArray for a in args) else np
+
+
+def _fuse(*args, **kwargs):
+    """``cupy.fuse``: on the simulated device the Python function runs as it is and counts
+    as one kernel (CuPy compiles its elementwise body into one)."""
+    def decorate(fn):
+        def fused(*a, **k):
+            with one_kernel(getattr(fn, '__name__', 'fused')):
+                return fn(*a, **k)
+        fused.__name__ = getattr(fn, '__name__', 'fused')
+        return fused
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+class _MemoryPool:
+    """``cupy.get_default_memory_pool()``: NumPy allocates; the pool holds nothing."""
+
+    def free_all_blocks(self, stream=None):
+        pass
+
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+    def n_free_blocks(self):
+        return 0
+
+
+_POOL = _MemoryPool()
+
+
+class _KernelStub:
+    """``ElementwiseKernel``/``ReductionKernel``/``RawKernel``/``RawModule``: CUDA source
+    cannot run on the simulated device; keep a NumPy path beside the kernel and account it
+    with ``simulated.one_kernel``."""
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            f'{type(self).__name__}: the simulated device cannot run CUDA source; branch on '
+            'backend.is_cupy(xp) and run the NumPy path inside simulated.one_kernel()')
+
+
+_STUB_TYPES = {n: type(n, (_KernelStub,), {}) for n in
+               ('ElementwiseKernel', 'ReductionKernel', 'RawKernel', 'RawModule')}
+
+_ALIASES = {'alltrue': 'all', 'sometrue': 'any', 'cumproduct': 'cumprod', 'product': 'prod',
+            'round_': 'round', 'in1d': 'isin', 'trapz': 'trapezoid', 'row_stack': 'vstack'}
+_CONSTANTS = {'Inf': np.inf, 'Infinity': np.inf, 'PINF': np.inf, 'infty': np.inf,
+              'NINF': -np.inf, 'NAN': np.nan, 'NaN': np.nan, 'NZERO': -0.0, 'PZERO': 0.0,
+              'float_': np.float64, 'complex_': np.complex128, 'cfloat': np.complex128,
+              'singlecomplex': np.complex64}
+
+
+def _numpy_attr(source, name):
+    for mod in (source, np.exceptions):
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    alias = _ALIASES.get(name)
+    return getattr(np, alias) if alias else None
 
 
 class _SimModule:
-    """A namespace mirroring ``numpy`` (or a submodule) with CuPy's host/device rules."""
+    """A namespace with exactly the names of one CuPy module (see ``cupy_names.json``)."""
 
-    _transfer = frozenset({'asarray', 'array', 'ascontiguousarray'})
-
-    def __init__(self, module, name):
-        self._m = module
-        self.__name__ = name
-        self._cache = {}
+    def __init__(self, path, source, special=None):
+        self.__name__ = path
+        self._path = path
+        self._source = source
+        self._entries = _NAMES['namespaces'][path]
+        self._special = special or {}
 
     def __repr__(self):
-        return f'<simulated array module {self.__name__}>'
+        return f'<simulated module {self._path!r} (CuPy {CUPY_VERSION} names)>'
+
+    def __dir__(self):
+        return sorted(self._entries)
 
     def __getattr__(self, name):
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
-        attr = getattr(self._m, name)
-        if isinstance(attr, np.ufunc):
-            value = _SimUfunc(attr)
-        elif isinstance(attr, type) or isinstance(attr, (numbers.Number, np.dtype)) \
-                or attr is None:
-            value = attr
-        elif type(attr).__name__ == 'module':
-            value = _SimModule(attr, f'{self.__name__}.{name}')
-        elif callable(attr):
-            value = self._function(name, attr)
-        else:
-            value = attr
-        self._cache[name] = value
+        entry = self._entries.get(name)
+        if entry is None or name.startswith('__'):
+            raise AttributeError(
+                f"module {self._path!r} has no attribute {name!r} (the simulated device "
+                f"offers CuPy {CUPY_VERSION}'s names only: a NumPy-only name fails on a GPU)")
+        value = self._make(name, entry)
+        self.__dict__[name] = value        # later lookups skip __getattr__
         return value
 
-    def _function(self, name, func):
-        if name in self._transfer:
-            def transfer(obj, *args, **kwargs):
-                if type(obj) is SimArray:
-                    obj = obj._a
-                elif isinstance(obj, (list, tuple)):
-                    obj = _unwrap_allow_host(obj)
-                elif isinstance(obj, np.ndarray):
-                    obj = obj.copy()   # host -> device never aliases host memory (as CuPy)
-                return SimArray(func(obj, *args, **kwargs))
-            return transfer
+    def _ufunc(self, name):
+        entry = self._entries.get(name)
+        return getattr(self, name) if entry and entry['kind'] == 'ufunc' else None
 
-        def wrapped(*args, **kwargs):
-            return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
-        wrapped.__name__ = name
-        return wrapped
-
-    # CuPy-only helpers
-    @staticmethod
-    def asnumpy(a):
-        return a.get() if type(a) is SimArray else np.asarray(a)
-
-    @staticmethod
-    def get_array_module(*args):
-        return xp
-
-
-def _unwrap_allow_host(obj):
-    t = type(obj)
-    if t is SimArray:
-        return obj._a
-    if t is tuple or t is list:
-        return t(_unwrap_allow_host(o) for o in obj)
-    return obj
+    def _make(self, name, entry):
+        if name in self._special:
+            return self._special[name]
+        kind = entry['kind']
+        label = name if self._path == 'cupy' else f'{self._path.split(".", 1)[1]}.{name}'
+        if kind == 'ufunc':
+            func = getattr(self._source, name, None)
+            if func is None:
+                return _not_simulated(f'{self._path}.{name}')
+            return _SimUfunc(name, func, _NAMES['ufuncs'].get(name, _UNARY_UFUNC))
+        if kind == 'constant':
+            return _CONSTANTS.get(name, getattr(self._source, name, None))
+        if kind == 'type':
+            value = _STUB_TYPES.get(name) or _CONSTANTS.get(name) or \
+                _numpy_attr(self._source, name)
+            return value if value is not None else _not_simulated(f'{self._path}.{name}')
+        if kind == 'module':
+            return _not_simulated(f'{self._path}.{name}')
+        func = _numpy_attr(self._source, name)
+        if func is None:
+            return _not_simulated(f'{self._path}.{name}')
+        return _function(label, f'{self._path}.{name}', func, entry['params'])
 
 
-xp = _SimModule(np, 'simnumpy')
+_UNARY_UFUNC = {'nin': 1, 'nout': 1, 'reduce': False, 'accumulate': False, 'reduceat': False,
+                'outer': False}
+
+
+def _function(label, qualname, func, params):
+    sig = _Signature(qualname, params)
+    cost, syncs = _COSTS.get(label), _SYNCS.get(label, 0)
+    check = _VALUE_CHECKS.get(label)
+
+    def call(*args, **kwargs):
+        sig.check(args, kwargs)
+        if check:
+            _check_sort_kind(label, args, kwargs, check)
+        return _call(label, func, args, kwargs, cost, syncs)
+    call.__name__ = label.rsplit('.', 1)[-1]
+    call.__qualname__ = qualname
+    return call
+
+
+class _SimRandom(_SimModule):
+    """``cupy.random``: draws from a RandomState private to the simulated device (never
+    NumPy's global one); CuPy's ``dtype=`` keyword is honoured."""
+
+    def __init__(self):
+        super().__init__('cupy.random', np.random)
+        self._state = np.random.RandomState(0)
+        self._special = {'seed': self._seed, 'get_random_state': lambda: self._state,
+                         'reset_states': lambda: self._seed(0)}
+
+    def _seed(self, seed=None):
+        self._state.seed(seed)
+
+    def _make(self, name, entry):
+        if entry['kind'] == 'type':       # generator classes: not simulated
+            return _not_simulated(f'cupy.random.{name}')
+        if name in self._special or entry['kind'] != 'function':
+            return super()._make(name, entry)
+        method = getattr(self._state, name, None)
+        if method is None:
+            return _not_simulated(f'cupy.random.{name}')
+        sig = _Signature(f'cupy.random.{name}', entry['params'])
+        label = f'random.{name}'
+
+        def draw(*args, **kwargs):
+            sig.check(args, kwargs)
+            dtype = kwargs.pop('dtype', None)
+            out = _call(label, method, args, kwargs, _COSTS.get(label, 1))
+            if dtype is not None and type(out) is SimArray and out.dtype != np.dtype(dtype):
+                out._a = out._a.astype(dtype)
+            return out
+        return draw
+
+
+class _SimCuda:
+    """``cupy.cuda`` of the simulated machine (the names xpnet needs; see simdevice)."""
+    Device = _dev.Device
+    Stream = _dev.Stream
+    Event = _dev.Event
+    runtime = _dev.runtime
+    get_current_stream = staticmethod(_dev.get_current_stream)
+    get_device_id = staticmethod(_dev.get_device_id)
+    is_available = staticmethod(lambda: True)
+
+    def __getattr__(self, name):
+        if name in _NAMES['name_only']['cupy.cuda']:
+            raise NotImplementedError(f'cupy.cuda.{name} is not simulated')
+        raise AttributeError(f"module 'cupy.cuda' has no attribute {name!r}")
+
+
+def _erf_kernel(x):
+    from .special import erf_rational
+    return erf_rational(np, x)
+
+
+def _rsqrt(x):
+    return 1.0 / np.sqrt(x)
+
+
+def _pinned(fn):
+    """``cupyx.empty_pinned`` and friends: host arrays (page-locked on a GPU)."""
+    return lambda *args, **kwargs: fn(*args, **kwargs)
+
+
+class _ErrState:
+    """``cupyx.errstate`` (linalg error handling): accepted and ignored."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _build():
+    lib = _SimModule('cupy.lib', np.lib, {
+        'stride_tricks': _SimModule('cupy.lib.stride_tricks', np.lib.stride_tricks)})
+    special_np = type('special_source', (), {'erf': staticmethod(_erf_kernel)})
+    special = _SimModule('cupyx.scipy.special', special_np)
+    scipy = type('scipy', (), {'special': special})()
+    nothing = type('nothing', (), {})
+    cupyx_ns = _SimModule('cupyx', nothing, {
+        'scipy': scipy, 'allow_synchronize': allow_synchronize,
+        'DeviceSynchronized': DeviceSynchronized, 'errstate': _ErrState,
+        'rsqrt': _SimUfunc('rsqrt', _rsqrt, _UNARY_UFUNC),
+        'scatter_add': lambda a, i, v: _scatter(a, i, v, 'add'),
+        'scatter_max': lambda a, i, v: _scatter(a, i, v, 'maximum'),
+        'scatter_min': lambda a, i, v: _scatter(a, i, v, 'minimum'),
+        'empty_pinned': _pinned(np.empty), 'zeros_pinned': _pinned(np.zeros),
+        'empty_like_pinned': _pinned(np.empty_like), 'zeros_like_pinned': _pinned(np.zeros_like),
+    })
+    top = _SimModule('cupy', np, {
+        'ndarray': SimArray, 'ufunc': _SimUfunc, 'cuda': _SimCuda(),
+        'linalg': _SimModule('cupy.linalg', np.linalg), 'fft': _SimModule('cupy.fft', np.fft),
+        'random': _SimRandom(), 'lib': lib,
+        'asnumpy': _asnumpy, 'get_array_module': _get_array_module, 'fuse': _fuse,
+        'get_default_memory_pool': lambda: _POOL,
+        'get_default_pinned_memory_pool': lambda: _POOL, 'is_available': lambda: True,
+    })
+    for name in ('asarray', 'array', 'ascontiguousarray', 'asanyarray', 'asfortranarray'):
+        top._special[name] = _transfer(name, getattr(np, name),
+                                       _NAMES['namespaces']['cupy'][name]['params'])
+    return top, cupyx_ns
+
+
+def _scatter(a, indices, values, op):
+    getattr(xp, op).at(a, indices, values)
+
+
+xp, cupyx = _build()
+_MODULES_BY_NUMPY_NAME = {'numpy': xp, 'numpy.linalg': xp.linalg, 'numpy.fft': xp.fft}

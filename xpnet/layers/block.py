@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, to_host
+from ..backend import Context, run_on, to_host
 from ..ndarray import NDArray
 from ..serialization import FileFormatError, load_npz, save_npz
 from .mxnet_params import is_mxnet_params, read_mxnet_params
@@ -341,7 +341,9 @@ class Block:
     def __call__(self, *args, **kwargs):
         for hook in self._forward_pre_hooks.values():
             hook(self, args)
-        out = self.forward(*args, **kwargs)
+        ctx = args[0]._ctx if args and type(args[0]) is NDArray else None
+        out = self.forward(*args, **kwargs) if ctx is None or ctx._rt is None else \
+            run_on(ctx, self.forward, *args, **kwargs)     # on the input's device
         for hook in self._forward_hooks.values():
             hook(self, args, out)
         return out

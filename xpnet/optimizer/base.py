@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import run_on
 from ..ndarray import NDArray, _wrap
 
 __all__ = ['Optimizer', 'register', 'create']
@@ -36,7 +37,9 @@ def _data(arr):
 
 
 def _zeros_like(weight, dtype=None):
-    return _wrap(weight.xp.zeros(weight.shape, dtype=dtype or weight.dtype), weight.context)
+    with weight.context.use():
+        return _wrap(weight.xp.zeros(weight.shape, dtype=dtype or weight.dtype),
+                     weight.context)
 
 
 def _dense_grad(grad):
@@ -238,7 +241,8 @@ class Optimizer:
         """Like :meth:`create_state`; with ``multi_precision`` and a float16 weight the state
         is ``(float32 master copy of the weight, state of the master)``."""
         if self.multi_precision and weight.dtype == np.float16:
-            master = _wrap(weight._data.astype(np.float32), weight.context)
+            with weight.context.use():
+                master = _wrap(weight._data.astype(np.float32), weight.context)
             return (master, self.create_state(index, master))
         if weight.dtype == np.float16:
             warnings.warn('Accumulating with float16 in optimizer can lead to poor accuracy or '
@@ -261,10 +265,11 @@ class Optimizer:
             self._update_count(index)
             for i, w, g, s, lr, wd in zip(index, weight, grad, state, self._get_lrs(index),
                                           self._get_wds(index)):
-                self._step(i, w, g, s, lr, wd)
+                run_on(w.context, self._step, i, w, g, s, lr, wd)   # on the weight's device
             return
         self._update_count(index)
-        self._step(index, weight, grad, state, self._get_lr(index), self._get_wd(index))
+        run_on(weight.context, self._step, index, weight, grad, state, self._get_lr(index),
+               self._get_wd(index))
 
     def update_multi_precision(self, index, weight, grad, state):
         """:meth:`update`, through the float32 master copy for float16 weights."""
@@ -276,12 +281,13 @@ class Optimizer:
                 and len(state) == 2 and isinstance(state[0], NDArray) \
                 and state[0].dtype == np.float32:
             master, inner = state
-            if _is_sparse(grad):
-                grad = grad.astype(np.float32)
-            else:
-                grad = _wrap(_data(grad).astype(np.float32), weight.context)
-            self.update(index, master, grad, inner)
-            weight._data[...] = master._data.astype(weight.dtype)
+            with weight.context.use():
+                if _is_sparse(grad):
+                    grad = grad.astype(np.float32)
+                else:
+                    grad = _wrap(_data(grad).astype(np.float32), weight.context)
+                self.update(index, master, grad, inner)
+                weight._data[...] = master._data.astype(weight.dtype)
             return
         self.update(index, weight, grad, state)
 

@@ -100,6 +100,7 @@ _ATTRIBUTES = frozenset(_NAMES['ndarray']['attributes'])
 _KERNEL, _SYNC, _HTOD, _DTOH, _PEER = (_dev.KERNEL, _dev.SYNC, _dev.HTOD, _dev.DTOH,
                                        _dev.PEER)
 _count = _dev.count
+_kernels = _dev.count_kernels
 _tls = _dev._tls
 _new_obj = object.__new__
 _UNSUPPORTED_KINDS = 'OSUVMm'     # object, strings, void, datetimes: CuPy has no such arrays
@@ -131,6 +132,8 @@ def _wrong_device(label, array_dev, current):
 def _owner(a):
     """The object owning ``a``'s memory (``a`` itself for an array that owns its data)."""
     b = a.base
+    if b is None:
+        return a
     while b is not None:
         a = b
         b = getattr(b, 'base', None)
@@ -181,7 +184,7 @@ def _wrap_out(out, owners, dev):
     """Results -> SimArrays: a view lives where its memory does, a new array on ``dev``."""
     t = type(out)
     if t is np.ndarray:
-        return _new(out, owners.get(id(_owner(out)), dev) if owners else dev)
+        return _new(out, owners.get(id(_owner(out)), dev) if out.base is not None else dev)
     if isinstance(out, np.generic):       # CuPy returns 0-d arrays where NumPy gives scalars
         return _new(np.asarray(out), dev)
     if isinstance(out, (tuple, list)):
@@ -201,12 +204,28 @@ def _new_arrays(out, owners):
     return 0
 
 
+def _unwrap_args(args, owners):
+    """:func:`_unwrap_in` for an argument tuple, with a fast path for plain arguments."""
+    out = []
+    for o in args:
+        t = type(o)
+        if t is SimArray:
+            a = o._a
+            owners[id(a if a.base is None else _owner(a))] = o._dev
+            out.append(a)
+        elif t is tuple or t is list or t is dict or isinstance(o, np.ndarray):
+            out.append(_unwrap_in(o, owners))
+        else:
+            out.append(o)
+    return out
+
+
 def _call(label, func, args, kwargs, cost=None, syncs=0):
     """Run a NumPy function on device arrays and account it (see the module docstring)."""
     dev = _tls.dev
     owners = {}
-    ua = _unwrap_in(args, owners)
-    uk = _unwrap_in(kwargs, owners) if kwargs else {}
+    ua = _unwrap_args(args, owners)
+    uk = dict(zip(kwargs, _unwrap_args(kwargs.values(), owners))) if kwargs else {}
     out = func(*ua, **uk)
     if cost is None:
         n = _new_arrays(out, owners)
@@ -224,7 +243,7 @@ def _call(label, func, args, kwargs, cost=None, syncs=0):
             _count(_SYNC, syncs, label)
             _count(_DTOH, syncs, label)
         if n:
-            _count(_KERNEL, n, label)
+            _kernels(n, label)
     return _wrap_out(out, owners, dev)
 
 
@@ -451,7 +470,7 @@ class SimArray:
         if self._dev != dev:
             _count(_PEER, 1, 'copy')
         else:
-            _count(_KERNEL, 1, 'copy')
+            _kernels(1, 'copy')
         return _new(self._a.copy(order=order), dev)
 
     __copy__ = copy
@@ -549,15 +568,17 @@ def _operand(other, dev, label):
 def _binary_call(left, right, op, label, cost=1):
     """``op(left, right)`` where one side is a SimArray of the current device: 1 kernel."""
     dev = _tls.dev
-    x = _operand(left, dev, label)
+    x = left._a if type(left) is SimArray and left._dev == dev else \
+        _operand(left, dev, label)
     if x is NotImplemented:
         return NotImplemented
-    y = _operand(right, dev, label)
+    y = right._a if type(right) is SimArray and right._dev == dev else \
+        _operand(right, dev, label)
     if y is NotImplemented:
         return NotImplemented
     out = op(x, y)
-    if np.size(out):
-        _count(_KERNEL, cost((x, y), {}, out) if callable(cost) else cost, label)
+    if getattr(out, 'size', 1):
+        _kernels(cost((x, y), {}, out) if callable(cost) else cost, label)
     if type(left) is SimArray and out is x:          # an in-place operator
         return left
     return _wrap_out(out, {}, dev)
@@ -596,7 +617,7 @@ def _unary(op, name):
         dev = _tls.dev
         if self._dev != dev:
             _wrong_device(name, self._dev, dev)
-        _count(_KERNEL, 1, name)
+        _kernels(1, name)
         return _new(op(self._a), dev)
     return method
 
@@ -606,20 +627,30 @@ for _name, _op in [('neg', operator.neg), ('pos', operator.pos), ('abs', operato
     setattr(SimArray, f'__{_name}__', _unary(_op, _name))
 
 
+_METHOD_SPECS = {}
+
+
+def _method_spec(name, params):
+    """(label, signature, NumPy function, cost, syncs) of an ndarray method (cached)."""
+    spec = _METHOD_SPECS.get(name)
+    if spec is None:
+        label = f'ndarray.{name}'
+        func = getattr(np.ndarray, name, None) or _NDARRAY_EXTRAS.get(name) or \
+            _not_simulated(label)
+        spec = (label, _Signature(f'cupy.{label}', params), func, _COSTS.get(label),
+                _SYNCS.get(label, 0))
+        _METHOD_SPECS[name] = spec
+    return spec
+
+
 def _bound_method(arr, name, params):
-    label = f'ndarray.{name}'
-    sig = _Signature(f'cupy.{label}', params)
-    func = getattr(np.ndarray, name, None)
-    if func is None:
-        func = _NDARRAY_EXTRAS.get(name) or _not_simulated(label)
-    cost, syncs = _COSTS.get(label), _SYNCS.get(label, 0)
+    label, sig, func, cost, syncs = _method_spec(name, params)
 
     def method(*args, **kwargs):
         sig.check(args, kwargs)
         if label in _VALUE_CHECKS:
             _check_sort_kind(label, args, kwargs, _VALUE_CHECKS[label])
         return _call(label, func, (arr,) + args, kwargs, cost, syncs)
-    method.__name__ = name
     return method
 
 
@@ -693,7 +724,7 @@ def _account_index(label, devices, dev, kernels, syncs):
     if syncs:
         _count(_SYNC, syncs, 'boolean mask')
         _count(_DTOH, syncs, 'boolean mask')
-    _count(_KERNEL, kernels, label)
+    _kernels(kernels, label)
 
 
 def _getitem(arr, key):
@@ -751,11 +782,14 @@ class _SimUfunc:
             raise TypeError(f'Wrong number of arguments for {self.name!r}')
         dev = _tls.dev
         label = self.__name__
-        out = self._u(*_unwrap_on(args, dev, label), **{
-            k: _unwrap_on(v, dev, label) for k, v in kwargs.items()})
+        ua = _unwrap_on(args, dev, label)
+        if kwargs:
+            out = self._u(*ua, **{k: _unwrap_on(v, dev, label) for k, v in kwargs.items()})
+        else:
+            out = self._u(*ua)
         given = kwargs.get('out', args[self.nin] if len(args) > self.nin else None)
-        if np.size(out if self.nout == 1 else out[0]):
-            _count(_KERNEL, 1, label)
+        if getattr(out if self.nout == 1 else out[0], 'size', 1):
+            _kernels(1, label)
         if self.nout == 1 and type(given) is SimArray:
             return given
         return _wrap_out(out, {}, dev)
@@ -798,7 +832,7 @@ class _SimUfunc:
         label = f'{self.__name__}.at'
         self._u.at(_unwrap_on(a, dev, label), _unwrap_on(indices, dev, label),
                    _unwrap_on(b, dev, label))
-        _count(_KERNEL, 1, label)
+        _kernels(1, label)
 
 
 # ---- namespaces -------------------------------------------------------------------------------
@@ -822,10 +856,10 @@ def _transfer(name, func, params):
             if out is obj._a:
                 return obj
             if out is not src and _owner(out) is not _owner(obj._a):
-                _count(_KERNEL, 1, name)            # a copy or a dtype conversion
+                _kernels(1, name)            # a copy or a dtype conversion
             return _new(out, obj._dev if _owner(out) is _owner(obj._a) else dev)
         if isinstance(obj, (list, tuple)) and _holds_device(obj):
-            _count(_KERNEL, 1, name)
+            _kernels(1, name)
             return _new(func(_unwrap_on(obj, dev, name), *args, **kwargs), dev)
         host = obj.copy() if isinstance(obj, np.ndarray) else np.array(obj, copy=True)
         _count(_HTOD, 1, name)

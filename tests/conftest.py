@@ -66,6 +66,23 @@ def _seed():
     yield
 
 
+def assert_placed(params, ctxs=None):
+    """Every replica of every Parameter in ``params`` (a dict or a Block), and its gradient
+    buffer, is an array of its own device (as the array module sees it, not only as the
+    NDArray says); ``ctxs``: the devices the replicas must be on, in order."""
+    from xpnet.backend import context_of
+    if hasattr(params, 'collect_params'):
+        params = params.collect_params()
+    for name, p in params.items():
+        assert ctxs is None or p.list_ctx() == list(ctxs), name
+        for c, d in zip(p.list_ctx(), p.list_data()):
+            arrays = [d] + ([d.grad] if d.grad is not None else [])
+            for a in arrays:
+                assert a.context == c, (name, a.context, c)
+                if c.device_type != 'cpu':      # NumPy has one device for every cpu(i)
+                    assert context_of(a.data) == c, (name, context_of(a.data), c)
+
+
 def oracle(name):
     """Reference arrays computed with MXNet 1.9.1 by ``tests/oracle/*.py`` (see there)."""
     path = os.path.join(os.path.dirname(__file__), 'data', name)

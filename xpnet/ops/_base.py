@@ -16,17 +16,22 @@ def on_device(fn):
     """Run the op ``fn`` under its data's device (CuPy launches kernels on the thread's
     current device, whatever device the arrays live on).
 
-    The device is that of the first NDArray argument (or of the first element of a leading
-    list of NDArrays), else the ``ctx`` argument; with neither, ``fn`` just runs. For a CPU
-    array this costs a type check and two attribute reads; for a device array one
-    ``getDevice``, and a switch there and back only when another device is current.
-    ``xpnet.ops`` applies it to every public op.
+    The device is that of the first argument when it is an NDArray, else that of the first
+    NDArray (or leading list of NDArrays) among the arguments, else the ``ctx`` argument;
+    with none of these, ``fn`` just runs. For a CPU array this costs an extra call frame and
+    two attribute reads (about 0.1-0.3 us, measured with benchmarks/bench_overhead.py's
+    chain); for a device array one ``getDevice``, and a switch there and back only when
+    another device is current. ``xpnet.ops`` applies it to every public op.
     """
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        first = args[0] if args else None
-        ctx = first._ctx if type(first) is NDArray else _call_context(args, kwargs)
-        if ctx is None or ctx._rt is None:
+        try:
+            ctx = args[0]._ctx          # the common case: an NDArray first
+        except (IndexError, AttributeError):
+            ctx = _call_context(args, kwargs)
+            if ctx is None:
+                return fn(*args, **kwargs)
+        if ctx._rt is None:
             return fn(*args, **kwargs)
         return run_on(ctx, fn, *args, **kwargs)
     return op

@@ -295,3 +295,39 @@ def test_contexts_switch_the_simulated_device_like_gpus_do():
         assert xp.cuda.runtime.getDevice() == 1
         assert nd.zeros(2, ctx=sim(1)).context == sim(1)
     assert xpnet.cpu(0).use() is not None
+
+
+# ---- deterministic scatter-add ---------------------------------------------------------------
+
+@pytest.mark.parametrize('layout', ['rows', 'flat', 'columns'])
+def test_deterministic_scatter_add_matches_atomics_and_ignores_order(layout):
+    from xpnet.backend import scatter_add, set_deterministic
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 5, 40)
+    vals = (rng.standard_normal((40, 3)) * 10.0 ** rng.integers(-3, 4, (40, 1))).astype(
+        np.float32)
+
+    def run(order, deterministic):
+        i, v = idx[order], vals[order]
+        if layout == 'flat':
+            shape, key, v = (5,), xp.asarray(i), xp.asarray(v[:, 0])
+        elif layout == 'rows':
+            shape, key, v = (5, 3), xp.asarray(i), xp.asarray(v)
+        else:                                            # a slice and an index array
+            shape, key, v = (3, 5), (slice(None), xp.asarray(i)), xp.asarray(v.T.copy())
+        prev = set_deterministic(deterministic)
+        try:
+            out = xp.zeros(shape, dtype=np.float32)
+            with counting() as c:
+                scatter_add(xp, out, key, v)
+        finally:
+            set_deterministic(prev)
+        return out.get(), c.kernels
+
+    same = np.arange(40)
+    atomic, k_atomic = run(same, False)
+    exact, k_exact = run(same, True)
+    assert k_atomic == 1 and k_exact > 1           # cupy.add.at vs sort + segment sums
+    np.testing.assert_allclose(exact, atomic, rtol=1e-5, atol=1e-5)
+    for _ in range(3):                             # bit for bit, whatever the input order
+        np.testing.assert_array_equal(run(rng.permutation(40), True)[0], exact)

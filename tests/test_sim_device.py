@@ -331,3 +331,10 @@ def test_deterministic_scatter_add_matches_atomics_and_ignores_order(layout):
     np.testing.assert_allclose(exact, atomic, rtol=1e-5, atol=1e-5)
     for _ in range(3):                             # bit for bit, whatever the input order
         np.testing.assert_array_equal(run(rng.permutation(40), True)[0], exact)
+
+
+def test_deprecated_cupy_calls_warn_as_on_a_gpu():
+    t = xp.zeros(3, dtype=np.float32)
+    with pytest.warns(DeprecationWarning, match='cupy.add.at'):
+        simulated.cupyx.scatter_add(t, xp.asarray(np.array([0, 0])), 1.0)
+    np.testing.assert_array_equal(t.get(), [2, 0, 0])

@@ -236,7 +236,7 @@ class NDArray:
 
     def wait_to_read(self):
         """Block until the data is computed (synchronizes the device on GPU)."""
-        if self._ctx.device_type == 'gpu':
+        if self._ctx.device_type != 'cpu':
             self.xp.cuda.Device(self._ctx.device_id).synchronize()
 
     # ---- autograd -----------------------------------------------------------------------

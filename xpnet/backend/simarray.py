@@ -6,6 +6,7 @@ counting kernels, syncs and transfers. The cost model and the rules are describe
 import json
 import operator
 import os
+import warnings
 
 import numpy as np
 
@@ -579,7 +580,11 @@ def _bound_method(arr, name, params):
 
 
 def _scatter_method(op):
+    """``ndarray.scatter_add/max/min`` (and ``cupyx.scatter_*``, which call them): deprecated
+    in CuPy 14 in favour of the ufunc's ``at``; they warn here as on a GPU."""
     def method(a, indices, values):
+        warnings.warn(f'ndarray.scatter_{op[:3]} is deprecated. Please use cupy.{op}.at '
+                      'instead', DeprecationWarning, stacklevel=3)
         getattr(np, op).at(a, indices, values)
     return method
 

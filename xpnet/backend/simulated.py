@@ -63,7 +63,9 @@ of another device copy it to the current device (a peer copy); ``.get()`` works 
 - ``xp.random`` draws: 1 per call; ``cupyx.scipy.special`` functions: 1;
   ``xp.fuse``-decorated functions and :class:`one_kernel` regions: 1 in all.
 
-These are launches as the host issues them (a cuBLAS call or a CUB sort may run a few
+NumPy's floating-point error state (``np.errstate``) still governs the NumPy work underneath;
+on a GPU it does nothing (no warnings, no ``FloatingPointError``), so xpnet never relies on
+it. These are launches as the host issues them (a cuBLAS call or a CUB sort may run a few
 kernels inside; CuPy's scans 1-3): good enough for per-step budgets, not a profiler.
 ``counting(trace=True)`` attributes every event to the line of code that caused it.
 
@@ -360,9 +362,9 @@ def _build():
         'scipy': scipy, 'allow_synchronize': allow_synchronize,
         'DeviceSynchronized': DeviceSynchronized, 'errstate': _ErrState,
         'rsqrt': _SimUfunc('rsqrt', _rsqrt, _UNARY_UFUNC),
-        'scatter_add': lambda a, i, v: _scatter(a, i, v, 'add'),
-        'scatter_max': lambda a, i, v: _scatter(a, i, v, 'maximum'),
-        'scatter_min': lambda a, i, v: _scatter(a, i, v, 'minimum'),
+        'scatter_add': lambda a, i, v: a.scatter_add(i, v),
+        'scatter_max': lambda a, i, v: a.scatter_max(i, v),
+        'scatter_min': lambda a, i, v: a.scatter_min(i, v),
         'empty_pinned': _pinned(np.empty), 'zeros_pinned': _pinned(np.zeros),
         'empty_like_pinned': _pinned(np.empty_like), 'zeros_like_pinned': _pinned(np.zeros_like),
     })
@@ -378,10 +380,6 @@ def _build():
         top._special[name] = _transfer(name, getattr(np, name),
                                        _NAMES['namespaces']['cupy'][name]['params'])
     return top, cupyx_ns
-
-
-def _scatter(a, indices, values, op):
-    getattr(xp, op).at(a, indices, values)
 
 
 xp, cupyx = _build()

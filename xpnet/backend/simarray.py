@@ -286,8 +286,8 @@ _SYNCS = {'nonzero': 1, 'argwhere': 1, 'flatnonzero': 1, 'compress': 1, 'extract
 def _check_sort_kind(label, args, kwargs, position):
     kind = kwargs.get('kind', args[position] if len(args) > position else None)
     if kind not in (None, 'stable'):
-        raise ValueError(f"{label}: CuPy sorts stably and accepts only kind=None or "
-                         f"'stable', got {kind!r}")
+        raise ValueError(f"kind can only be None or 'stable' ({label}: CuPy sorts stably), "
+                         f"got {kind!r}")
 
 
 _VALUE_CHECKS = {'sort': 2, 'argsort': 2, 'ndarray.sort': 1, 'ndarray.argsort': 1}
@@ -583,8 +583,8 @@ def _scatter_method(op):
     """``ndarray.scatter_add/max/min`` (and ``cupyx.scatter_*``, which call them): deprecated
     in CuPy 14 in favour of the ufunc's ``at``; they warn here as on a GPU."""
     def method(a, indices, values):
-        warnings.warn(f'ndarray.scatter_{op[:3]} is deprecated. Please use cupy.{op}.at '
-                      'instead', DeprecationWarning, stacklevel=3)
+        warnings.warn(f'`ndarray.scatter_{op[:3]}` is deprecated. Please use `cupy.{op}.at` '
+                      'instead.', DeprecationWarning, stacklevel=3)
         getattr(np, op).at(a, indices, values)
     return method
 

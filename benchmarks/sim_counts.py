@@ -25,13 +25,19 @@ from xpnet import layers as nn
 from xpnet.backend import sim, simulated
 
 
-def mlp_step(ctx):
+def mlp(ctx):
+    """bench_mlp's network and trainer."""
     net = nn.Sequential()
     net.add(nn.Dense(512, activation='relu', in_units=784),
             nn.Dense(512, activation='relu', in_units=512), nn.Dense(10, in_units=512))
     net.initialize(init='xavier', ctx=ctx)
     trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05,
                                                            'momentum': 0.9})
+    return net, trainer
+
+
+def mlp_step(ctx):
+    net, trainer = mlp(ctx)
     rng = np.random.default_rng(0)
     x = xpnet.array(rng.standard_normal((128, 784)), ctx=ctx)
     y = xpnet.array(rng.integers(0, 10, 128).astype(np.float32), ctx=ctx)
@@ -109,12 +115,7 @@ def estimator_step(ctx):
     """Two warm Estimator.fit batches of the mlp (counted per batch)."""
     from xpnet.data import ArrayDataset, DataLoader
     from xpnet.estimator import Estimator
-    net = nn.Sequential()
-    net.add(nn.Dense(512, activation='relu', in_units=784),
-            nn.Dense(512, activation='relu', in_units=512), nn.Dense(10, in_units=512))
-    net.initialize(init='xavier', ctx=ctx)
-    trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05,
-                                                           'momentum': 0.9})
+    net, trainer = mlp(ctx)
     rng = np.random.default_rng(0)
     data = ArrayDataset(rng.standard_normal((256, 784)).astype(np.float32),
                         rng.integers(0, 10, 256).astype(np.float32))

@@ -338,3 +338,14 @@ def test_deprecated_cupy_calls_warn_as_on_a_gpu():
     with pytest.warns(DeprecationWarning, match='cupy.add.at'):
         simulated.cupyx.scatter_add(t, xp.asarray(np.array([0, 0])), 1.0)
     np.testing.assert_array_equal(t.get(), [2, 0, 0])
+
+
+def test_deterministic_mode_from_the_environment():
+    import subprocess
+    import sys
+    code = 'import xpnet.backend as b; print(b.is_deterministic())'
+    env = dict(os.environ, XPNET_DETERMINISTIC='1')
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == 'True'
+    assert not xpnet.backend.is_deterministic()

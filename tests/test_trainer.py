@@ -1,7 +1,7 @@
 """Trainer: Gluon parity on an MLP (one and two devices, tests/oracle/gen_optimizer.py), gradient
 reduction and identical replicas, stale gradients, grad_req add/null, lr_mult, row-sparse
 gradients, save/load_states (bit-identical continuation, corrupt files), the simulated
-device, and an MLP learning sklearn's digits by hand."""
+device pair, and an MLP learning sklearn's digits by hand."""
 import json
 import os
 import time
@@ -13,7 +13,6 @@ from conftest import assert_placed, oracle
 import xpnet
 from xpnet import autograd, lr_scheduler, ops
 from xpnet import layers as nn
-from xpnet.backend import sim
 from xpnet.trainer import StatesFileError
 
 DATA = oracle('optimizer.npz')

@@ -228,10 +228,15 @@ def test_reshape_codes():
 
 
 def test_gpu_without_cupy_is_a_clear_error():
+    """As in MXNet, gpu(0) is only a name; the first use fails with the install command."""
     if xpnet.num_gpus() > 0:
         pytest.skip('a GPU is present')
-    with pytest.raises(xpnet.backend.DeviceError, match='pip install'):
-        xpnet.gpu(0)
+    ctx = xpnet.gpu(0)
+    assert ctx.device_type == 'gpu' and ctx == xpnet.Context('gpu', 0)
+    with pytest.raises(xpnet.backend.DeviceError, match=r'pip install -e "\.\[cuda12\]"'):
+        nd.ones((2,), ctx=ctx)
+    with pytest.raises(xpnet.backend.DeviceError, match='cuda13'):
+        ctx.xp
 
 
 def test_simulated_device_refuses_host_mixing():

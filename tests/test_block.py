@@ -97,11 +97,11 @@ def test_named_initializers():
         init.create('nope')
 
 
-def test_multi_context_replicas():
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+def test_multi_context_replicas(ctx_list):
+    ctxs = ctx_list
     net = MLP()
     net.initialize(ctx=ctxs)
-    x = nd.ones((2, 5))
+    x = nd.ones((2, 5), ctx=ctxs[0])
     net(x)
     w = net.hidden.weight
     assert w.list_ctx() == ctxs and len(w.list_data()) == 2
@@ -109,7 +109,7 @@ def test_multi_context_replicas():
     y1 = net(x.as_in_context(ctxs[1]))
     assert y1.context == ctxs[1]
     with pytest.raises(RuntimeError, match='not initialized on'):
-        w.data(xpnet.cpu(2))
+        w.data(xpnet.Context(ctxs[0].device_type, 2))
 
 
 def test_share_parameters(ctx):

@@ -13,6 +13,7 @@ from xpnet.handlers import (BatchEnd, EpochEnd, GradientUpdateHandler, LoggingHa
                             MetricHandler, StoppingHandler, TrainBegin, TrainEnd,
                             ValidationHandler)
 
+from conftest import assert_placed
 from estimator_helpers import (Recorder, clone_net, make_data, make_estimator, make_loader,
                                make_net, params_of)
 
@@ -331,8 +332,8 @@ def test_custom_batch_processor():
     assert calls == ['fit', 'fit']
 
 
-def test_split_across_two_contexts_matches_one():
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+def test_split_across_two_contexts_matches_one(ctx_list):
+    ctxs = ctx_list
     x, y = make_data()
     est1 = make_estimator()
     net2 = clone_net(est1.net, ctx=ctxs)
@@ -346,9 +347,10 @@ def test_split_across_two_contexts_matches_one():
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
     assert est2.progress.samples == 96
+    assert_placed(net2, ctxs)
 
 
-def test_batch_axis_splits_along_that_axis():
+def test_batch_axis_splits_along_that_axis(ctx_list):
     seen = []
 
     class Probe(BatchEnd):
@@ -361,7 +363,7 @@ def test_batch_axis_splits_along_that_axis():
             data = xpnet.array(data.asnumpy().T)         # (features, batch)
             return super().fit_batch(estimator, (data, label.reshape(1, -1)), batch_axis)
 
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+    ctxs = ctx_list
 
     class Net(nn.Block):
         def __init__(self):

@@ -3,6 +3,8 @@ with the statistics of the whole batch, exactly like BatchNorm on the unsplit ba
 import numpy as np
 import pytest
 
+from conftest import assert_placed
+
 import xpnet
 from xpnet import autograd, nd
 from xpnet import layers as nn
@@ -13,16 +15,16 @@ def _pair(ctxs, x, head):
     """Outputs and gradients of BatchNorm on the whole batch and SyncBatchNorm on shards."""
     bn = nn.BatchNorm(in_channels=3)
     sbn = nn.SyncBatchNorm(in_channels=3)
-    bn.initialize()
+    bn.initialize(ctx=ctxs[0])
     sbn.initialize(ctx=ctxs)
     for p in (bn, sbn):
         p.gamma.set_data(np.array([0.5, 1.5, 2.0]))
         p.beta.set_data(np.array([0.1, -0.2, 0.3]))
-    xb = xpnet.array(x)
+    xb = xpnet.array(x, ctx=ctxs[0])
     xb.attach_grad()
     with autograd.record():
         y = bn(xb)
-    y.backward(xpnet.array(head))
+    y.backward(xpnet.array(head, ctx=ctxs[0]))
     n = len(ctxs)
     xs = [xpnet.array(part, ctx=c) for part, c in zip(np.split(x, n), ctxs)]
     hs = [xpnet.array(part, ctx=c) for part, c in zip(np.split(head, n), ctxs)]
@@ -38,23 +40,25 @@ def _pair(ctxs, x, head):
     return bn, sbn, y, xb, ys, xs
 
 
-def test_sync_across_devices_equals_whole_batch_batchnorm():
+def test_sync_across_devices_equals_whole_batch_batchnorm(ctx_list):
     rng = np.random.default_rng(0)
     x = rng.normal(1.0, 2.0, size=(8, 3, 4)).astype(np.float32)
     x[4:] += 3.0   # shards with different statistics: local BN would differ
     head = rng.normal(size=x.shape).astype(np.float32)
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+    ctxs = ctx_list
     bn, sbn, y, xb, ys, xs = _pair(ctxs, x, head)
+    assert [v.context for v in ys] == ctxs and [v.grad.context for v in xs] == ctxs
+    assert_placed(sbn, ctxs)
     np.testing.assert_allclose(np.concatenate([v.asnumpy() for v in ys]), y.asnumpy(),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.concatenate([v.grad.asnumpy() for v in xs]),
                                xb.grad.asnumpy(), rtol=1e-4, atol=1e-5)
     for name in ('gamma', 'beta'):
-        whole = getattr(bn, name).grad().asnumpy()
+        whole = getattr(bn, name).grad(ctxs[0]).asnumpy()
         summed = sum(g.asnumpy() for g in getattr(sbn, name).list_grad())
         np.testing.assert_allclose(summed, whole, rtol=1e-4, atol=1e-5)
     for name in ('running_mean', 'running_var'):
-        ref = getattr(bn, name).data().asnumpy()
+        ref = getattr(bn, name).data(ctxs[0]).asnumpy()
         for rep in getattr(sbn, name).list_data():
             np.testing.assert_allclose(rep.asnumpy(), ref, rtol=1e-5, atol=1e-6)
 
@@ -81,14 +85,15 @@ def test_sequential_devices_fail_clearly_instead_of_hanging():
             sbn(nd.ones((2, 2), ctx=xpnet.cpu(0)))
 
 
-def test_inference_uses_running_stats_without_sync():
+def test_inference_uses_running_stats_without_sync(ctx_list):
     sbn = nn.SyncBatchNorm(in_channels=2)
-    sbn.initialize(ctx=[xpnet.cpu(0), xpnet.cpu(1)])
-    out = sbn(nd.ones((2, 2), ctx=xpnet.cpu(1)))
+    sbn.initialize(ctx=ctx_list)
+    out = sbn(nd.ones((2, 2), ctx=ctx_list[1]))
+    assert out.context == ctx_list[1]
     np.testing.assert_allclose(out.asnumpy(), 1 / np.sqrt(1 + 1e-5), rtol=1e-6)
 
 
-def test_estimator_runs_sync_batchnorm_across_devices():
+def test_estimator_runs_sync_batchnorm_across_devices(ctx_list):
     """The Estimator's default fit_batch runs devices concurrently when SyncBatchNorm needs
     it; the result equals one device with plain BatchNorm on the whole batch."""
     from xpnet.data import ArrayDataset, DataLoader
@@ -104,14 +109,15 @@ def test_estimator_runs_sync_batchnorm_across_devices():
         return net
     loader = DataLoader(ArrayDataset(x, y), batch_size=16)
     results = []
-    for bn, ctx in ((nn.BatchNorm(in_channels=8), [xpnet.cpu(0)]),
-                    (nn.SyncBatchNorm(in_channels=8), [xpnet.cpu(0), xpnet.cpu(1)])):
+    for bn, ctx in ((nn.BatchNorm(in_channels=8), ctx_list[:1]),
+                    (nn.SyncBatchNorm(in_channels=8), ctx_list)):
         net = make(bn)
         net.initialize(init='xavier', ctx=ctx)
         trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
         est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer, context=ctx)
         est.logger.disabled = True
         est.fit(loader, epochs=2)
+        assert_placed(net, ctx)
         results.append({k: p.data(ctx[0]).asnumpy() for k, p in net.collect_params().items()})
     for k in results[0]:
         np.testing.assert_allclose(results[1][k], results[0][k], rtol=1e-4, atol=1e-5,

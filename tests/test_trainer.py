@@ -1,18 +1,17 @@
 """Trainer: Gluon parity on an MLP (one and two devices, tests/oracle/gen_optimizer.py), gradient
 reduction and identical replicas, stale gradients, grad_req add/null, lr_mult, row-sparse
 gradients, save/load_states (bit-identical continuation, corrupt files), the simulated
-device, and an MLP learning sklearn's digits by hand."""
+device pair, and an MLP learning sklearn's digits by hand."""
 import json
 import os
 
 import numpy as np
 import pytest
-from conftest import oracle
+from conftest import assert_placed, oracle
 
 import xpnet
 from xpnet import autograd, lr_scheduler, ops
 from xpnet import layers as nn
-from xpnet.backend import sim
 from xpnet.trainer import StatesFileError
 
 DATA = oracle('optimizer.npz')
@@ -36,9 +35,9 @@ def forward_backward(net, ctxs, x, y):
 
 
 @pytest.mark.parametrize('case', ['sgd_1ctx', 'sgd_2ctx', 'adam_2ctx'])
-def test_matches_gluon_trainer(case):
+def test_matches_gluon_trainer(case, ctx_list):
     opt_name, kwargs, n_ctx = json.loads(str(DATA[f'trainer/{case}/spec']))
-    ctxs = [xpnet.cpu(i) for i in range(n_ctx)]
+    ctxs = ctx_list[:n_ctx]
     net = mlp(ctxs)
     params = net.collect_params()
     for k in KEYS:
@@ -54,10 +53,11 @@ def test_matches_gluon_trainer(case):
                 np.testing.assert_array_equal(r, reps[0])      # bit-identical replicas
             np.testing.assert_allclose(reps[0], DATA[f'trainer/{case}/after{s}:{k}'],
                                        rtol=1e-5, atol=1e-6, err_msg=f'{case} {k} step {s}')
+    assert_placed(net, ctxs)
 
 
-def test_allreduce_sums_replica_gradients():
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+def test_allreduce_sums_replica_gradients(ctx_list):
+    ctxs = ctx_list
     net = mlp(ctxs)
     x = np.random.randn(6, 4).astype(np.float32)
     y = np.array([0, 1, 2, 0, 1, 2], np.float32)
@@ -70,11 +70,11 @@ def test_allreduce_sums_replica_gradients():
     for g in w.list_grad():
         np.testing.assert_allclose(g.asnumpy(), g0 + g1, rtol=1e-6)
     # the two-device step equals a one-device step on the whole batch
-    single = mlp()
+    single = mlp(ctxs[0])
     for k, p in single.collect_params().items():
         p.set_data(net.collect_params()[k].data(ctxs[0]))
     t1 = xpnet.Trainer(single.collect_params(), 'sgd', {'learning_rate': 0.1})
-    forward_backward(single, [xpnet.cpu(0)], x, y)
+    forward_backward(single, ctxs[:1], x, y)
     trainer.update(6)
     t1.step(6)
     for k, p in net.collect_params().items():
@@ -82,10 +82,11 @@ def test_allreduce_sums_replica_gradients():
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
         np.testing.assert_allclose(a.asnumpy(), single.collect_params()[k].data().asnumpy(),
                                    rtol=1e-5, atol=1e-7)
+    assert_placed(net, ctxs)
 
 
-def test_update_reduces_when_not_reduced_and_sim_devices():
-    ctxs = [sim(0), sim(1)]
+def test_update_reduces_when_not_reduced(ctx_list):
+    ctxs = ctx_list
     net = mlp(ctxs)
     trainer = xpnet.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01})
     x = np.random.randn(4, 4).astype(np.float32)
@@ -96,6 +97,7 @@ def test_update_reduces_when_not_reduced_and_sim_devices():
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
         ga, gb = p.list_grad()
         np.testing.assert_array_equal(ga.asnumpy(), gb.asnumpy())
+    assert_placed(net, ctxs)
 
 
 def test_step_on_device(ctx):
@@ -295,8 +297,8 @@ def test_row_sparse_gradient_lazy_update():
     assert (net.weight.data().asnumpy() != before).all(axis=1).all()
 
 
-def test_row_sparse_gradient_two_devices():
-    ctxs = [xpnet.cpu(0), xpnet.cpu(1)]
+def test_row_sparse_gradient_two_devices(ctx_list):
+    ctxs = ctx_list
     net = _sparse_net(ctxs)
     trainer = xpnet.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.1})
     w0 = net.weight.data(ctxs[0]).asnumpy().copy()
@@ -314,6 +316,7 @@ def test_row_sparse_gradient_two_devices():
     # row 3 was looked up on both devices: its gradient is the sum, 2 per element
     np.testing.assert_allclose(mean[3], 0.1 * 2 / 2, rtol=1e-6)
     np.testing.assert_allclose(mean[2], 0.1 * 1 / 2, rtol=1e-6)
+    assert_placed(net, ctxs)
 
 
 # ---- save / load states ----------------------------------------------------------------

@@ -36,6 +36,7 @@ import heapq
 import itertools
 import threading
 
+from .backend import DeviceSwitch
 from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
@@ -119,10 +120,12 @@ def predict_mode():
 
 
 class Node:
-    """One recorded op: its inputs (``None`` where no gradient is needed) and backward rule."""
-    __slots__ = ('inputs', 'backward', 'seq', 'grads', 'owned', 'n_out', 'name')
+    """One recorded op: its inputs (``None`` where no gradient is needed) and backward rule;
+    ``ctx`` is the device of its outputs, where its backward runs."""
+    __slots__ = ('inputs', 'backward', 'seq', 'grads', 'owned', 'n_out', 'name', 'ctx')
 
-    def __init__(self, inputs, backward, n_out=1, name=None):
+    def __init__(self, inputs, backward, n_out=1, name=None, ctx=None):
+        self.ctx = ctx
         self.inputs = inputs
         self.backward = backward
         self.n_out = n_out
@@ -151,7 +154,7 @@ def record_op(backward, inputs, out_data, ctx, need=None, name=None):
     """Wrap ``out_data`` in an NDArray produced by a new node (single output)."""
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
-    node = Node(inputs, backward, 1, name)
+    node = Node(inputs, backward, 1, name, ctx)
     out = _wrap(out_data, ctx)
     out._node = node
     return out
@@ -162,7 +165,7 @@ def record_multi(backward, inputs, out_datas, ctx, need=None, name=None):
     gradients with ``None`` for outputs that received none."""
     if need is not None:
         inputs = tuple(x if f else None for x, f in zip(inputs, need))
-    node = Node(inputs, backward, len(out_datas), name)
+    node = Node(inputs, backward, len(out_datas), name, ctx)
     outs = []
     for i, d in enumerate(out_datas):
         o = _wrap(d, ctx)
@@ -227,9 +230,11 @@ def _backward(heads, head_grads, retain_graph, capture=None):
     leaves = {}            # id(leaf) -> [leaf, grad, owned]
     foreign = set()        # ids of arrays the user owns (head gradients): never bound to leaves
     prev_retain, _state.retain = _state.retain, retain_graph
+    place = DeviceSwitch()     # each node's backward runs on its outputs' device
     try:
         for h, hg in zip(heads, head_grads):
             if hg is None:
+                place.to(h._ctx)
                 g, owned = h.xp.ones(h.shape, dtype=h.dtype), True
             else:
                 g = hg._data if isinstance(hg, NDArray) else hg
@@ -257,6 +262,7 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                     'pass retain_graph=True to the first call to differentiate it again')
             grads = node.grads
             node.grads = node.owned = None
+            place.to(node.ctx)
             if capture is not None:
                 _capture_outputs(capture, node, grads)
             in_grads = backward_fn(grads[0] if node.n_out == 1 else grads)
@@ -277,6 +283,8 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                     g = resolve(g)
                     if g is None:
                         continue
+                if x._ctx is not place.ctx:        # accumulate on the input's device
+                    place.to(x._ctx)
                 if src is not None:
                     if src.grads is None and src.n_out == 1:   # first gradient: fast path
                         src.grads = [g]
@@ -293,23 +301,29 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                 resolve(entry[1])
             except BaseException:
                 pass
+        place.restore()
         raise
     finally:
         _state.retain = prev_retain
 
-    entries = list(leaves.values())
-    for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
-        entry[1] = g
-    if capture is not None:       # autograd.grad: hand the gradients back, write no .grad
-        for leaf, g, _ in entries:
-            if id(leaf) in capture and g is not None:
-                capture[id(leaf)] = g.todense() if getattr(g, 'is_row_sparse', False) \
-                    else g.copy()
-        return
-    bound = set()
-    for leaf, g, owned in leaves.values():
-        if g is not None:
-            _write_leaf(leaf, g, owned, bound, foreign)
+    try:
+        entries = list(leaves.values())
+        for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
+            entry[1] = g
+        if capture is not None:       # autograd.grad: hand the gradients back, write no .grad
+            for leaf, g, _ in entries:
+                if id(leaf) in capture and g is not None:
+                    place.to(leaf._ctx)
+                    capture[id(leaf)] = g.todense() if getattr(g, 'is_row_sparse', False) \
+                        else g.copy()
+            return
+        bound = set()
+        for leaf, g, owned in leaves.values():
+            if g is not None:
+                place.to(leaf._ctx)
+                _write_leaf(leaf, g, owned, bound, foreign)
+    finally:
+        place.restore()
 
 
 def _collect_node(heap, node, idx, g, owned):
@@ -437,7 +451,10 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=Fals
     for v in variables:
         key = (id(v._node), v._oidx) if v._node is not None else id(v)
         g = capture[key]
-        out.append(_wrap(v.xp.zeros(v.shape, dtype=v.dtype) if g is None else g, v._ctx))
+        if g is None:
+            with v._ctx.use():
+                g = v.xp.zeros(v.shape, dtype=v.dtype)
+        out.append(_wrap(g, v._ctx))
     return out[0] if single else out
 
 

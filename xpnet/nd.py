@@ -274,7 +274,8 @@ def reset_arrays(*arrays, num_arrays=None):
     if num_arrays is not None and num_arrays != len(arrays):
         raise ValueError(f'reset_arrays: num_arrays={num_arrays} but {len(arrays)} arrays given')
     for a in arrays:
-        a.data[...] = 0
+        with a.context.use():
+            a.data[...] = 0
 
 
 # legacy random names of MXNet 1.x
@@ -298,6 +299,7 @@ def _accepting_out(fn):
         return _write_out(fn(*args, **kwargs), out)
     call.__name__, call.__qualname__, call.__doc__ = fn.__name__, fn.__name__, fn.__doc__
     call.__wrapped__ = fn
+    call._takes_out = True
     return call
 
 
@@ -310,6 +312,7 @@ _NO_OUT = {'array', 'NDArray', 'random', 'waitall', 'reset_arrays', 'save', 'loa
 for _name, _fn in list(globals().items()):
     if _name.startswith('_') or _name in _NO_OUT or not callable(_fn) or isinstance(_fn, type):
         continue
-    if getattr(_fn, '__module__', '').startswith('xpnet') and not hasattr(_fn, '__wrapped__'):
+    if getattr(_fn, '__module__', '').startswith('xpnet') and not getattr(_fn, '_takes_out',
+                                                                          False):
         globals()[_name] = _accepting_out(_fn)
 del _name, _fn

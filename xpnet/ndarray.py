@@ -12,8 +12,8 @@ Example::
 import numpy as np
 
 from . import autograd as _ag
-from .backend import Context, current_context, to_device, to_host, is_array
-from .backend.checks import flush_device_checks
+from .backend import Context, context_of, current_context, to_device, to_host, is_array
+from .backend.checks import read_back
 
 __all__ = ['NDArray', 'array', 'RowSparseGrad', 'write_out', 'slice_key']
 
@@ -22,9 +22,12 @@ _generic = np.generic
 
 
 def _wrap(data, ctx):
-    """Wrap an xp array already on ``ctx`` (no copy, no checks). Internal fast path."""
+    """Wrap an xp array already on ``ctx`` (no copy). Internal fast path; on the simulated
+    device it checks that the data really lives on ``ctx`` (CuPy would not notice)."""
     if isinstance(data, _generic):   # NumPy gives scalars for 0-d results; keep arrays
         data = np.asarray(data)
+    elif ctx.device_type == 'sim' and getattr(data, '_dev', ctx.device_id) != ctx.device_id:
+        _misplaced(data, ctx)
     a = _new(NDArray)
     a._data = data
     a._ctx = ctx
@@ -37,6 +40,13 @@ def _wrap(data, ctx):
 
 
 _ag._wrap = _wrap
+
+
+def _misplaced(data, ctx):
+    from .backend.simulated import SimDeviceError
+    raise SimDeviceError(f'simulated device: an array allocated on sim({data._dev}) was '
+                         f'labelled as living on {ctx}: it was created while another device '
+                         f'was current (run the allocation under {ctx}.use())')
 
 
 def _default_dtype(obj, dtype):
@@ -84,9 +94,11 @@ class RowSparseGrad:
     def __add__(self, other):
         if getattr(other, 'is_row_sparse', False):
             xp = _xp_of(self.values)
-            return RowSparseGrad(xp.concatenate([self.indices, other.indices]),
-                                 xp.concatenate([self.values, other.values]), self.shape)
-        return self.todense() + other
+            with context_of(self.values).use():
+                return RowSparseGrad(xp.concatenate([self.indices, other.indices]),
+                                     xp.concatenate([self.values, other.values]), self.shape)
+        with context_of(self.values).use():
+            return self.todense() + other
 
     __radd__ = __add__
 
@@ -96,17 +108,19 @@ class RowSparseGrad:
     def coalesce(self):
         """Sum repeated rows; indices become unique and sorted."""
         xp = _xp_of(self.values)
-        uniq, inverse = xp.unique(self.indices, return_inverse=True)
-        vals = xp.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
-        from .backend import scatter_add
-        scatter_add(xp, vals, inverse.reshape(-1), self.values)
+        with context_of(self.values).use():
+            uniq, inverse = xp.unique(self.indices, return_inverse=True)
+            vals = xp.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
+            from .backend import scatter_add
+            scatter_add(xp, vals, inverse.reshape(-1), self.values)
         return RowSparseGrad(uniq, vals, self.shape)
 
     def todense(self):
         xp = _xp_of(self.values)
-        out = xp.zeros(self.shape, dtype=self.values.dtype)
-        from .backend import scatter_add
-        scatter_add(xp, out, self.indices, self.values)
+        with context_of(self.values).use():
+            out = xp.zeros(self.shape, dtype=self.values.dtype)
+            from .backend import scatter_add
+            scatter_add(xp, out, self.indices, self.values)
         return out
 
 
@@ -187,9 +201,7 @@ class NDArray:
         Raises the first failed pending device check (see :mod:`xpnet.backend.checks`):
         a read-back is where device-side input checks surface.
         """
-        flush_device_checks()
-        d = self._data
-        return d.copy() if isinstance(d, np.ndarray) else to_host(d)
+        return read_back(self._data)
 
     def asscalar(self):
         """The value of a size-1 array as a Python scalar."""
@@ -216,17 +228,19 @@ class NDArray:
         if isinstance(other, NDArray):
             if other.shape != self.shape:
                 raise ValueError(f'copyto: shape {self.shape} into {other.shape}')
-            other._data[...] = to_device(self._data, other._ctx, dtype=other.dtype)
+            with other._ctx.use():
+                other._data[...] = to_device(self._data, other._ctx, dtype=other.dtype)
             return other
         ctx = Context(other)
         return _wrap(to_device(self._data, ctx, copy=True), ctx)
 
     def copy(self):
-        return _wrap(self._data.copy(), self._ctx)
+        with self._ctx.use():
+            return _wrap(self._data.copy(), self._ctx)
 
     def wait_to_read(self):
         """Block until the data is computed (synchronizes the device on GPU)."""
-        if self._ctx.device_type == 'gpu':
+        if self._ctx.device_type != 'cpu':
             self.xp.cuda.Device(self._ctx.device_id).synchronize()
 
     # ---- autograd -----------------------------------------------------------------------
@@ -236,8 +250,11 @@ class NDArray:
             raise ValueError(f"grad_req must be 'write', 'add' or 'null', got {grad_req!r}")
         self._node = None
         self._grad_req = grad_req
-        self._grad = None if grad_req == 'null' else \
-            _wrap(self.xp.zeros_like(self._data), self._ctx)
+        if grad_req == 'null':
+            self._grad = None
+        else:
+            with self._ctx.use():      # the buffer lives (and is zeroed) on this device
+                self._grad = _wrap(self.xp.zeros_like(self._data), self._ctx)
         self._fresh_grad = False
 
     def backward(self, out_grad=None, retain_graph=False, train_mode=True):
@@ -254,7 +271,8 @@ class NDArray:
         if req == 'add' and getattr(self, '_sparse', None) is not None:
             self._sparse = self._sparse + g
         elif req == 'add':
-            self._data += g.todense()
+            with self._ctx.use():
+                self._data += g.todense()
         else:
             self._sparse = g
 
@@ -420,10 +438,10 @@ class NDArray:
         return _O.take(self, indices, axis, mode)
 
     def zeros_like(self):
-        return _wrap(self.xp.zeros_like(self._data), self._ctx)
+        return _O.zeros_like(self)
 
     def ones_like(self):
-        return _wrap(self.xp.ones_like(self._data), self._ctx)
+        return _O.ones_like(self)
 
     # ---- python protocol -------------------------------------------------------------------
     def __len__(self):
@@ -443,10 +461,12 @@ class NDArray:
             raise RuntimeError('in-place assignment to an array that is part of a recorded '
                                'graph is not supported inside autograd.record()')
         if isinstance(value, NDArray):
-            value = value._data
+            value = value._data if value._ctx == self._ctx else \
+                to_device(value._data, self._ctx, dtype=self.dtype)
         elif is_array(value) or isinstance(value, (list, tuple)):
             value = to_device(value, self._ctx, dtype=self.dtype)
-        self._data[_O.device_index(self, key)] = value
+        with self._ctx.use():
+            self._data[_O.device_index(self, key)] = value
 
     def __bool__(self):
         if self.size != 1:
@@ -491,7 +511,7 @@ class NDArray:
 
     def __deepcopy__(self, memo):
         # Keeps the device and the gradient attachment (so a deep-copied net can train).
-        out = _wrap(self._data.copy(), self._ctx)
+        out = self.copy()
         if self._grad is not None:
             out.attach_grad(self._grad_req)
         return out
@@ -572,7 +592,8 @@ class NDArray:
             return op(self, other)
         other_data = other._data if isinstance(other, NDArray) else \
             (to_device(other, self._ctx) if is_array(other) else other)
-        getattr(self.xp, name)(self._data, other_data, out=self._data, casting='unsafe')
+        with self._ctx.use():
+            getattr(self.xp, name)(self._data, other_data, out=self._data, casting='unsafe')
         return self
 
     def __iadd__(self, other):
@@ -593,10 +614,12 @@ def _from_host(host, device_type, device_id):
 
 
 def _as_nd(value, like):
+    """``value`` (NDArray, host or device array, list, scalar) as an NDArray on ``like``'s
+    device; floats take ``like``'s dtype. Device arrays are never read through the host."""
     if isinstance(value, NDArray):
         return value
-    return array(value, ctx=like._ctx,
-                 dtype=like.dtype if np.asarray(value).dtype.kind in 'fc' else None)
+    kind = value.dtype.kind if is_array(value) else np.asarray(value).dtype.kind
+    return array(value, ctx=like._ctx, dtype=like.dtype if kind in 'fc' else None)
 
 
 _O = None   # the xpnet.ops module; set by xpnet.ops when it is imported (avoids an import cycle)
@@ -634,7 +657,9 @@ def write_out(result, out):
         out._data, out._ctx = result._data, result._ctx
         out._node, out._oidx = result._node, result._oidx
         return out
-    out._data[...] = to_device(result._data, out._ctx, dtype=out.dtype)
+    value = to_device(result._data, out._ctx, dtype=out.dtype)
+    with out._ctx.use():
+        out._data[...] = value
     return out
 
 

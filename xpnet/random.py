@@ -132,7 +132,8 @@ def shuffle(data):
     """A copy of ``data`` (NDArray) with its first axis shuffled."""
     from .ndarray import _wrap
     perm = to_device(permutation(data.shape[0]), data.context)
-    return _wrap(data.data[perm], data.context)
+    with data.context.use():
+        return _wrap(data.data[perm], data.context)
 
 
 def _into(res, out):
@@ -140,7 +141,9 @@ def _into(res, out):
         return res
     if out.shape != res.shape:
         raise ValueError(f'out has shape {out.shape} but the result has shape {res.shape}')
-    out.data[...] = to_device(res.data, out.context, dtype=out.dtype)
+    value = to_device(res.data, out.context, dtype=out.dtype)
+    with out.context.use():
+        out.data[...] = value
     return out
 
 

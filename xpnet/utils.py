@@ -24,12 +24,8 @@ __all__ = ['split_data', 'split_and_load', 'clip_global_norm', 'check_sha1', 're
 
 
 def _to_ctx(arr, ctx):
-    """``arr`` (a device array) on ``ctx``: :func:`~xpnet.backend.to_device`, plus a real
-    copy between two GPUs (CuPy's ``asarray`` leaves an array on its own device)."""
-    if ctx.device_type == 'gpu' and hasattr(arr, 'device') and hasattr(arr, 'get') \
-            and arr.device.id != ctx.device_id:
-        with ctx.use():
-            return arr.copy()        # CuPy copies to the current device
+    """``arr`` (a device array) on ``ctx`` (:func:`~xpnet.backend.to_device`: under ``ctx``'s
+    device, a peer copy from another GPU)."""
     return to_device(arr, ctx)
 
 
@@ -150,8 +146,8 @@ def clip_global_norm(arrays, max_norm, check_isfinite=True):
     xp = ctx.xp
     total = None
     for a in arrays:
-        flat = a._data.reshape(-1)
         with a.context.use():
+            flat = a._data.reshape(-1)
             sq = _to_ctx(a.xp.dot(flat, flat).reshape(1), ctx)
         with ctx.use():
             total = sq if total is None else total + sq

@@ -10,11 +10,13 @@ Example::
     xp = ctx.xp                      # numpy or cupy
     y = xp.exp(to_device(host_array, ctx))
 """
+import os
+
 import numpy as np
 
 __all__ = ['Context', 'cpu', 'gpu', 'sim', 'num_gpus', 'current_context',
-           'get_array_module', 'context_of', 'to_host', 'to_device', 'is_array',
-           'scatter_add', 'DeviceError']
+           'get_array_module', 'context_of', 'to_host', 'to_device', 'is_array', 'is_cupy',
+           'cupyx_of', 'run_on', 'DeviceSwitch', 'scatter_add', 'set_deterministic', 'is_deterministic', 'DeviceError']
 
 _cupy = None          # the cupy module once imported; False if unavailable
 _cupy_error = None
@@ -54,9 +56,14 @@ class Context:
     ``.xp`` is the array module that computes on this device.
 
     The device type ``'sim'`` is the simulated device used by the test-suite: NumPy
-    underneath, but its arrays refuse to mix with host NumPy arrays, like CuPy's.
+    underneath, CuPy's namespace, devices and host/device rules on top (see
+    :mod:`xpnet.backend.simulated`).
+
+    A GPU (or simulated) device runs kernels only while it is the thread's current device:
+    ``with ctx.use(): ...``. ``_rt`` is the runtime that reads and sets the current device
+    (``getDevice``/``setDevice``): None for the CPU, so the per-op check is one attribute read.
     """
-    __slots__ = ('device_type', 'device_id', '_xp')
+    __slots__ = ('device_type', 'device_id', '_xp', '_rt')
     _cache = {}
     devtype2id = {'cpu': 1, 'gpu': 2, 'sim': 7}
 
@@ -74,11 +81,12 @@ class Context:
             object.__setattr__(ctx, 'device_type', device_type)
             object.__setattr__(ctx, 'device_id', int(device_id))
             object.__setattr__(ctx, '_xp', None)
+            object.__setattr__(ctx, '_rt', None if device_type == 'cpu' else _UNRESOLVED)
             cls._cache[key] = ctx
         return ctx
 
     def __setattr__(self, name, value):
-        if name != '_xp':
+        if name not in ('_xp', '_rt'):
             raise AttributeError('Context is immutable')
         object.__setattr__(self, name, value)
 
@@ -95,8 +103,10 @@ class Context:
             elif self.device_type == 'sim':
                 from . import simulated
                 xp = simulated.xp
+                _check_sim_id(self.device_id)
             else:
                 xp = _require_gpu(self.device_id)
+            self._rt = None if xp is np else xp.cuda.runtime
             self._xp = xp
         return xp
 
@@ -113,10 +123,17 @@ class Context:
     __str__ = __repr__
 
     def use(self):
-        """Make this device current for CuPy kernels (no-op for CPU devices)."""
-        if self.device_type == 'gpu':
-            return self.xp.cuda.Device(self.device_id)
-        return _NullDevice()
+        """A context manager making this device the thread's current one (CuPy and the
+        simulated device launch kernels on the current device); a no-op for the CPU.
+
+        Example::
+
+            with ctx.use():
+                y = ctx.xp.exp(x)
+        """
+        if self._rt is None:
+            return _NULL_DEVICE
+        return self.xp.cuda.Device(self.device_id)
 
     def empty_cache(self):
         """Release cached device memory (CuPy memory pool); no-op on CPU."""
@@ -132,13 +149,49 @@ class _NullDevice:
         return False
 
 
+_NULL_DEVICE = _NullDevice()
+
+
+class _Unresolved:
+    """``Context._rt`` until the context's array module is first asked for."""
+
+
+_UNRESOLVED = _Unresolved()
+
+
+def _check_sim_id(device_id):
+    from .simdevice import DEVICE_COUNT
+    if device_id >= DEVICE_COUNT:
+        raise DeviceError(f'sim({device_id}) was requested but the simulated machine has '
+                          f'{DEVICE_COUNT} devices')
+
+
+def _install_hint():
+    """How to install CuPy for this xpnet: the command for a source checkout (an editable
+    install beside pyproject.toml) or for an installed package."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.exists(os.path.join(root, 'pyproject.toml')):
+        cmd12, cmd13 = 'pip install -e ".[cuda12]"', 'pip install -e ".[cuda13]"'
+        where = f' (run in {root})'
+    else:
+        cmd12, cmd13 = 'pip install "xpnet[cuda12]"', 'pip install "xpnet[cuda13]"'
+        where = ''
+    return (f'Install the GPU extra that matches the CUDA version of the NVIDIA driver (the '
+            f'"CUDA Version" nvidia-smi prints): `{cmd12}` for CUDA 12.x or `{cmd13}` for '
+            f'CUDA 13.x{where}.')
+
+
 def _require_gpu(device_id):
     cupy = _import_cupy()
     if cupy is None:
-        raise DeviceError(
-            f'gpu({device_id}) was requested but CuPy with a working CUDA device is not '
-            f'available ({_cupy_error!r}). Install the GPU extra with '
-            '`pip install "xpnet[cuda12]"` on a machine with an NVIDIA GPU, or use xpnet.cpu().')
+        if isinstance(_cupy_error, ImportError):
+            why = 'CuPy is not installed'
+        else:
+            why = (f'CuPy is installed but cannot use a GPU ({type(_cupy_error).__name__}: '
+                   f'{_cupy_error}); check the driver with nvidia-smi and that the CuPy '
+                   'package matches its CUDA version')
+        raise DeviceError(f'gpu({device_id}) needs CuPy and a working CUDA device: {why}. '
+                          f'{_install_hint()} Or use xpnet.cpu().')
     count = cupy.cuda.runtime.getDeviceCount()
     if device_id >= count:
         raise DeviceError(f'gpu({device_id}) was requested but only {count} GPU(s) are visible')
@@ -153,15 +206,16 @@ def cpu(device_id=0):
 def gpu(device_id=0):
     """The GPU context ``device_id``.
 
-    Raises :class:`DeviceError` with install instructions when CuPy or a GPU is missing.
+    Like MXNet, building the context needs no GPU; its first use (creating an array on it,
+    asking for ``ctx.xp``) raises :class:`DeviceError` with install instructions when CuPy
+    or the GPU is missing.
     """
-    ctx = Context('gpu', device_id)
-    ctx.xp  # fail here, at the user's call, rather than at the first computation
-    return ctx
+    return Context('gpu', device_id)
 
 
 def sim(device_id=0):
-    """The simulated device (for tests): NumPy arrays that refuse implicit host mixing."""
+    """Simulated device ``device_id`` (for tests): CuPy's namespace and device rules on
+    NumPy, with kernel and sync counters (see :mod:`xpnet.backend.simulated`)."""
     return Context('sim', device_id)
 
 
@@ -202,7 +256,7 @@ def context_of(arr):
         return cpu(0)
     from . import simulated
     if isinstance(arr, simulated.SimArray):
-        return sim(0)
+        return sim(arr._dev)
     if _cupy and isinstance(arr, _cupy.ndarray):
         return Context('gpu', arr.device.id)
     return cpu(0)
@@ -217,8 +271,78 @@ def to_host(arr):
     return np.asarray(arr)
 
 
+def run_on(ctx, fn, /, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``ctx``'s device current in this thread (CuPy and the
+    simulated device launch kernels on the current device); the previous device is current
+    again afterwards. Costs an attribute read on the CPU, a ``getDevice`` on a device, and
+    a switch there and back only when another device is current."""
+    rt = ctx._rt
+    if rt is None:
+        return fn(*args, **kwargs)
+    if rt is _UNRESOLVED:
+        ctx.xp
+        rt = ctx._rt
+    dev = ctx.device_id
+    prev = rt.getDevice()
+    if prev == dev:
+        return fn(*args, **kwargs)
+    rt.setDevice(dev)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        rt.setDevice(prev)
+
+
+class DeviceSwitch:
+    """Follow work from device to device within one pass: ``to(ctx)`` makes ``ctx``'s
+    device current (cheaply: nothing happens when ``ctx`` is the last one, or a CPU);
+    ``restore()`` makes current again what was current before the first switch.
+
+    Example::
+
+        place = DeviceSwitch()
+        try:
+            for node in nodes:
+                place.to(node.ctx)
+                node.run()
+        finally:
+            place.restore()
+    """
+    __slots__ = ('ctx', '_saved')
+
+    def __init__(self):
+        self.ctx = None
+        self._saved = None       # runtime -> the device current before the first switch
+
+    def to(self, ctx):
+        if ctx is self.ctx or ctx is None:
+            return
+        self.ctx = ctx
+        rt = ctx._rt
+        if rt is None:
+            return
+        if rt is _UNRESOLVED:
+            ctx.xp
+            rt = ctx._rt
+        if self._saved is None:
+            self._saved = {}
+        if rt not in self._saved:
+            self._saved[rt] = rt.getDevice()
+        rt.setDevice(ctx.device_id)
+
+    def restore(self):
+        if self._saved:
+            for rt, dev in self._saved.items():
+                rt.setDevice(dev)
+            self._saved = None
+        self.ctx = None
+
+
 def to_device(arr, ctx, dtype=None, copy=False):
-    """Move ``arr`` (host or device array, or nested lists) to ``ctx`` as an array of ``xp``."""
+    """Move ``arr`` (host or device array, or nested lists) to ``ctx`` as an array of ``xp``.
+
+    On a GPU the copy runs under ``ctx``'s device; an array of another GPU is copied over
+    (CuPy's ``asarray`` does that for an array of another device)."""
     xp = ctx.xp
     if xp is np:
         if not isinstance(arr, np.ndarray):
@@ -229,21 +353,83 @@ def to_device(arr, ctx, dtype=None, copy=False):
     if is_array(arr) and get_array_module(arr) is not xp:
         arr = to_host(arr)
     with ctx.use():
-        if ctx.device_type == 'gpu' and isinstance(arr, xp.ndarray) \
-                and arr.device.id != ctx.device_id:
-            # cupy.asarray keeps an array on its own GPU; copy it to this one (peer copy).
+        if copy:
             return xp.array(arr, dtype=dtype, copy=True)
-        out = xp.asarray(arr, dtype=dtype)
-        if copy and out is arr:
-            out = out.copy()
-    return out
+        return xp.asarray(arr, dtype=dtype)
+
+
+def is_cupy(xp):
+    """True if ``xp`` is CuPy itself (not NumPy, not the simulated device)."""
+    return xp is not np and _cupy is not None and xp is _cupy
+
+
+def cupyx_of(xp):
+    """The ``cupyx`` namespace of a device array module (CuPy's, or the simulated device's),
+    None for NumPy."""
+    if xp is np:
+        return None
+    if is_cupy(xp):
+        import cupyx
+        return cupyx
+    from . import simulated
+    return simulated.cupyx if xp is simulated.xp else None
+
+
+_deterministic = [os.environ.get('XPNET_DETERMINISTIC', '') not in ('', '0')]
+
+
+def set_deterministic(flag=True):
+    """Make device ``scatter_add`` (the gradient of gathers: embedding, take, indexing)
+    deterministic; returns the previous setting. Also ``XPNET_DETERMINISTIC=1``.
+
+    CuPy's ``add.at`` accumulates with float atomics, whose order changes from run to run,
+    so the rounding of the sums does. The deterministic path sorts the (position, value)
+    pairs into one canonical order and sums them as float64 segment sums: the same
+    result, bit for bit, every run and for any order of the inputs; slower (two sorts).
+    The CPU path (``numpy.add.at``) is always deterministic."""
+    prev, _deterministic[0] = _deterministic[0], bool(flag)
+    return prev
+
+
+def is_deterministic():
+    """Whether device ``scatter_add`` uses the deterministic path (see set_deterministic)."""
+    return _deterministic[0]
 
 
 def scatter_add(xp, target, index, values):
-    """``target[index] += values`` with repeated indices accumulated (unbuffered)."""
-    if xp is np or not hasattr(xp, 'cuda'):
-        xp.add.at(target, index, values)
+    """``target[index] += values`` with repeated indices accumulated (unbuffered).
+
+    On the CPU this is ``numpy.add.at`` (sequential, deterministic). On a GPU it is
+    ``cupy.add.at``, whose float atomics make the sums' rounding depend on thread timing:
+    not reproducible bit for bit. :func:`set_deterministic` (or ``XPNET_DETERMINISTIC=1``)
+    routes it through a sort and segment sums instead.
+
+    Args:
+        xp: the array module of ``target``.
+        target: the array to add into (modified in place, and returned).
+        index: anything ``target[index]`` accepts (integer arrays, slices, tuples).
+        values: broadcastable to ``target[index]``.
+    """
+    if xp is np:
+        np.add.at(target, index, values)
+    elif _deterministic[0]:
+        _scatter_add_sorted(xp, target, index, values)
     else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+        xp.add.at(target, index, values)
     return target
+
+
+def _scatter_add_sorted(xp, target, index, values):
+    """Deterministic scatter-add: canonical (position, value) order, float64 segment sums."""
+    pos = xp.arange(target.size).reshape(target.shape)[index]
+    acc = np.float64 if target.dtype.kind == 'f' else np.int64
+    vals = xp.broadcast_to(xp.asarray(values), pos.shape).astype(acc).reshape(-1)
+    pos = pos.reshape(-1)
+    by_value = xp.argsort(vals, kind='stable')          # ties of equal values stay put
+    order = by_value[xp.argsort(pos[by_value], kind='stable')]
+    pos, vals = pos[order], vals[order]
+    csum = xp.concatenate([xp.zeros(1, dtype=acc), xp.cumsum(vals)])
+    cells = xp.arange(target.size)
+    seg = csum[xp.searchsorted(pos, cells, side='right')] - \
+        csum[xp.searchsorted(pos, cells, side='left')]
+    target += seg.reshape(target.shape).astype(target.dtype)

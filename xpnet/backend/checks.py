@@ -22,7 +22,8 @@ import numpy as np
 
 from . import context_of, get_array_module, to_host
 
-__all__ = ['device_assert', 'flush_device_checks', 'pending_device_checks', 'check_labels']
+__all__ = ['device_assert', 'flush_device_checks', 'pending_device_checks', 'read_back',
+           'check_labels']
 
 _local = threading.local()
 
@@ -77,6 +78,38 @@ def flush_device_checks():
         for (error, message, _), bad in zip(checks, failed):
             if bad:
                 raise error(message)
+
+
+# Up to this size a read-back carries the pending flags of its device in the same transfer
+# (one synchronisation instead of two); a larger array is not copied again on the device.
+_COMBINE_BYTES = 1 << 20
+
+
+def read_back(data):
+    """A host copy of the array ``data`` that also raises the failed pending checks of
+    this thread: for a small device array, its bytes and its device's pending flags come
+    back in one transfer (one synchronisation, not two)."""
+    pending = getattr(_local, 'pending', None)
+    if isinstance(data, np.ndarray) or not pending or data.nbytes > _COMBINE_BYTES:
+        flush_device_checks()
+        return data.copy() if isinstance(data, np.ndarray) else to_host(data)
+    ctx = context_of(data)
+    mine = [(key, flag) for key, flag in pending.items() if key[0] == ctx]
+    if not mine:
+        flush_device_checks()
+        return to_host(data)
+    for key, _ in mine:
+        del pending[key]
+    xp = get_array_module(data)
+    with ctx.use():
+        flat = xp.ascontiguousarray(data).reshape(-1).view(xp.uint8)
+        flags = xp.stack([flag.reshape(()) for _, flag in mine]).astype(xp.uint8)
+        both = to_host(xp.concatenate([flat, flags]))
+    flush_device_checks()                      # other devices' flags, if any
+    for ((_, error, message), _), bad in zip(mine, both[flat.size:]):
+        if bad:
+            raise error(message)
+    return both[:flat.size].view(data.dtype).reshape(data.shape)
 
 
 def check_labels(labels, num_classes, what, ignore_label=None):

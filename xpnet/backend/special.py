@@ -5,7 +5,7 @@ approximations of FreeBSD's ``s_erf.c`` (Sun Microsystems, 1993; accurate to abo
 ulp in double precision), vectorized: each piece is evaluated on its clipped argument
 and selected with ``where``, in float64, then cast back to the input dtype.
 """
-__all__ = ['erf']
+__all__ = ['erf', 'erf_rational']
 
 _PP = (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
        -5.77027029648944159157e-03, -2.37630166566501626084e-05)
@@ -39,10 +39,17 @@ def _horner(coeffs, z):
 
 
 def erf(xp, x):
-    """The error function of ``x`` (an ``xp`` array), in ``x``'s float dtype."""
-    if hasattr(xp, 'cuda'):
-        from cupyx.scipy.special import erf as cupy_erf
-        return cupy_erf(x)
+    """The error function of ``x`` (an ``xp`` array), in ``x``'s float dtype: CuPy's kernel
+    (``cupyx.scipy.special.erf``) on a device, the rational approximations on the host."""
+    from . import cupyx_of
+    cupyx = cupyx_of(xp)
+    if cupyx is not None:
+        return cupyx.scipy.special.erf(x)
+    return erf_rational(xp, x)
+
+
+def erf_rational(xp, x):
+    """``erf`` from FreeBSD's piecewise rational approximations, written against ``xp``."""
     dtype = x.dtype
     x64 = x.astype('float64')
     a = xp.abs(x64)

@@ -170,7 +170,9 @@ def _gather_array(data, indices):
         return _wrap(data[np.asarray(indices, dtype=np.intp)], cpu(0))
     if isinstance(data, NDArray):
         idx = to_device(np.asarray(indices, dtype=np.intp), data.context)
-        return _wrap(np.ascontiguousarray(to_host(data.data[idx])), cpu(0))
+        with data.context.use():
+            rows = data.data[idx]
+        return _wrap(np.ascontiguousarray(to_host(rows)), cpu(0))
     return NotImplemented
 
 

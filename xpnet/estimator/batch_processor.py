@@ -16,6 +16,7 @@ Example::
             return a, label, pred, loss
 """
 from .. import autograd
+from ..backend import run_on
 from ..layers.sync_batchnorm import SyncBatchNorm
 from ..ndarray import NDArray
 from ..parallel import parallel_apply
@@ -53,8 +54,10 @@ class BatchProcessor:
         """
         data, label = self._get_data_and_label(val_batch, estimator.context, batch_axis,
                                                'val_data')
-        pred = [estimator.val_net(x) for x in data]
-        loss = [_apply_loss(estimator.val_loss, y_hat, y) for y_hat, y in zip(pred, label)]
+        # each device's work runs with that device current (CuPy's kernels go there)
+        pred = [run_on(x.context, estimator.val_net, x) for x in data]
+        loss = [run_on(x.context, _apply_loss, estimator.val_loss, y_hat, y)
+                for x, y_hat, y in zip(data, pred, label)]
         return data, label, pred, loss
 
     def fit_batch(self, estimator, train_batch, batch_axis=0):
@@ -81,12 +84,14 @@ class BatchProcessor:
                     l = _apply_loss(estimator.loss, y_hat, y)
                 l.backward()
                 return y_hat, l
-            outs = parallel_apply(device_pass, list(zip(data, label)))
+            outs = parallel_apply(device_pass, list(zip(data, label)),
+                                  contexts=[x.context for x in data])
             return data, label, [o[0] for o in outs], [o[1] for o in outs]
-        with autograd.record():
-            pred = [estimator.net(x) for x in data]
-            loss = [_apply_loss(estimator.loss, y_hat, y) for y_hat, y in zip(pred, label)]
-        autograd.backward(loss)
+        with autograd.record():       # each device's forward and loss with it current
+            pred = [run_on(x.context, estimator.net, x) for x in data]
+            loss = [run_on(x.context, _apply_loss, estimator.loss, y_hat, y)
+                    for x, y_hat, y in zip(data, pred, label)]
+        autograd.backward(loss)       # every node's backward runs on its own device
         return data, label, pred, loss
 
 

@@ -409,7 +409,11 @@ class Estimator(TrainingStateMixin):
 
     def _check_finite(self, loss):
         for l in loss:
-            if isinstance(l, NDArray) and not bool(l.xp.isfinite(l.data).all()):
+            if not isinstance(l, NDArray):
+                continue
+            with l.context.use():
+                finite = bool(l.xp.isfinite(l.data).all())
+            if not finite:
                 p = self.progress
                 raise FloatingPointError(
                     f'non-finite training loss in epoch {p.epoch}, batch {p.epoch_batches} '

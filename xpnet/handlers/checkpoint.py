@@ -334,7 +334,9 @@ def _check_finite_params(net, stem):
         except RuntimeError:     # not initialized yet: nothing to check
             continue
         for d in replicas:
-            if not bool(d.xp.isfinite(d.data).all()):
+            with d.context.use():
+                finite = bool(d.xp.isfinite(d.data).all())
+            if not finite:
                 raise FloatingPointError(
                     f'CheckpointHandler: parameter {name!r} holds NaN or inf; refusing to '
                     f'write checkpoint {stem}. Training has diverged: lower the learning '

@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, current_context, to_host
+from ..backend import Context, current_context, run_on, to_host
 from ..ndarray import NDArray, array
 from ..serialization import save_npz
 from .param_file import ParameterFileError, check_parameter_shapes, read_parameter_file
@@ -483,7 +483,9 @@ class Block:
             args, kwargs = self._host_inputs_to_ndarray(args, kwargs)
         for hook in self._forward_pre_hooks.values():
             hook(self, args)
-        out = self.forward(*args, **kwargs)
+        ctx = args[0]._ctx if args and type(args[0]) is NDArray else None
+        out = self.forward(*args, **kwargs) if ctx is None or ctx._rt is None else \
+            run_on(ctx, self.forward, *args, **kwargs)     # on the input's device
         for hook in self._forward_hooks.values():
             hook(self, args, out)
         return out

@@ -264,7 +264,8 @@ class Parameter:
             if d.shape != shape:
                 raise ValueError(f'Parameter {self.name!r}: cannot set data of shape {shape} '
                                  f'into shape {d.shape}')
-            d._data[...] = to_device(host, d.context, dtype=self.dtype)
+            with d.context.use():       # each replica is written on its own device
+                d._data[...] = to_device(host, d.context, dtype=self.dtype)
 
     def zero_grad(self):
         """Set the gradient buffers to zero."""
@@ -272,7 +273,8 @@ class Parameter:
             return
         for d in self._data:
             if d._grad is not None:
-                d._grad._data[...] = 0
+                with d.context.use():
+                    d._grad._data[...] = 0
                 d._grad._sparse = None
 
     def reset_ctx(self, ctx):
@@ -296,7 +298,8 @@ class Parameter:
         if self._data is None:
             return
         for d in self._data:
-            d._data = d._data.astype(self.dtype)
+            with d.context.use():
+                d._data = d._data.astype(self.dtype)
             d.attach_grad(self._grad_req)
 
     def var(self):
@@ -330,8 +333,9 @@ def _materialize_sparse(d):
     if g is not None and getattr(g, '_sparse', None) is not None:
         sp = g._sparse
         g._sparse = None
-        g._data[...] = 0
-        g._data[...] = sp.todense()
+        with g.context.use():
+            g._data[...] = 0
+            g._data[...] = sp.todense()
 
 
 class Constant(Parameter):

@@ -1,8 +1,10 @@
 """Input handling shared by the metrics: lists of per-device arrays, host copies, and the
 selections (arg-max, the label's probability) made on the prediction's device first."""
+import functools
+
 import numpy
 
-from ..backend import context_of, get_array_module, is_array, to_device, to_host
+from ..backend import context_of, get_array_module, is_array, run_on, to_device, to_host
 from ..backend.checks import check_labels, flush_device_checks
 from ..ndarray import NDArray
 
@@ -112,3 +114,33 @@ def check_label_shapes(labels, preds, wrap=False, shape=False):
 def _num(v):
     """A JSON-friendly Python number (NumPy scalars are converted)."""
     return v.item() if isinstance(v, numpy.generic) else v
+
+
+def _on_preds_device(update):
+    """Run a metric's ``update(labels, preds)`` on its predictions' device (CuPy launches
+    kernels on the thread's current device); pair by pair when they span several devices."""
+    @functools.wraps(update)
+    def placed(self, labels, preds):
+        plist = preds if isinstance(preds, (list, tuple)) else [preds]
+        ctxs = {c for c in map(_device_context, plist) if c is not None}
+        if not ctxs:
+            return update(self, labels, preds)
+        llist = labels if isinstance(labels, (list, tuple)) else [labels] * len(plist)
+        if len(ctxs) == 1 or len(llist) != len(plist):
+            return run_on(next(iter(ctxs)), update, self, labels, preds)
+        for label, pred in zip(llist, plist):
+            ctx = _device_context(pred)
+            if ctx is None:
+                update(self, [label], [pred])
+            else:
+                run_on(ctx, update, self, [label], [pred])
+    return placed
+
+
+def _device_context(x):
+    """The device (not CPU) context of an NDArray or device array, else None."""
+    if isinstance(x, NDArray):
+        return x._ctx if x._ctx.device_type != 'cpu' else None
+    if is_array(x) and not isinstance(x, numpy.ndarray):
+        return context_of(x)
+    return None

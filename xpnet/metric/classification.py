@@ -7,7 +7,7 @@ import numpy
 
 from ..backend import to_host
 from ..backend.checks import check_labels
-from ._inputs import _device, _host, _pairs, _pick_host
+from ._inputs import _device, _host, _pairs, _pick_host, _on_preds_device
 from .base import EvalMetric, _alias, register
 
 __all__ = ['Accuracy', 'TopKAccuracy', 'F1', 'MCC', 'PCC', 'Perplexity', 'CrossEntropy',
@@ -32,6 +32,7 @@ class Accuracy(EvalMetric):
                          has_global_stats=True)
         self.axis = axis
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             pd, xp = _device(pred)
@@ -72,6 +73,7 @@ class TopKAccuracy(EvalMetric):
             config['name'] = config['name'][:-len(suffix)]
         return config
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             p, lab = _host(pred), _host(label)
@@ -176,6 +178,7 @@ class _BinaryMetric(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True, average=average)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             self._stats.update(label, pred, self.name)
@@ -263,6 +266,7 @@ class PCC(EvalMetric):
         cov_xy = numpy.sum(cmat.diagonal() * n - x * y)
         return float(cov_xy / (cov_xx * cov_yy) ** 0.5)
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             pd, xp = _device(pred)
@@ -338,6 +342,7 @@ class Perplexity(EvalMetric):
         self.ignore_label = ignore_label
         self.axis = axis
 
+    @_on_preds_device
     def update(self, labels, preds):
         loss, num = 0.0, 0
         for label, pred in _pairs(labels, preds, self.name):
@@ -373,6 +378,7 @@ class CrossEntropy(EvalMetric):
                          has_global_stats=True)
         self.eps = eps
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             probs, _ = _pick_host(pred, label, -1, self.name)

@@ -5,7 +5,7 @@ import numpy
 from ..backend import get_array_module, is_array
 from ..backend.checks import flush_device_checks
 from ..ndarray import NDArray
-from ._inputs import _as_list, _host
+from ._inputs import _as_list, _host, _on_preds_device
 from .base import EvalMetric, register
 
 __all__ = ['Loss', 'CustomMetric']
@@ -28,6 +28,7 @@ class Loss(EvalMetric):
         super().__init__(name, output_names=output_names, label_names=label_names,
                          has_global_stats=True)
 
+    @_on_preds_device
     def update(self, _, preds):
         flush_device_checks()       # a read-back: failed device checks surface here
         for pred in _as_list(preds):
@@ -64,6 +65,7 @@ class CustomMetric(EvalMetric):
         self._feval = feval
         self._allow_extra_outputs = allow_extra_outputs
 
+    @_on_preds_device
     def update(self, labels, preds):
         flush_device_checks()
         labels, preds = _as_list(labels), _as_list(preds)

@@ -3,7 +3,7 @@ import math
 
 import numpy
 
-from ._inputs import _host, _pairs
+from ._inputs import _host, _pairs, _on_preds_device
 from .base import EvalMetric, _alias, register
 
 __all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
@@ -40,6 +40,7 @@ class _BatchError(EvalMetric):
     def _error(d):
         raise NotImplementedError
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             self._accumulate(self._error(_regression_pair(label, pred, self.name)), 1)
@@ -128,6 +129,7 @@ class PearsonCorrelation(EvalMetric):
         denom = math.sqrt(m2l * m2p)
         return c / denom if n > 1 and denom > 0 else float('nan')
 
+    @_on_preds_device
     def update(self, labels, preds):
         for label, pred in _pairs(labels, preds, self.name):
             lab, p = _host(label), _host(pred)

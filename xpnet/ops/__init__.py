@@ -9,9 +9,12 @@
 - ``creation``: zeros, ones, arange, ...
 - ``ctc``: the connectionist temporal classification loss
 
-Layers compose these; ``xpnet.nd`` re-exports them under MXNet's names.
+Layers compose these; ``xpnet.nd`` re-exports them under MXNet's names. Every public op
+seen from here runs under its data's device (``_base.on_device``); calls between ops inside
+a module are already there.
 """
 import sys
+import types
 
 from .conv import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
@@ -25,5 +28,15 @@ from .rnn import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 
 from .. import ndarray as _ndarray
+from ._base import on_device as _on_device
 
+
+def _place_ops_on_device(namespace):
+    for name, fn in list(namespace.items()):
+        if not name.startswith('_') and isinstance(fn, types.FunctionType) \
+                and fn.__module__.startswith(__name__ + '.'):
+            namespace[name] = _on_device(fn)
+
+
+_place_ops_on_device(globals())
 _ndarray._O = sys.modules[__name__]

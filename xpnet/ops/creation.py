@@ -1,4 +1,5 @@
-"""Array creation: zeros, ones, full, empty, arange, *_like."""
+"""Array creation: zeros, ones, full, empty, arange, *_like. Each allocates with its device
+current (``xpnet.ops`` wraps them with ``on_device``; ``_make`` does it for direct callers)."""
 import numpy as np
 
 from ..backend import Context, current_context
@@ -19,7 +20,9 @@ def _shape(shape):
 def _make(fn, shape, ctx, dtype, *args):
     c = _ctx(ctx)
     xp = c.xp
-    return _wrap(getattr(xp, fn)(_shape(shape), *args, dtype=np.dtype(dtype or np.float32)), c)
+    with c.use():
+        return _wrap(getattr(xp, fn)(_shape(shape), *args, dtype=np.dtype(dtype or np.float32)),
+                     c)
 
 
 def zeros(shape, ctx=None, dtype=None, **kwargs):
@@ -39,8 +42,7 @@ def empty(shape, ctx=None, dtype=None, **kwargs):
 
 def full(shape, val, ctx=None, dtype=None, **kwargs):
     """An array filled with ``val``."""
-    c = _ctx(ctx)
-    return _wrap(c.xp.full(_shape(shape), val, dtype=np.dtype(dtype or np.float32)), c)
+    return _make('full', shape, ctx, dtype, val)
 
 
 def zeros_like(data, **kwargs):

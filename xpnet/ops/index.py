@@ -109,7 +109,9 @@ def take_along_axis(a, indices, axis):
 
     def backward(g):
         out = xp.zeros(shape, dtype=dtype)
-        grid = list(xp.indices(idx.shape, sparse=True))
+        nd = idx.ndim      # open grids (CuPy's indices() has no sparse=True)
+        grid = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
+                for i, n in enumerate(idx.shape)]
         grid[ax] = idx
         scatter_add(xp, out, tuple(grid), g)
         return (out,)

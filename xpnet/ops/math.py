@@ -144,9 +144,8 @@ def power(a, b):
     def backward(g):
         ga = unbroadcast(g * bd * ad ** (bd - 1), sa) if need[0] else None
         gb = None
-        if need[1]:
-            with np.errstate(divide='ignore', invalid='ignore'):
-                logs = xp.where(ad > 0, xp.log(xp.where(ad > 0, ad, 1)), 0)
+        if need[1]:   # log only of positive values: nothing to silence (errstate is host-only)
+            logs = xp.where(ad > 0, xp.log(xp.where(ad > 0, ad, 1)), 0)
             gb = unbroadcast(g * y * logs, sb)
         return ga, gb
     return record_op(backward, (a, b), y, a._ctx, name='power')

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import run_on
 from ..ndarray import NDArray, _wrap
 
 __all__ = ['Optimizer', 'register', 'create']
@@ -36,7 +37,9 @@ def _data(arr):
 
 
 def _zeros_like(weight, dtype=None):
-    return _wrap(weight.xp.zeros(weight.shape, dtype=dtype or weight.dtype), weight.context)
+    with weight.context.use():
+        return _wrap(weight.xp.zeros(weight.shape, dtype=dtype or weight.dtype),
+                     weight.context)
 
 
 def _dense_grad(grad):
@@ -243,7 +246,8 @@ class Optimizer:
         also holds a float32 master copy of the weight, in MXNet 1.9's order:
         ``(weight32, state)``, or ``(state, weight32)`` for SGD, NAG and LARS."""
         if self.multi_precision and weight.dtype == np.float16:
-            master = _wrap(weight._data.astype(np.float32), weight.context)
+            with weight.context.use():
+                master = _wrap(weight._data.astype(np.float32), weight.context)
             inner = self.create_state(index, master)
             return (master, inner) if self._master_first else (inner, master)
         if weight.dtype == np.float16:
@@ -277,10 +281,11 @@ class Optimizer:
             self._update_count(index)
             for i, w, g, s, lr, wd in zip(index, weight, grad, state, self._get_lrs(index),
                                           self._get_wds(index)):
-                self._step(i, w, g, s, lr, wd)
+                run_on(w.context, self._step, i, w, g, s, lr, wd)   # on the weight's device
             return
         self._update_count(index)
-        self._step(index, weight, grad, state, self._get_lr(index), self._get_wd(index))
+        run_on(weight.context, self._step, index, weight, grad, state, self._get_lr(index),
+               self._get_wd(index))
 
     def update_multi_precision(self, index, weight, grad, state):
         """:meth:`update`, through the float32 master copy for float16 weights."""
@@ -288,8 +293,11 @@ class Optimizer:
             for i, w, g, s in zip(index, weight, grad, state):
                 self.update_multi_precision(i, w, g, s)
             return
-        parts = self._split_multi_precision(weight, state)
-        if parts is not None:
+        with weight.context.use():          # (subclasses may override update itself)
+            parts = self._split_multi_precision(weight, state)
+            if parts is None:
+                self.update(index, weight, grad, state)
+                return
             master, inner = parts
             if _is_sparse(grad):
                 grad = grad.astype(np.float32)
@@ -297,8 +305,6 @@ class Optimizer:
                 grad = _wrap(_data(grad).astype(np.float32), weight.context)
             self.update(index, master, grad, inner)
             weight._data[...] = master._data.astype(weight.dtype)
-            return
-        self.update(index, weight, grad, state)
 
     def _step(self, index, weight, grad, state, lr, wd):
         raise NotImplementedError(f'{type(self).__name__} must implement update() or _step()')

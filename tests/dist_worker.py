@@ -351,9 +351,10 @@ class _FakeNccl:
                     and rank == mpi_comm.rank, (uid, ndev, rank)
 
             def allReduce(self, send, recv, count, dtype, op, stream):
-                assert send == recv and op == fake.NCCL_SUM
+                assert op == fake.NCCL_SUM
                 fake._count('allReduce')
-                mpi_comm.Allreduce(mpi.IN_PLACE, fake._view(recv, count, dtype))
+                source = mpi.IN_PLACE if send == recv else fake._view(send, count, dtype)
+                mpi_comm.Allreduce(source, fake._view(recv, count, dtype))
 
             def broadcast(self, send, recv, count, dtype, root, stream):
                 fake._count('broadcast')
@@ -400,23 +401,26 @@ def check_nccl_path():
             net = mlp(seed)
             net.collect_params().reset_ctx(ctx)
             return net
-        before = dict(_FakeNccl.calls)
         rows = shard(10)
-        ref, net = mlp(0), make(r)
-        ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1})
-        tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1},
-                           kvstore='dist_sync')
         loss = xpnet.loss.SoftmaxCrossEntropyLoss()
-        for step in range(3):
-            with autograd.record():
-                loss(ref(xpnet.array(x)), xpnet.array(y)).backward()
-            ref_tr.step(10)
-            with autograd.record():
-                loss(net(xpnet.array(x[rows], ctx=ctx)), xpnet.array(y[rows], ctx=ctx)).backward()
-            tr.step(len(rows))
-            assert_close(net, ref, f'nccl step {step}')
-            same_on_every_rank(net)
-        assert _FakeNccl.calls['allReduce'] >= before.get('allReduce', 0) + 3, _FakeNccl.calls
+        for bucket_mb in (None, 1e-4):         # packed buckets; each gradient alone
+            before = dict(_FakeNccl.calls)
+            ref, net = mlp(0), make(r)
+            ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1})
+            tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1},
+                               kvstore='dist_sync', bucket_mb=bucket_mb)
+            for step in range(3):
+                with autograd.record():
+                    loss(ref(xpnet.array(x)), xpnet.array(y)).backward()
+                ref_tr.step(10)
+                with autograd.record():
+                    loss(net(xpnet.array(x[rows], ctx=ctx)),
+                         xpnet.array(y[rows], ctx=ctx)).backward()
+                tr.step(len(rows))
+                assert_close(net, ref, f'nccl step {step}')
+                same_on_every_rank(net)
+            assert _FakeNccl.calls['allReduce'] >= before.get('allReduce', 0) + 3, \
+                _FakeNccl.calls
     finally:
         dist_device.set_backend_factory('sim', None)
 

@@ -88,14 +88,19 @@ class Communicator:
         return f'Communicator({self.name!r}, rank {self.rank} of {self.size})'
 
     # ---- the public operations ---------------------------------------------------------
-    def iallreduce(self, arr, ctx):
-        """Start summing ``arr`` (on ``ctx``) over all ranks, in place; returns a Pending."""
+    def iallreduce(self, arr, ctx, out=None):
+        """Start summing ``arr`` (on ``ctx``) over all ranks into ``out`` (default: ``arr``
+        itself, in place; else an array of the same shape and dtype); returns a Pending."""
         seq = self._next()
+        out = arr if out is None else out
         if self.size == 1:
+            if out is not arr:
+                with ctx.use():
+                    out[...] = arr
             return Pending(self, _done, None, seq, 0, '')
         if ctx.xp is not np:
-            return self.device_backend(ctx).iallreduce(arr, seq)
-        return self._host_iallreduce(arr, seq)
+            return self.device_backend(ctx).iallreduce(arr, out, seq)
+        return self._host_iallreduce(arr, out, seq)
 
     def allreduce(self, arr, ctx):
         """Sum ``arr`` over all ranks, in place (blocking); returns ``arr``."""
@@ -166,25 +171,37 @@ class Communicator:
         self._seq += 1
         return self._seq
 
-    def _host_iallreduce(self, arr, seq):
+    def _host_iallreduce(self, arr, out, seq):
         # MPI has no standard half type: sum float16 in float32, as NCCL does internally.
-        staged = not arr.flags.c_contiguous or arr.dtype == np.float16
-        buf = np.ascontiguousarray(arr, dtype=np.float32 if arr.dtype == np.float16 else None)
-        req = self.comm.Iallreduce(self.mpi.IN_PLACE, buf, op=self.mpi.SUM)
+        wide = np.float32 if arr.dtype == np.float16 else None
+        send = np.ascontiguousarray(arr, dtype=wide)
+        direct = out.flags.c_contiguous and wide is None
+        if direct:
+            recv = out
+        else:
+            recv = send if out is arr else np.empty(send.shape, send.dtype)
+        if recv is send:
+            req = self.comm.Iallreduce(self.mpi.IN_PLACE, recv, op=self.mpi.SUM)
+        else:
+            req = self.comm.Iallreduce(send, recv, op=self.mpi.SUM)
 
         def finish():
-            arr[...] = buf
-        return Pending(self, req.Test, finish if staged else None, seq, 0,
-                       f'{buf.size} {arr.dtype}')
+            out[...] = recv
+        return Pending(self, req.Test, None if direct else finish, seq, 0,
+                       f'{send.size} {arr.dtype}')
 
-    def host_staged(self, arr, ctx, seq):
-        """Start summing a device array through a host copy (the fallback device path)."""
-        host = np.ascontiguousarray(to_host(arr))
-        pending = self._host_iallreduce(host, seq)
+    def host_staged(self, arr, out, ctx, seq):
+        """Start summing a device array through host copies (the fallback device path)."""
+        send = np.ascontiguousarray(to_host(arr))
+        recv = send if out is arr else np.empty_like(send)
+        pending = self._host_iallreduce(send, recv, seq)
+        inner = pending._finish
 
         def finish():
+            if inner is not None:
+                inner()
             with ctx.use():
-                arr[...] = to_device(host, ctx)
+                out[...] = to_device(recv, ctx)
         pending._finish = finish
         return pending
 

@@ -83,8 +83,8 @@ class HostStagedBackend:
     def __init__(self, comm, ctx):
         self.comm, self.ctx = comm, ctx
 
-    def iallreduce(self, arr, seq):
-        return self.comm.host_staged(arr, self.ctx, seq)
+    def iallreduce(self, arr, out, seq):
+        return self.comm.host_staged(arr, out, self.ctx, seq)
 
     def broadcast(self, arr, root, seq):
         host = np.ascontiguousarray(to_host(arr))
@@ -113,9 +113,14 @@ class CudaAwareMpiBackend:
             raise ValueError('distributed: CUDA-aware MPI needs contiguous device arrays')
         self.ctx.xp.cuda.get_current_stream().synchronize()   # MPI reads memory directly
 
-    def iallreduce(self, arr, seq):
+    def iallreduce(self, arr, out, seq):
         self._ready(arr)
-        req = self.comm.comm.Iallreduce(self.comm.mpi.IN_PLACE, arr, op=self.comm.mpi.SUM)
+        mpi = self.comm.mpi
+        if out is arr:
+            req = self.comm.comm.Iallreduce(mpi.IN_PLACE, arr, op=mpi.SUM)
+        else:
+            self._ready(out)
+            req = self.comm.comm.Iallreduce(arr, out, op=mpi.SUM)
         return Pending(self.comm, req.Test, None, seq, 0, f'{arr.size} {arr.dtype}')
 
     def broadcast(self, arr, root, seq):
@@ -227,10 +232,13 @@ class NcclBackend:
                 self.rt.current_stream().wait_event(done)
         return finish
 
-    def iallreduce(self, arr, seq):
-        ptr, n, kind = self.rt.ptr(arr), arr.size, self._types.get(arr.dtype)
+    def iallreduce(self, arr, out, seq):
+        if out is not arr and not out.flags.c_contiguous:
+            raise ValueError('distributed: NCCL needs contiguous device arrays')
+        src, dst, n, kind = self.rt.ptr(arr), self.rt.ptr(out), arr.size, \
+            self._types.get(arr.dtype)
         done = self._start(arr, lambda s: self.nccl_comm.allReduce(
-            ptr, ptr, n, kind, self.rt.nccl.NCCL_SUM, s))
+            src, dst, n, kind, self.rt.nccl.NCCL_SUM, s))
         return Pending(self.comm, lambda: done.done, self._then(done), seq, 0,
                        f'{n} {arr.dtype} over NCCL')
 

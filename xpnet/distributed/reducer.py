@@ -46,17 +46,23 @@ from ..utils import _to_ctx
 __all__ = ['GradientReducer', 'DEFAULT_BUCKET_MB']
 
 DEFAULT_BUCKET_MB = 25.0
+# A host gradient this large is reduced alone, straight from its buffer: packing it would
+# cost two copies (~0.15 ms per MB each), more than one more collective's latency.
+_HOST_ALONE = 1 << 20
 
 
 class _Bucket:
-    """Consecutive parameters of one dtype, reduced as one flat buffer."""
-    __slots__ = ('index', 'members', 'flat', 'ctx', 'expected', 'seen', 'pending', 'dirty')
+    """Consecutive parameters of one dtype, reduced as one flat buffer; or one parameter
+    alone, whose gradient is reduced straight into ``flat`` (its result buffer)."""
+    __slots__ = ('index', 'members', 'flat', 'ctx', 'alone', 'expected', 'seen', 'pending',
+                 'dirty')
 
     def __init__(self, index, members, dtype, ctx):
         self.index, self.members, self.ctx = index, members, ctx
-        total = sum(m[2] for m in members)
+        self.alone = len(members) == 1
+        shape = members[0][3] if self.alone else (sum(m[2] for m in members),)
         with ctx.use():
-            self.flat = ctx.xp.zeros(total, dtype=dtype)
+            self.flat = ctx.xp.zeros(shape, dtype=dtype)
         self.expected = 0          # leaves (parameter replicas) whose hooks complete it
         self.seen = set()
         self.pending = None        # the allreduce in flight
@@ -78,7 +84,7 @@ class GradientReducer:
         if not bucket_mb > 0:
             raise ValueError(f'bucket_mb must be > 0, got {bucket_mb!r}')
         self._params, self._comm = params, comm
-        self._bucket_bytes = int(bucket_mb * (1 << 20))
+        self._bucket_bytes = max(1, int(bucket_mb * (1 << 20)))
         self._lock = threading.Lock()
         self._buckets, self._slots, self._handles = [], {}, []
         self._signature = None
@@ -134,11 +140,16 @@ class GradientReducer:
         for i in dense:
             d = self._params[i]._data[0]
             size = d.size * d.dtype.itemsize
-            if current and (d.dtype != current[0][1] or nbytes + size > self._bucket_bytes):
+            alone = size >= self._bucket_bytes or (d.context.xp is np and size >= _HOST_ALONE)
+            if current and (alone or d.dtype != current[0][1]
+                            or nbytes + size > self._bucket_bytes):
                 groups.append(current)
                 current, nbytes = [], 0
             current.append((i, d.dtype))
             nbytes += size
+            if alone:
+                groups.append(current)
+                current, nbytes = [], 0
         if current:
             groups.append(current)
         for index, group in enumerate(groups):
@@ -193,6 +204,11 @@ class GradientReducer:
     def _start(self, bucket):
         """Pack the bucket's gradients (replicas summed, stale ones as zeros); start it."""
         flat, ctx = bucket.flat, bucket.ctx
+        if bucket.alone:
+            with ctx.use():
+                send = self._local_sum(bucket.members[0][0], ctx)
+                bucket.pending = self._comm.iallreduce(send, ctx, out=flat)
+            return
         with ctx.use():
             for i, offset, size, _ in bucket.members:
                 view = flat[offset:offset + size]
@@ -210,6 +226,21 @@ class GradientReducer:
                 if first:
                     view[...] = 0
             bucket.pending = self._comm.iallreduce(flat, ctx)
+
+    def _local_sum(self, i, ctx):
+        """This rank's gradient of parameter ``i`` on ``ctx``: the first replica's buffer
+        itself when it is the only one (no copy), else the sum of the fresh replicas."""
+        fresh = [d for d in self._params[i]._data if d._fresh_grad and d._grad is not None]
+        first = self._params[i]._data[0]
+        if not fresh:
+            return ctx.xp.zeros(first.shape, dtype=first.dtype)
+        g = fresh[0]._grad._data
+        if len(fresh) == 1 and fresh[0].context == ctx and g.flags.c_contiguous:
+            return g
+        total = _to_ctx(g, ctx).copy() if fresh[0].context != ctx else g.copy()
+        for d in fresh[1:]:
+            total += _to_ctx(d._grad._data, ctx)
+        return total
 
     def _poll(self):
         """Let MPI advance the reductions in flight (host progress happens in MPI calls)."""
@@ -280,6 +311,11 @@ class GradientReducer:
 
     def _unpack(self, bucket, fresh):
         flat = bucket.flat
+        if bucket.alone:
+            i = bucket.members[0][0]
+            if fresh[i]:
+                self._swap_in(bucket, self._params[i]._data)
+            return
         for i, offset, size, shape in bucket.members:
             if not fresh[i]:
                 continue            # stale everywhere: leave the buffers as they are
@@ -288,6 +324,27 @@ class GradientReducer:
                 with d.context.use():
                     d._grad._data[...] = part if d.context == bucket.ctx \
                         else _to_ctx(part, d.context)
+
+    def _swap_in(self, bucket, datas):
+        """The reduced gradient becomes the first replica's buffer (no copy); the buffer it
+        replaces becomes the bucket's next result buffer."""
+        result = bucket.flat
+        for d in datas[1:]:
+            with d.context.use():
+                d._grad._data[...] = _to_ctx(result, d.context)
+        first = datas[0]
+        if first.context != bucket.ctx:
+            with first.context.use():
+                first._grad._data[...] = _to_ctx(result, first.context)
+            return
+        old = first._grad._data
+        first._grad._data = result
+        if type(old) is type(result) and old.shape == result.shape \
+                and old.dtype == result.dtype and old.flags.c_contiguous:
+            bucket.flat = old
+        else:
+            with bucket.ctx.use():
+                bucket.flat = bucket.ctx.xp.empty_like(result)
 
     def _reduce_sparse(self, p):
         """Gather every rank's rows and values; each replica gets their per-row sums."""

@@ -26,6 +26,9 @@ from ..backend import cpu, to_device, to_host
 
 __all__ = ['Communicator', 'Pending']
 
+# How long a wait polls without sleeping: most collectives of a step finish within it.
+SPIN_SECONDS = 2e-4
+
 _OPS = ('allreduce', 'broadcast', 'allgather', 'barrier', 'allgatherv', 'creation')
 
 
@@ -221,12 +224,12 @@ class Communicator:
                 now = time.monotonic()
                 if deadline is not None and now > deadline:
                     raise self._timeout_error(seq, op, detail, timeout)
-                if delay:
+                # Spin for the first SPIN_SECONDS (a sleep lasts at least ~60 us: Linux's
+                # timer slack), then sleep, backing off to 1% of the time waited so far
+                # (at most 10 ms): a rank waiting for a slow one leaves its core to others.
+                if now - start > SPIN_SECONDS:
                     time.sleep(delay)
-                # Poll often at first (most waits end within a millisecond), then back off
-                # to 1% of the time waited so far (at most 10 ms): a rank waiting for a
-                # slow one leaves its core to others.
-                delay = min(delay * 2 or 1e-5, max(2e-4, (now - start) / 100), 0.01)
+                    delay = min(delay * 2 or 1e-5, max(2e-4, (now - start) / 100), 0.01)
         finally:
             world.waiting = prev
 

@@ -85,6 +85,7 @@ class GradientReducer:
             raise ValueError(f'bucket_mb must be > 0, got {bucket_mb!r}')
         self._params, self._comm = params, comm
         self._bucket_bytes = max(1, int(bucket_mb * (1 << 20)))
+        _check_thread_level(comm, params)
         self._lock = threading.Lock()
         self._buckets, self._slots, self._handles = [], {}, []
         self._signature = None
@@ -391,6 +392,18 @@ class GradientReducer:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def _check_thread_level(comm, params):
+    """Several devices per rank call MPI from their threads (gradient hooks, SyncBatchNorm):
+    that needs MPI_THREAD_MULTIPLE (mpi4py's default)."""
+    mpi = comm.mpi
+    if mpi is None or not params or len(params[0].list_ctx()) < 2:
+        return
+    if mpi.Query_thread() < mpi.THREAD_MULTIPLE:
+        raise RuntimeError('Trainer(kvstore=dist_sync) with several devices per rank needs MPI '
+                           'initialized with MPI_THREAD_MULTIPLE (mpi4py\'s default; do not '
+                           'lower mpi4py.rc.thread_level)')
 
 
 def _rows_of(buf):

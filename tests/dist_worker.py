@@ -425,6 +425,41 @@ def check_nccl_path():
         dist_device.set_backend_factory('sim', None)
 
 
+def check_gpu():
+    """Ranks on GPUs (gpu(local_rank)): NCCL with one GPU per rank, else host staging
+    (XPNET_DIST_DEVICE_COMM=host, set by the test); the reference runs on the CPU."""
+    ctx = dist.default_context()
+    assert ctx.device_type == 'gpu', ctx
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(10, 2, 5, 5)).astype(np.float32)
+    x += np.arange(10, dtype=np.float32)[:, None, None, None]
+    y = rng.integers(0, 3, 10).astype(np.float32)
+    loss = xpnet.loss.SoftmaxCrossEntropyLoss()
+    rows = shard(10)
+    for bucket_mb in (None, 1e-4):
+        ref, net = cnn(0, nn.BatchNorm), cnn(dist.rank())
+        net.collect_params().reset_ctx(ctx)
+        ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+        tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9},
+                           kvstore='dist_sync', bucket_mb=bucket_mb)
+        for step in range(3):
+            with autograd.record():
+                loss(ref(xpnet.array(x)), xpnet.array(y)).backward()
+            ref_tr.step(10)
+            with autograd.record():
+                loss(net(xpnet.array(x[rows], ctx=ctx)), xpnet.array(y[rows], ctx=ctx)).backward()
+            tr.step(len(rows))
+            for (name, p), q in zip(net.collect_params().items(), ref.collect_params().values()):
+                np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=1e-4,
+                                           atol=1e-5, err_msg=f'gpu step {step}: {name}')
+            same_on_every_rank(net)
+        backend = type(tr._dist._comm.device_backend(ctx)).__name__
+        expected = 'HostStagedBackend' if xpnet.num_gpus() < dist.size() else 'NcclBackend'
+        assert backend == expected, (backend, expected)
+    v = dist.allreduce(xpnet.nd.array(np.full(3, dist.rank() + 1.0), ctx=ctx), average=True)
+    np.testing.assert_allclose(v.asnumpy(), np.full(3, (dist.size() + 1) / 2))
+
+
 def check_raise():
     dist.barrier()
     if dist.rank() == 1:

@@ -41,7 +41,7 @@ def _mpiexec():
     return [exe] + flags
 
 
-def run_ranks(n, *checks, timeout=120):
+def run_ranks(n, *checks, timeout=120, **env_vars):
     cmd = _mpiexec()
     if cmd is None:
         pytest.skip('mpi4py or mpiexec is not installed (pip install "xpnet[mpi]")')
@@ -50,6 +50,7 @@ def run_ranks(n, *checks, timeout=120):
                PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE),
                                                         os.environ.get('PYTHONPATH')])))
     env.pop('XPNET_DIST_TIMEOUT', None)
+    env.update(env_vars)
     return subprocess.run(cmd + ['-n', str(n), sys.executable, WORKER, *checks],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -83,6 +84,39 @@ def test_a_collective_past_the_timeout_names_the_missing_rank():
     assert 'DistributedTimeoutError' in proc.stderr
     assert 'rank(s) [2] did not arrive' in proc.stderr
     assert 'barrier #2' in proc.stderr
+
+
+@pytest.mark.skipif(xpnet.num_gpus() == 0, reason='needs a GPU')
+def test_two_ranks_on_gpus():
+    # one GPU: both ranks on it, reducing through the host (NCCL refuses two ranks per GPU)
+    extra = {'XPNET_DIST_DEVICE_COMM': 'host'} if xpnet.num_gpus() < 2 else {}
+    _passed(run_ranks(2, 'gpu', timeout=300, **extra), ['gpu'])
+
+
+@pytest.mark.skipif(xpnet.num_gpus() == 0, reason='needs a GPU')
+def test_nccl_backend_on_a_gpu_with_one_rank():
+    """CuPy's NCCL API as NcclBackend calls it (unique id, communicator, streams, events,
+    allReduce into another buffer and in place, broadcast, allGather), with one rank."""
+    from xpnet.distributed.comm import Communicator
+    from xpnet.distributed.device import CupyRuntime, NcclBackend
+    runtime = CupyRuntime.load()
+    if runtime is None:
+        pytest.skip('CuPy has no NCCL')
+    ctx = xpnet.gpu(0)
+    xp = ctx.xp
+    backend = NcclBackend(Communicator(world.get_world(), 'nccl-test'), ctx, runtime)
+    for dtype in (np.float32, np.float16, np.float64):
+        a = xp.arange(6, dtype=dtype)
+        out = xp.zeros_like(a)
+        backend.iallreduce(a, out, 1).wait()
+        backend.iallreduce(a, a, 2).wait()
+        np.testing.assert_array_equal(out.get(), np.arange(6))
+        np.testing.assert_array_equal(a.get(), np.arange(6))
+    b = xp.full(3, 7.0)
+    backend.broadcast(b, 0, 3)
+    np.testing.assert_array_equal(b.get(), [7, 7, 7])
+    g = backend.allgather(xp.arange(4, dtype=xp.int64), 4)
+    np.testing.assert_array_equal(g.get(), [[0, 1, 2, 3]])
 
 
 # ---- one process: the world of one rank ----------------------------------------------------

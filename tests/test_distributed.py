@@ -74,7 +74,7 @@ def test_three_ranks_with_uneven_shards():
 def test_a_rank_that_raises_aborts_the_job():
     proc = run_ranks(2, 'raise', timeout=60)     # hangs (and times out) without the abort
     assert proc.returncode != 0
-    assert 'rank 1 of 2 raised ValueError' in proc.stderr
+    assert 'rank 1 of 2 raised ValueError: rank 1 fails on purpose' in proc.stderr
     assert 'ValueError: rank 1 fails on purpose' in proc.stderr
 
 

@@ -251,7 +251,7 @@ class Communicator:
         what = f'the creation of communicator {self.name!r}' if op == 5 else \
             f'{_OPS[op]} #{seq} on communicator {self.name!r}'
         what += f' ({detail})' if detail else ''
-        msg = f'xpnet.distributed: rank {self.rank} waited {timeout:g} s in {what}'
+        msg = f'rank {self.rank} waited {timeout:g} s in {what}'
         if missing:
             msg += (f'; rank(s) {missing} did not arrive (they did not answer: busy outside '
                     'any collective, hung, or dead)')

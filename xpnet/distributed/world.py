@@ -45,6 +45,7 @@ _INSTALL_HINT = ('install the MPI extra: pip install "xpnet[mpi]" (mpi4py and an
                  'mpiexec needs no system packages)')
 
 _DEFAULT_TIMEOUT = 600.0
+_ABORT_DELAY = 0.5
 _TAG_PROBE, _TAG_REPLY = 7301, 7302
 
 
@@ -193,11 +194,14 @@ def _install_abort_hook(world):
 
     def abort_job(exc_type, exc, tb):
         try:
+            # the error first, in one line: the launcher may cut the rest when it kills us
             sys.stderr.write(f'xpnet.distributed: rank {world.rank} of {world.size} raised '
-                             f'{exc_type.__name__}; aborting every rank of the job\n')
+                             f'{exc_type.__name__}: {exc}\n(aborting every rank of the job)\n')
+            sys.stderr.flush()
             previous(exc_type, exc, tb)
             sys.stderr.flush()
             sys.stdout.flush()
+            time.sleep(_ABORT_DELAY)     # let the launcher forward this (and other ranks' errors)
         finally:
             world.mpi.COMM_WORLD.Abort(1)
     abort_job.previous = previous

@@ -40,20 +40,24 @@ def same_on_every_rank(net):
     assert (everyone == everyone[0]).all(), 'parameters differ between ranks'
 
 
-def assert_close(net, ref, what):
+def assert_close(net, ref, what, rtol=RTOL, atol=ATOL):
     for (name, p), q in zip(net.collect_params().items(), ref.collect_params().values()):
-        np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=RTOL,
-                                   atol=ATOL, err_msg=f'{what}: {name}')
+        assert p.data().dtype == q.data().dtype, (name, p.data().dtype)   # float32 stays
+        np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=rtol,
+                                   atol=atol, err_msg=f'{what}: {name}')
 
 
 def train_pair(make, opt, opt_args, x, y, loss_fn, steps=4, batch_axis=0, check=None,
-               **trainer_args):
-    """Train ``make(seed)`` on this rank's shard (dist) and on the whole batch (reference);
-    rank r > 0 starts from other weights, which the Trainer must replace by rank 0's."""
-    ref, net = make(0), make(dist.rank())
+               ctx=None, make_ref=None, rtol=RTOL, atol=ATOL, **trainer_args):
+    """Train ``make(seed)`` on this rank's shard (dist, on ``ctx``) and ``make_ref(0)``
+    (default ``make``) on the whole batch on the CPU; rank r > 0 starts from other
+    weights, which the Trainer must replace by rank 0's."""
+    ref, net = (make_ref or make)(0), make(dist.rank())
+    if ctx is not None:
+        net.collect_params().reset_ctx(ctx)
     ref_tr = xpnet.Trainer(ref.collect_params(), opt, dict(opt_args))
-    tr = xpnet.Trainer(net.collect_params(), opt, dict(opt_args), kvstore='dist_sync',
-                       **trainer_args)
+    tr = xpnet.Trainer(net.collect_params(), opt, dict(opt_args),
+                       **dict({'kvstore': 'dist_sync'}, **trainer_args))
     rows = shard(x.shape[batch_axis])
     xs, ys = np.take(x, rows, axis=batch_axis), y[rows]
     for step in range(steps):
@@ -62,21 +66,21 @@ def train_pair(make, opt, opt_args, x, y, loss_fn, steps=4, batch_axis=0, check=
         loss.backward()
         ref_tr.step(len(y))
         with autograd.record():
-            loss = loss_fn(net(xpnet.array(xs)), xpnet.array(ys))
+            loss = loss_fn(net(xpnet.array(xs, ctx=ctx)), xpnet.array(ys, ctx=ctx))
         loss.backward()
         if check is not None:
             check(step, tr)
         tr.step(len(ys))
-        assert_close(net, ref, f'step {step}')
+        assert_close(net, ref, f'step {step}', rtol, atol)
         same_on_every_rank(net)
     return net, tr
 
 
-def mlp(seed, sbn=False):
+def mlp(seed):
     xpnet.random.seed(seed)
     net = nn.Sequential()
-    net.add(nn.Dense(16, activation='relu', in_units=6), nn.Dense(8, activation='tanh', in_units=16),
-            nn.Dense(3, in_units=8))
+    net.add(nn.Dense(16, activation='relu', in_units=6),
+            nn.Dense(8, activation='tanh', in_units=16), nn.Dense(3, in_units=8))
     net.initialize()
     return net
 
@@ -95,7 +99,8 @@ def check_api():
         np.testing.assert_array_equal(b.asnumpy(), [n - 1, 2 * (n - 1)])
         g = dist.allgather(xpnet.nd.array(np.full((r + 1, 2), r), ctx=ctx))
         assert g.context == ctx
-        np.testing.assert_array_equal(g.asnumpy()[:, 0], np.repeat(np.arange(n), np.arange(1, n + 1)))
+        np.testing.assert_array_equal(g.asnumpy()[:, 0],
+                                      np.repeat(np.arange(n), np.arange(1, n + 1)))
     h = np.arange(4.0) * (r + 1)
     dist.allreduce(h)
     np.testing.assert_array_equal(h, np.arange(4.0) * n * (n + 1) / 2)
@@ -190,8 +195,8 @@ def cnn(seed, bn=nn.SyncBatchNorm):
     xpnet.random.seed(seed)
     net = nn.Sequential()
     # no conv bias: BatchNorm cancels it, its gradient is rounding noise that Adam amplifies
-    net.add(nn.Conv2D(4, 3, in_channels=2, use_bias=False), bn(in_channels=4), nn.Activation('relu'),
-            nn.GlobalAvgPool2D(), nn.Dense(3, in_units=4))
+    net.add(nn.Conv2D(4, 3, in_channels=2, use_bias=False), bn(in_channels=4),
+            nn.Activation('relu'), nn.GlobalAvgPool2D(), nn.Dense(3, in_units=4))
     net.initialize()
     return net
 
@@ -201,20 +206,10 @@ def check_cnn():
     x = rng.normal(size=(7, 2, 5, 5)).astype(np.float32)
     x += np.arange(7, dtype=np.float32)[:, None, None, None]   # shards' statistics differ
     y = rng.integers(0, 3, 7).astype(np.float32)
-    loss = xpnet.loss.SoftmaxCrossEntropyLoss()
-    ref, net = cnn(0, nn.BatchNorm), cnn(dist.rank())
-    ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
-    tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9},
-                       kvstore='dist_sync_device')
-    rows = shard(len(y))
-    for step in range(3):
-        for model, t, xb, yb in ((ref, ref_tr, x, y), (net, tr, x[rows], y[rows])):
-            with autograd.record():
-                loss_value = loss(model(xpnet.array(xb)), xpnet.array(yb))
-            loss_value.backward()
-            t.step(len(yb))
-        assert_close(net, ref, f'cnn step {step}')   # includes the running statistics
-        same_on_every_rank(net)
+    # SyncBatchNorm on shards against BatchNorm on the batch (running statistics included)
+    train_pair(cnn, 'sgd', {'learning_rate': 0.1, 'momentum': 0.9}, x, y,
+               xpnet.loss.SoftmaxCrossEntropyLoss(), steps=3,
+               make_ref=lambda seed: cnn(seed, nn.BatchNorm), kvstore='dist_sync_device')
 
 
 def lstm(seed):
@@ -396,31 +391,12 @@ def check_nccl_path():
         rng = np.random.default_rng(5)
         x = rng.normal(size=(10, 6)).astype(np.float32)
         y = rng.integers(0, 3, 10).astype(np.float32)
-
-        def make(seed):
-            net = mlp(seed)
-            net.collect_params().reset_ctx(ctx)
-            return net
-        rows = shard(10)
-        loss = xpnet.loss.SoftmaxCrossEntropyLoss()
         for bucket_mb in (None, 1e-4):         # packed buckets; each gradient alone
-            before = dict(_FakeNccl.calls)
-            ref, net = mlp(0), make(r)
-            ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1})
-            tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1},
-                               kvstore='dist_sync', bucket_mb=bucket_mb)
-            for step in range(3):
-                with autograd.record():
-                    loss(ref(xpnet.array(x)), xpnet.array(y)).backward()
-                ref_tr.step(10)
-                with autograd.record():
-                    loss(net(xpnet.array(x[rows], ctx=ctx)),
-                         xpnet.array(y[rows], ctx=ctx)).backward()
-                tr.step(len(rows))
-                assert_close(net, ref, f'nccl step {step}')
-                same_on_every_rank(net)
-            assert _FakeNccl.calls['allReduce'] >= before.get('allReduce', 0) + 3, \
-                _FakeNccl.calls
+            before = _FakeNccl.calls.get('allReduce', 0)
+            train_pair(mlp, 'sgd', {'learning_rate': 0.1}, x, y,
+                       xpnet.loss.SoftmaxCrossEntropyLoss(), steps=3, ctx=ctx,
+                       bucket_mb=bucket_mb)
+            assert _FakeNccl.calls['allReduce'] >= before + 3, _FakeNccl.calls
     finally:
         dist_device.set_backend_factory('sim', None)
 
@@ -434,25 +410,11 @@ def check_gpu():
     x = rng.normal(size=(10, 2, 5, 5)).astype(np.float32)
     x += np.arange(10, dtype=np.float32)[:, None, None, None]
     y = rng.integers(0, 3, 10).astype(np.float32)
-    loss = xpnet.loss.SoftmaxCrossEntropyLoss()
-    rows = shard(10)
     for bucket_mb in (None, 1e-4):
-        ref, net = cnn(0, nn.BatchNorm), cnn(dist.rank())
-        net.collect_params().reset_ctx(ctx)
-        ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
-        tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9},
-                           kvstore='dist_sync', bucket_mb=bucket_mb)
-        for step in range(3):
-            with autograd.record():
-                loss(ref(xpnet.array(x)), xpnet.array(y)).backward()
-            ref_tr.step(10)
-            with autograd.record():
-                loss(net(xpnet.array(x[rows], ctx=ctx)), xpnet.array(y[rows], ctx=ctx)).backward()
-            tr.step(len(rows))
-            for (name, p), q in zip(net.collect_params().items(), ref.collect_params().values()):
-                np.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(), rtol=1e-4,
-                                           atol=1e-5, err_msg=f'gpu step {step}: {name}')
-            same_on_every_rank(net)
+        _, tr = train_pair(cnn, 'sgd', {'learning_rate': 0.1, 'momentum': 0.9}, x, y,
+                           xpnet.loss.SoftmaxCrossEntropyLoss(), steps=3, ctx=ctx,
+                           make_ref=lambda seed: cnn(seed, nn.BatchNorm), rtol=1e-4, atol=1e-5,
+                           bucket_mb=bucket_mb)
         backend = type(tr._dist._comm.device_backend(ctx)).__name__
         expected = 'HostStagedBackend' if xpnet.num_gpus() < dist.size() else 'NcclBackend'
         assert backend == expected, (backend, expected)

@@ -159,7 +159,8 @@ class GradientReducer:
                 d = self._params[i]._data[0]
                 members.append((i, offset, d.size, d.shape))
                 offset += d.size
-            bucket = _Bucket(index, members, group[0][1], self._params[group[0][0]]._data[0].context)
+            first = self._params[group[0][0]]._data[0]
+            bucket = _Bucket(index, members, group[0][1], first.context)
             for i, _ in group:
                 for d in self._params[i]._data:
                     self._slots[id(d)] = (bucket, i)
@@ -296,7 +297,7 @@ class GradientReducer:
         """The sum of every rank's ``batch_size`` (one small allreduce)."""
         total = np.array([float(batch_size)], np.float64)
         self._comm.allreduce(total, _HOST)
-        return total[0]
+        return float(total[0])        # a Python float: a NumPy scalar would upcast float32
 
     def _exchange_flags(self, batch_size):
         """Which parameters got a gradient on some rank (and the global batch size)."""

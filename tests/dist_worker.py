@@ -191,6 +191,45 @@ def check_deferred_init(x, y, loss_fn):
         same_on_every_rank(net)
 
 
+def check_accumulate_and_stale():
+    """grad_req='add' (reduced at the step, after two micro-batches), and a parameter
+    only rank 0 uses: updated on every rank, from rank 0's gradient."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 8).astype(np.float32)
+    loss_fn = xpnet.loss.SoftmaxCrossEntropyLoss()
+    ref, net = mlp(0), mlp(dist.rank())
+    for model in (ref, net):
+        for p in model.collect_params().values():
+            p.grad_req = 'add'
+    ref_tr = xpnet.Trainer(ref.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    tr = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9},
+                       kvstore='dist_sync')
+    rows = shard(8)
+    for step in range(2):
+        for model, t, idx in ((ref, ref_tr, np.arange(8)), (net, tr, rows)):
+            model.zero_grad()
+            for half in np.array_split(idx, 2):               # two micro-batches
+                with autograd.record():
+                    loss_fn(model(xpnet.array(x[half])), xpnet.array(y[half])).backward()
+            t.step(len(idx))
+        assert_close(net, ref, f'accumulate step {step}')
+        same_on_every_rank(net)
+    head = nn.Dense(2, in_units=3)
+    head.initialize()
+    both = nn.Sequential()
+    both.add(mlp(1), head)
+    tr = xpnet.Trainer(both.collect_params(), 'sgd', {'learning_rate': 0.5}, kvstore='dist')
+    before = head.weight.data().asnumpy()
+    with autograd.record():
+        out = both[0](xpnet.array(x[rows]))
+        loss = (both[1](out) if dist.rank() == 0 else out).sum()
+    loss.backward()
+    tr.step(len(rows))              # no stale error: rank 0 gave the head a gradient
+    assert not np.array_equal(head.weight.data().asnumpy(), before)
+    same_on_every_rank(both)
+
+
 def cnn(seed, bn=nn.SyncBatchNorm):
     xpnet.random.seed(seed)
     net = nn.Sequential()

@@ -62,7 +62,8 @@ def _passed(proc, checks):
 
 
 def test_two_ranks_on_shards_equal_one_process_on_the_batch():
-    checks = ['api', 'mlp', 'cnn', 'lstm', 'sparse', 'devices', 'nccl_path']
+    checks = ['api', 'mlp', 'accumulate_and_stale', 'cnn', 'lstm', 'sparse', 'devices',
+              'nccl_path']
     _passed(run_ranks(2, *checks), checks)
 
 

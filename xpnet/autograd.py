@@ -303,6 +303,8 @@ def _backward(heads, head_grads, retain_graph):
     entries = list(leaves.values())
     for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
         entry[1] = g
+    if ready is not None:
+        ready.flush(leaves, bound, foreign)
     for leaf, g, owned in leaves.values():
         if g is not None:
             _write_leaf(leaf, g, owned, bound, foreign)
@@ -375,8 +377,9 @@ def grad_retained():
 # a leaf runs once per pass as soon as the leaf's gradient is final: when every node of the
 # pass that consumes the leaf has run (edges counted by a walk of the graph before the pass,
 # made only while hooks exist), and, for a gradient still computed in the background, once
-# that job is done. The leaf's gradient is written to its buffer first, so the hook reads
-# it there; leaves not released during the pass are written and hooked at its end.
+# that job is done; hooks run in the order the leaves became final, which depends on the
+# graph only. The leaf's gradient is written to its buffer first, so the hook reads it
+# there; leaves not released during the pass are written and hooked at its end.
 
 _ready_hooks = {}     # id(leaf) -> (weak reference to the leaf, fn)
 
@@ -464,8 +467,18 @@ class _ReadyTracker:
                 del counts[id(x)]
                 if id(x) in leaves:
                     self.late.append(x)
-        if self.late:
-            self.late = [x for x in self.late if not self._release(x, leaves, bound, foreign)]
+        # in the order the leaves became final (a deterministic order, whatever the timing
+        # of background jobs): a leaf waits for the one before it
+        late = self.late
+        while late and self._release(late[0], leaves, bound, foreign):
+            del late[0]
+
+    def flush(self, leaves, bound, foreign):
+        """At the end of the pass (gradients resolved): release the final leaves still
+        waiting, in order, before the engine writes the others."""
+        for x in self.late:
+            self._release(x, leaves, bound, foreign)
+        self.late = []
 
     @staticmethod
     def _release(x, leaves, bound, foreign):

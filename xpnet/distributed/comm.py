@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backend import cpu, to_device, to_host
 
-__all__ = ['Communicator', 'Pending']
+__all__ = ['Communicator', 'Pending', 'wait_all']
 
 # How long a wait polls without sleeping: most collectives of a step finish within it.
 SPIN_SECONDS = 2e-4
@@ -59,6 +59,18 @@ class Pending:
 
 def _done():
     return True
+
+
+def wait_all(pendings):
+    """Wait for several collectives at once: one polling loop and one deadline (named after
+    the first unfinished one), then each one's results are copied back in order."""
+    todo = [p for p in pendings if not p.test()]
+    if todo:
+        first = todo[0]
+        first._comm._wait(lambda: all(p.test() for p in todo), first._seq, first._op,
+                          first._detail)
+    for p in pendings:
+        p.wait()
 
 
 class Communicator:

@@ -9,11 +9,13 @@ A :class:`GradientReducer` serves one Trainer with ``kvstore='dist_sync'``:
   between ranks means the first step's gradients came from different weights; the reducer
   warns once (seed ``xpnet.random`` the same on every rank, or give ``in_units``).
 - **Buckets.** Dense gradients are packed into flat buffers of about ``bucket_mb``
-  megabytes (one dtype each), in the order the gradients become ready in the backward pass
-  (observed on rank 0 in the second step and broadcast, so every rank uses one layout;
-  reverse parameter order before that). Each gradient is copied into its bucket once it is
-  final (the autograd engine's leaf-ready hook, :func:`xpnet.autograd.register_ready_hook`);
-  the replicas of ``context=[...]`` are summed into it first, in context order.
+  megabytes (one dtype each), in the order the gradients become final in the backward pass
+  (a property of the graph; observed on rank 0 in the second step and broadcast, so every
+  rank uses one layout; reverse parameter order before that). Each gradient is copied into
+  its bucket once it is final (the autograd engine's leaf-ready hook,
+  :func:`xpnet.autograd.register_ready_hook`); the replicas of ``context=[...]`` are summed
+  into it first, in context order. A large gradient (``bucket_mb``, or 1 MB on the host)
+  is a bucket alone, reduced from its own buffer without packing copies.
 - **Overlap.** A bucket whose gradients are all final starts a non-blocking allreduce
   (``MPI_Iallreduce`` on host memory, NCCL on a communication stream for GPUs) while the
   backward pass goes on. Buckets start strictly in index order on every rank (a ready
@@ -42,6 +44,7 @@ from .. import autograd
 from ..backend import cpu, to_device, to_host
 from ..ndarray import RowSparseGrad
 from ..utils import _to_ctx
+from .comm import wait_all
 
 __all__ = ['GradientReducer', 'DEFAULT_BUCKET_MB']
 
@@ -135,24 +138,10 @@ class GradientReducer:
             h.remove()
         self._buckets, self._slots, self._handles = [], {}, []
         dense = [i for i in order if self._dense(i)]
+        seen = set(dense)
         dense += [i for i in reversed(range(len(self._params)))
-                  if self._dense(i) and i not in set(dense)]
-        groups, current, nbytes = [], [], 0
-        for i in dense:
-            d = self._params[i]._data[0]
-            size = d.size * d.dtype.itemsize
-            alone = size >= self._bucket_bytes or (d.context.xp is np and size >= _HOST_ALONE)
-            if current and (alone or d.dtype != current[0][1]
-                            or nbytes + size > self._bucket_bytes):
-                groups.append(current)
-                current, nbytes = [], 0
-            current.append((i, d.dtype))
-            nbytes += size
-            if alone:
-                groups.append(current)
-                current, nbytes = [], 0
-        if current:
-            groups.append(current)
+                  if self._dense(i) and i not in seen]
+        groups = self._group(dense)
         for index, group in enumerate(groups):
             members, offset = [], 0
             for i, _ in group:
@@ -168,6 +157,26 @@ class GradientReducer:
                     bucket.expected += 1
             self._buckets.append(bucket)
         self._signature = self._layout_signature()
+
+    def _group(self, dense):
+        """Split parameter indices (in the order their gradients become ready) into buckets:
+        a large gradient alone, the others packed per dtype up to the bucket size (a large
+        one between them does not close the pack); buckets in the order they complete."""
+        done, packs = [], {}         # packs: dtype -> [members, bytes]
+        for pos, i in enumerate(dense):
+            d = self._params[i]._data[0]
+            size = d.size * d.dtype.itemsize
+            if size >= self._bucket_bytes or (d.context.xp is np and size >= _HOST_ALONE):
+                done.append((pos, [(i, d.dtype)]))
+                continue
+            pack = packs.setdefault(d.dtype, [[], 0])
+            if pack[0] and pack[1] + size > self._bucket_bytes:
+                done.append((pack[0][-1][2], pack[0]))
+                pack[:] = [[], 0]
+            pack[0].append((i, d.dtype, pos))
+            pack[1] += size
+        done += [(members[-1][2], members) for members, _ in packs.values() if members]
+        return [[m[:2] for m in members] for _, members in sorted(done, key=lambda g: g[0])]
 
     def _rebuild(self):
         """Build the layout in rank 0's hook order of the latest pass (every rank gets the
@@ -275,11 +284,12 @@ class GradientReducer:
                 if b.pending is None:
                     self._start(b)
         fresh = self._exchange_flags(batch_size)
+        wait_all([b.pending for b in self._buckets])
+        dirty = [b for b in self._buckets if b.dirty]   # written again after they started
+        for b in dirty:
+            self._start(b)
+        wait_all([b.pending for b in dirty])
         for b in self._buckets:
-            b.pending.wait()
-            if b.dirty:           # a second backward pass after the bucket started
-                self._start(b)
-                b.pending.wait()
             self._unpack(b, fresh)
         for i, p in enumerate(self._params):
             if p._data and p.grad_req != 'null' and p.grad_stype == 'row_sparse' and fresh[i]:

@@ -41,7 +41,8 @@ def _mpiexec():
     return [exe] + flags
 
 
-def run_ranks(n, *checks, timeout=120, **env_vars):
+def run_ranks(n, *checks, timeout=120, script=WORKER, **env_vars):
+    """``mpiexec -n n python script *checks`` (one compute thread per rank)."""
     cmd = _mpiexec()
     if cmd is None:
         pytest.skip('mpi4py or mpiexec is not installed (pip install "xpnet[mpi]")')
@@ -51,7 +52,7 @@ def run_ranks(n, *checks, timeout=120, **env_vars):
                                                         os.environ.get('PYTHONPATH')])))
     env.pop('XPNET_DIST_TIMEOUT', None)
     env.update(env_vars)
-    return subprocess.run(cmd + ['-n', str(n), sys.executable, WORKER, *checks],
+    return subprocess.run(cmd + ['-n', str(n), sys.executable, script, *checks],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -85,6 +86,17 @@ def test_a_collective_past_the_timeout_names_the_missing_rank():
     assert 'DistributedTimeoutError' in proc.stderr
     assert 'rank(s) [2] did not arrive' in proc.stderr
     assert 'barrier #2' in proc.stderr
+
+
+def test_loop_example_trains_across_two_ranks(tmp_path):
+    pytest.importorskip('sklearn')
+    script = os.path.join(os.path.dirname(HERE), 'examples', 'train_digits_dist_loop.py')
+    proc = run_ranks(2, '--epochs', '3', '--out', str(tmp_path), script=script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('epoch')]
+    assert len(lines) == 3                                 # rank 0 alone reports
+    assert float(lines[-1].split()[-1]) > 0.8              # validation accuracy
+    assert os.listdir(tmp_path) == ['digits.params.npz']   # written once
 
 
 @pytest.mark.skipif(xpnet.num_gpus() == 0, reason='needs a GPU')

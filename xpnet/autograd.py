@@ -35,13 +35,14 @@ Example::
 import heapq
 import itertools
 import threading
+import weakref
 
 from .backend import DeviceSwitch
 from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node', 'grad',
-           'Function']
+           'Function', 'register_ready_hook']
 
 
 class _State(threading.local):
@@ -229,6 +230,7 @@ def _backward(heads, head_grads, retain_graph, capture=None):
     heap = []
     leaves = {}            # id(leaf) -> [leaf, grad, owned]
     foreign = set()        # ids of arrays the user owns (head gradients): never bound to leaves
+    bound = set()          # ids of gradient arrays already bound to a leaf's buffer
     prev_retain, _state.retain = _state.retain, retain_graph
     place = DeviceSwitch()     # each node's backward runs on its outputs' device
     try:
@@ -252,6 +254,8 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                 continue
             _collect_node(heap, node, h._oidx, g, owned)
 
+        # leaf-ready hooks (below); autograd.grad writes no leaf, so it fires none
+        ready = _ReadyTracker(heads) if _ready_hooks and capture is None else None
         heappop, heappush = heapq.heappop, heapq.heappush
         while heap:
             node = heappop(heap)[1]
@@ -294,6 +298,8 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                         _collect_node(heap, src, x._oidx, g, False)
                 elif x._grad is not None:
                     _collect_leaf(leaves, x, g, False)
+            if ready is not None:
+                ready.node_done(inputs, leaves, bound, foreign)
     except BaseException:
         # every background job of this pass finishes before backward returns
         for entry in leaves.values():
@@ -317,11 +323,14 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                     capture[id(leaf)] = g.todense() if getattr(g, 'is_row_sparse', False) \
                         else g.copy()
             return
-        bound = set()
+        if ready is not None:
+            ready.flush(leaves, bound, foreign)
         for leaf, g, owned in leaves.values():
             if g is not None:
                 place.to(leaf._ctx)
                 _write_leaf(leaf, g, owned, bound, foreign)
+                if ready is not None:
+                    _fire_ready_hook(leaf)
     finally:
         place.restore()
 
@@ -538,3 +547,129 @@ class Function:
         if single:
             return record_op(backward_fn, inputs, outputs._data, ctx, need, name)
         return record_multi(backward_fn, inputs, [o._data for o in outs], ctx, need, name)
+
+
+# ---- leaf-ready hooks ----------------------------------------------------------------------
+# Data-parallel training (xpnet.distributed) starts reducing a parameter's gradient across
+# processes while the backward pass still runs through earlier layers. A hook registered on
+# a leaf runs once per pass as soon as the leaf's gradient is final: when every node of the
+# pass that consumes the leaf has run (edges counted by a walk of the graph before the pass,
+# made only while hooks exist), and, for a gradient still computed in the background, once
+# that job is done; hooks run in the order the leaves became final, which depends on the
+# graph only. The leaf's gradient is written to its buffer first, so the hook reads it
+# there; leaves not released during the pass are written and hooked at its end.
+
+_ready_hooks = {}     # id(leaf) -> (weak reference to the leaf, fn)
+
+
+class ReadyHookHandle:
+    """Returned by :func:`register_ready_hook`; ``remove()`` unregisters the hook."""
+    __slots__ = ('_key', '_ref')
+
+    def __init__(self, key, ref):
+        self._key, self._ref = key, ref
+
+    def remove(self):
+        entry = _ready_hooks.get(self._key)
+        if entry is not None and entry[0] is self._ref:
+            del _ready_hooks[self._key]
+
+
+def register_ready_hook(leaf, fn):
+    """Call ``fn(leaf)`` in every backward pass as soon as ``leaf``'s gradient is final.
+
+    ``leaf`` is an array with a gradient buffer (``attach_grad()``, e.g. a Parameter's
+    data). The hook runs in the thread running ``backward``, after the gradient was written
+    to ``leaf.grad``, and only in passes that gave ``leaf`` a gradient. A leaf has at most
+    one hook (a new one replaces the old); it is dropped when the leaf is garbage.
+
+    Returns:
+        A handle whose ``remove()`` unregisters the hook.
+    """
+    key = id(leaf)
+
+    def forget(ref, hooks=_ready_hooks):      # bound now: module globals vanish at exit
+        entry = hooks.get(key)
+        if entry is not None and entry[0] is ref:
+            del hooks[key]
+    ref = weakref.ref(leaf, forget)
+    _ready_hooks[key] = (ref, fn)
+    return ReadyHookHandle(key, ref)
+
+
+def _fire_ready_hook(leaf):
+    entry = _ready_hooks.get(id(leaf))
+    if entry is not None and entry[0]() is leaf:
+        entry[1](leaf)
+
+
+def _settled(g):
+    """False only for a background gradient whose job is still running (never blocks)."""
+    return not is_deferred(g) or g.done()
+
+
+class _ReadyTracker:
+    """One pass's count of graph edges into each hooked leaf (see the section comment)."""
+    __slots__ = ('counts', 'late')
+
+    def __init__(self, heads):
+        counts, seen = {}, set()
+        stack = [h._node for h in heads if h._node is not None]
+        while stack:
+            node = stack.pop()
+            if node.seq in seen or node.inputs is None:
+                continue
+            seen.add(node.seq)
+            for x in node.inputs:
+                if x is None:
+                    continue
+                if x._node is not None:
+                    stack.append(x._node)
+                elif x._grad is not None and id(x) in _ready_hooks:
+                    counts[id(x)] = counts.get(id(x), 0) + 1
+        self.counts, self.late = counts, []
+
+    def node_done(self, inputs, leaves, bound, foreign):
+        """Count the edges of a node that just ran; release the leaves it finished."""
+        counts = self.counts
+        if counts:
+            for x in inputs:
+                if x is None or x._node is not None:
+                    continue
+                n = counts.get(id(x))
+                if n is None:
+                    continue
+                if n > 1:
+                    counts[id(x)] = n - 1
+                    continue
+                del counts[id(x)]
+                if id(x) in leaves:
+                    self.late.append(x)
+        # in the order the leaves became final (a deterministic order, whatever the timing
+        # of background jobs): a leaf waits for the one before it
+        late = self.late
+        while late and self._release(late[0], leaves, bound, foreign):
+            del late[0]
+
+    def flush(self, leaves, bound, foreign):
+        """At the end of the pass (gradients resolved): release the final leaves still
+        waiting, in order, before the engine writes the others."""
+        for x in self.late:
+            self._release(x, leaves, bound, foreign)
+        self.late = []
+
+    @staticmethod
+    def _release(x, leaves, bound, foreign):
+        """Write and hook leaf ``x`` if its gradient is ready; False to try again later."""
+        entry = leaves.get(id(x))
+        if entry is None:
+            return True
+        if not _settled(entry[1]):
+            return False
+        del leaves[id(x)]
+        g = resolve(entry[1])
+        if g is not None:
+            with x._ctx.use():
+                _write_leaf(x, g, entry[2], bound, foreign)
+            _fire_ready_hook(x)
+        return True

@@ -5,6 +5,13 @@ updates each parameter once with ``rescale_grad = 1/batch_size`` on the device o
 replica and copies the new weight to the other replicas, so replicas stay bit-identical.
 Optimizer states (momentum, Adam moments) live on that first device.
 
+With ``kvstore='dist_sync'`` (or ``'dist_sync_device'``, ``'dist'``) under MPI, gradients
+are also summed over every rank (:mod:`xpnet.distributed.reducer`: flat buckets reduced
+while the backward pass runs) and the step divides by the *global* batch size, the sum of
+the ``batch_size`` every rank passes: N ranks, each calling ``step(local_batch_size)`` on
+its shard, make the update one process makes with ``step(N * local_batch_size)`` on the
+whole batch (Horovod's semantics). Parameters (and optimizer states) start from rank 0's.
+
 Gradient freshness follows Gluon: a parameter whose gradient was not written by
 ``backward()`` since the last step raises ``UserWarning`` (an exception, as in Gluon) unless
 ``ignore_stale_grad=True``, which skips it. Row-sparse gradients (``Embedding(sparse_grad=
@@ -54,10 +61,16 @@ class Trainer:
             :class:`~xpnet.optimizer.Optimizer`.
         optimizer_params: keyword arguments for the optimizer when given by name, e.g.
             ``{'learning_rate': 0.1, 'wd': 1e-4}``; must be empty with an Optimizer instance.
-        kvstore, compression_params, update_on_kvstore: accepted for Gluon compatibility.
-            xpnet always reduces gradients itself and updates once per parameter (what
-            ``update_on_kvstore=True`` does); distributed kvstores and gradient compression
-            are not supported.
+        kvstore: ``'device'`` (default; also ``'local'``, ``'nccl'``): sum the gradients
+            of this process's devices. ``'dist_sync'``, ``'dist_sync_device'``,
+            ``'dist_device_sync'``, ``'dist'`` or ``'horovod'``: also sum them over the
+            ranks of an MPI job (see the module docstring; without MPI, the same as
+            ``'device'``). ``'dist_async'`` is not supported.
+        compression_params, update_on_kvstore: accepted for Gluon compatibility. xpnet
+            always reduces gradients itself and updates once per parameter (what
+            ``update_on_kvstore=True`` does); gradient compression is not supported.
+        bucket_mb: with a distributed kvstore, the size of the gradient buckets reduced
+            together (default: ``XPNET_DIST_BUCKET_MB`` or 25).
 
     Example::
 
@@ -66,7 +79,7 @@ class Trainer:
     """
 
     def __init__(self, params, optimizer, optimizer_params=None, kvstore='device',
-                 compression_params=None, update_on_kvstore=None):
+                 compression_params=None, update_on_kvstore=None, bucket_mb=None):
         if isinstance(params, dict):
             names = sorted(params.keys())
             plist = [params[k] for k in names]
@@ -88,9 +101,6 @@ class Trainer:
             seen.add(id(p))
             self._params.append(p)
             self._names.append(name)
-        if isinstance(kvstore, str) and 'dist' in kvstore:
-            raise NotImplementedError(f'Trainer: distributed kvstore {kvstore!r} is not '
-                                      'supported by xpnet')
         if compression_params:
             raise NotImplementedError('Trainer: gradient compression is not supported by xpnet')
         self._kvstore = kvstore
@@ -100,6 +110,8 @@ class Trainer:
         self._scale = self._optimizer.rescale_grad
         self._states = {}           # index -> optimizer state, on the first context
         self._reduced = False       # allreduce_grads() ran since the last update
+        self._dist = _distributed_reducer(kvstore, self._params, bucket_mb)
+        self._dist_steps = 0
 
     # ---- setup -------------------------------------------------------------------------
     def _check_contexts(self):
@@ -164,17 +176,25 @@ class Trainer:
         Raises:
             ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'step')
-        self.allreduce_grads()
+        batch_size = _check_batch_size(batch_size, 'step', self._dist is not None)
+        if self._dist is not None:
+            total = _check_batch_size(self._dist_reduce(batch_size), 'step (summed over ranks)')
+            self._optimizer.rescale_grad = self._scale / total
+        else:
+            self._optimizer.rescale_grad = self._scale / batch_size
+            self.allreduce_grads()
         self._update(ignore_stale_grad)
 
     def allreduce_grads(self):
-        """Sum each parameter's gradient over its device replicas, in every replica.
+        """Sum each parameter's gradient over its device replicas, in every replica (and,
+        with a distributed kvstore, over every rank: the sum, not yet divided by anything).
 
         Separate from :meth:`update` so gradients can be inspected or clipped in between
         (e.g. with :func:`xpnet.utils.clip_global_norm`).
         """
-        if len(self._contexts) > 1:
+        if self._dist is not None:
+            self._dist_reduce(None)
+        elif len(self._contexts) > 1:
             for p in self._params:
                 if p.grad_req != 'null' and p._data is not None:
                     _allreduce(p._data)
@@ -184,15 +204,41 @@ class Trainer:
         """Apply the optimizer with gradients scaled by ``1/batch_size``.
 
         With several devices, gradients not yet reduced by :meth:`allreduce_grads` are
-        reduced first, so every replica gets the same update.
+        reduced first, so every replica gets the same update. With a distributed kvstore
+        the gradients are divided by the sum of every rank's ``batch_size``.
 
         Raises:
             ValueError: ``batch_size`` is not a positive, finite number.
         """
-        self._optimizer.rescale_grad = self._scale / _check_batch_size(batch_size, 'update')
-        if not self._reduced:
-            self.allreduce_grads()
+        batch_size = _check_batch_size(batch_size, 'update', self._dist is not None)
+        if self._dist is not None:
+            total = self._dist.global_batch(batch_size) if self._reduced \
+                else self._dist_reduce(batch_size)
+            total = _check_batch_size(total, 'update (summed over ranks)')
+            self._optimizer.rescale_grad = self._scale / total
+        else:
+            self._optimizer.rescale_grad = self._scale / batch_size
+            if not self._reduced:
+                self.allreduce_grads()
         self._update(ignore_stale_grad)
+
+    def _dist_reduce(self, batch_size):
+        """Reduce over the ranks; at the first step every rank takes rank 0's optimizer
+        states. Returns the global batch size (None without ``batch_size``)."""
+        total = self._dist.reduce(batch_size)
+        if self._dist_steps == 0:
+            self.broadcast_states(root=0)
+        self._dist_steps += 1
+        self._reduced = True
+        return total
+
+    def broadcast_states(self, root=0):
+        """Give every rank ``root``'s optimizer states and counters (collective: call on
+        every rank; the Trainer does it at its first distributed step)."""
+        from . import distributed as dist
+        state = dist.broadcast_object(self.state_dict() if dist.rank() == root else None, root)
+        if dist.rank() != root:
+            self.load_state_dict(state)
 
     def _update(self, ignore_stale_grad=False):
         todo = []
@@ -353,11 +399,34 @@ class Trainer:
 
 _MISSING = object()
 
+_DIST_KVSTORES = ('dist_sync', 'dist_sync_device', 'dist_device_sync', 'dist', 'horovod')
 
-def _check_batch_size(batch_size, method):
-    """``batch_size`` if it is a positive finite number, else a ValueError saying so."""
+
+def _distributed_reducer(kvstore, params, bucket_mb):
+    """The cross-rank gradient reducer for a distributed ``kvstore`` under MPI, else None."""
+    if not isinstance(kvstore, str) or ('dist' not in kvstore and kvstore != 'horovod'):
+        if bucket_mb is not None:
+            raise ValueError(f'Trainer: bucket_mb applies to distributed kvstores '
+                             f"('dist_sync'), not to kvstore={kvstore!r}")
+        return None
+    if kvstore not in _DIST_KVSTORES:
+        raise NotImplementedError(
+            f'Trainer: kvstore {kvstore!r} is not supported: xpnet trains across processes '
+            "synchronously ('dist_sync', 'dist_sync_device' or 'dist'); asynchronous "
+            "updates ('dist_async') are not implemented")
+    from . import distributed as dist
+    from .distributed.reducer import GradientReducer
+    dist.init()
+    if dist.size() == 1:
+        return None
+    return GradientReducer(params, dist.communicator('trainer'), bucket_mb)
+
+
+def _check_batch_size(batch_size, method, allow_zero=False):
+    """``batch_size`` if it is a positive finite number (or 0 with ``allow_zero``: a rank
+    without samples this step, in distributed training), else a ValueError saying so."""
     if isinstance(batch_size, numbers.Real) and not isinstance(batch_size, bool) and \
-            0 < batch_size < math.inf:
+            (0 < batch_size < math.inf or allow_zero and batch_size == 0):
         return batch_size
     raise ValueError(f'Trainer.{method}: batch_size must be a positive number (gradients are '
                      f'scaled by 1/batch_size; pass 1 if the loss is already a mean), got '

@@ -433,6 +433,10 @@ class Deferred:
             raise self._error
         return self._value
 
+    def done(self):
+        """True once the job finished (never blocks)."""
+        return self._state == 'done'
+
     def part(self, i):
         """A Deferred of ``result()[i]`` (for a job computing several values)."""
         return _Item(self, i)
@@ -447,6 +451,9 @@ class _Item:
     def result(self):
         value = self._parent.result()
         return None if value is None else value[self._index]
+
+    def done(self):
+        return self._parent.done()
 
     def part(self, i):
         return _Item(self, i)

@@ -1,7 +1,8 @@
 """Samplers: the order in which a DataLoader visits a dataset, and how it groups it into batches.
 
 Gluon 1.9's samplers (``SequentialSampler``, ``RandomSampler``, ``FilterSampler``,
-``BatchSampler``, and contrib's ``IntervalSampler``), plus a checkpoint protocol:
+``BatchSampler``, and contrib's ``IntervalSampler``), ``SplitSampler`` (one rank's shard
+for data-parallel training), plus a checkpoint protocol:
 every sampler has ``state_dict()`` / ``load_state_dict(state)`` (JSON-serializable), so
 an interrupted epoch can be continued with the same order (see ``DataLoader.state_dict``).
 
@@ -31,7 +32,7 @@ import numpy as np
 from .. import random as _random
 
 __all__ = ['Sampler', 'SequentialSampler', 'RandomSampler', 'FilterSampler', 'BatchSampler',
-           'IntervalSampler']
+           'IntervalSampler', 'SplitSampler']
 
 _LAST_BATCH = ('keep', 'discard', 'rollover')
 
@@ -202,6 +203,105 @@ class IntervalSampler(_StatelessSampler):
         if self._rollover:
             return self._length
         return len(range(0, self._length, self._interval))
+
+
+class SplitSampler(Sampler):
+    """One part of ``[0, length)``: this rank's shard of the data in data-parallel training.
+
+    Each epoch's order is ``0 .. length-1``, or with ``shuffle=True`` a permutation drawn
+    from a generator seeded with ``(seed, epoch)`` (not from ``xpnet.random``), so every
+    part agrees on it without communicating. The order is padded by wrapping around (its
+    first indices repeat) to a multiple of ``num_parts``, and part ``k`` takes positions
+    ``k, k + num_parts, k + 2*num_parts, ...``. Every part therefore has
+    ``ceil(length / num_parts)`` indices and every rank runs the same number of steps; at
+    most ``num_parts - 1`` samples are seen twice per epoch, each as the last index of a
+    part (:attr:`padding` says whether this part has one, e.g. to leave it out of a
+    validation metric).
+
+    The epoch counts up by one at each iteration (:meth:`set_epoch` sets it).
+    ``state_dict()`` records the epoch last started; after ``load_state_dict`` the next
+    iteration replays it. The state does not depend on ``part_index``, so rank 0's state
+    restores every rank's sampler.
+
+    Args:
+        length: number of indices to split.
+        num_parts: number of parts (default: ``xpnet.distributed.size()``).
+        part_index: which part this sampler yields (default: ``xpnet.distributed.rank()``).
+        shuffle: a new order every epoch.
+        seed: seeds the orders; must be the same on every rank.
+
+    Example::
+
+        >>> list(SplitSampler(10, num_parts=3, part_index=2))
+        [2, 5, 8, 1]
+        >>> loader = DataLoader(dataset, batch_size=32,
+        ...                     sampler=SplitSampler(len(dataset), shuffle=True))
+    """
+
+    def __init__(self, length, num_parts=None, part_index=None, shuffle=False, seed=0):
+        self._length = _check_int(length, 'length', 'SplitSampler')
+        if num_parts is None or part_index is None:
+            from .. import distributed as dist
+            num_parts = dist.size() if num_parts is None else num_parts
+            part_index = dist.rank() if part_index is None else part_index
+        self._parts = _check_int(num_parts, 'num_parts', 'SplitSampler', minimum=1)
+        self._index = _check_int(part_index, 'part_index', 'SplitSampler')
+        if self._index >= self._parts:
+            raise ValueError(f'SplitSampler: part_index must be < num_parts ({self._parts}), '
+                             f'got {part_index}')
+        self._shuffle = bool(shuffle)
+        self._seed = _check_int(seed, 'seed', 'SplitSampler')
+        self._epoch = 0          # the epoch the next iteration starts
+        self._started = None     # the epoch last started
+        self._replay = None      # a loaded epoch the next iteration replays
+
+    def __iter__(self):
+        # Drawn eagerly (not in a generator) so state_dict() is valid once iter() returns.
+        epoch = self._epoch if self._replay is None else self._replay
+        self._replay = None
+        self._started, self._epoch = epoch, epoch + 1
+        return iter(self._order(epoch)[self._index::self._parts].tolist())
+
+    def _order(self, epoch):
+        """The epoch's padded order, the same for every part."""
+        if self._shuffle:
+            seq = np.random.SeedSequence([self._seed, epoch])
+            order = np.random.Generator(np.random.PCG64(seq)).permutation(self._length)
+        else:
+            order = np.arange(self._length)
+        return np.resize(order, len(self) * self._parts) if self._length else order
+
+    def __len__(self):
+        return -(-self._length // self._parts)
+
+    @property
+    def padding(self):
+        """How many of this part's indices repeat earlier ones (0 or 1, the last one)."""
+        extra = len(self) * self._parts - self._length
+        return int(self._length > 0 and self._index >= self._parts - extra)
+
+    def set_epoch(self, epoch):
+        """Make the next iteration epoch ``epoch`` (its shuffle order)."""
+        self._epoch = _check_int(epoch, 'epoch', 'SplitSampler')
+        self._replay = None
+
+    def state_dict(self):
+        if self._replay is not None:
+            epoch = self._replay
+        else:
+            epoch = self._started if self._started is not None else self._epoch
+        return {'length': self._length, 'num_parts': self._parts, 'shuffle': self._shuffle,
+                'seed': self._seed, 'epoch': epoch}
+
+    def load_state_dict(self, state):
+        if not state or 'epoch' not in state:
+            raise ValueError(f'SplitSampler: expected a SplitSampler state, got {state!r}')
+        for key, mine in (('length', self._length), ('num_parts', self._parts),
+                          ('shuffle', self._shuffle), ('seed', self._seed)):
+            if key in state and state[key] != mine:
+                raise ValueError(f'SplitSampler: the state was saved with {key}={state[key]!r}, '
+                                 f'this sampler has {key}={mine!r}')
+        self._replay = _check_int(state['epoch'], 'epoch', 'SplitSampler')
 
 
 class BatchSampler(Sampler):

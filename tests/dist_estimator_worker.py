@@ -7,6 +7,7 @@ same code on the whole data is the reference of the N-rank run on shards.
 """
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -16,8 +17,8 @@ import xpnet.distributed as dist
 from xpnet import layers as nn
 from xpnet.data import ArrayDataset, DataLoader, SplitSampler
 from xpnet.estimator import BatchProcessor, Estimator
-from xpnet.handlers import (BatchEnd, CheckpointHandler, EarlyStoppingHandler, LoggingHandler,
-                            ReduceLROnPlateauHandler)
+from xpnet.handlers import (BatchEnd, CheckpointHandler, EarlyStoppingHandler,
+                            GradientUpdateHandler, LoggingHandler, ReduceLROnPlateauHandler)
 from xpnet.metric import EvalMetric
 
 GLOBAL_BATCH = 8
@@ -74,7 +75,7 @@ class RankZeroOnly(EvalMetric):
         return self.name, self.answer
 
 
-def fit_run(epochs=3):
+def fit_run(epochs=3, accumulate=1, clip=None, quiet=False):
     """Train a net with SyncBatchNorm through the Estimator on this rank's shards;
     returns ``(estimator, history)``."""
     net = build_net(0, sync_bn=True)
@@ -83,11 +84,17 @@ def fit_run(epochs=3):
     est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer,
                     val_metrics=[xpnet.metric.Accuracy(), xpnet.metric.Loss(),
                                  xpnet.metric.PCC()])
+    if quiet:
+        est.logger.setLevel('WARNING')
     train, val = loaders()
     history = est.fit(train, val, epochs=epochs, event_handlers=[
         ReduceLROnPlateauHandler(est.val_metrics[1], factor=0.5, patience=1),
+        GradientUpdateHandler(accumulate=accumulate, clip_global_norm=clip),
         LoggingHandler(progress_bar=False)])
     return est, history
+
+
+ACCUMULATE_CLIP = {'accumulate': 2, 'clip': 0.05, 'quiet': True}
 
 
 def _same_everywhere(value, what):
@@ -117,7 +124,10 @@ def check_equivalence(out):
     name, value = est.metric_value(extra)
     assert (name, value) == ('rank_answer', 1.0), (name, value)      # rank 0's value
     evaluated = est.evaluate(loaders(val_batch=4)[1])      # the cut without a merge
+    clipped, _ = fit_run(**ACCUMULATE_CLIP)
+    _assert_params_same_everywhere(clipped.net)
     if dist.rank() == 0:
+        np.savez(os.path.join(out, 'clipped.npz'), **_params(clipped.net))
         np.savez(os.path.join(out, 'equivalence.npz'), **_params(est.net))
         with open(os.path.join(out, 'equivalence.json'), 'w') as f:
             json.dump({'history': values, 'evaluated': evaluated}, f)
@@ -135,43 +145,54 @@ class Interrupt(BatchEnd):
             raise KeyboardInterrupt
 
 
-def resumable_run(model_dir, seed, epochs=3, interrupt=None, resume=False):
+def resumable_estimator(seed):
     net = build_net(seed, dropout=0.3)
     xpnet.random.seed(100 + 7 * dist.rank() + seed)   # each rank its own dropout masks
     trainer = xpnet.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01},
                             kvstore='dist_sync')
     est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer)
     est.logger.setLevel('WARNING')
+    return est
+
+
+def resumable_fit(est, model_dir, interrupt=None, resume=False):
+    # the checkpoint at batch 4 is in the middle of an accumulation window (batches 4-5)
     handlers = [CheckpointHandler(model_dir, batch_period=2, resume_from_checkpoint=resume,
                                   monitor=est.train_metrics[0], save_best=True),
-                EarlyStoppingHandler(est.train_metrics[1], patience=5, restore_best=True)]
+                EarlyStoppingHandler(est.train_metrics[1], patience=5, restore_best=True),
+                GradientUpdateHandler(accumulate=2)]
     if interrupt:
         handlers.append(Interrupt(interrupt))
-    train, _ = loaders()
-    est.fit(train, epochs=epochs, event_handlers=handlers)
-    return est, handlers[0]
+    est.fit(loaders()[0], epochs=3, event_handlers=handlers)
+    return handlers[0]
 
 
 def check_resume(out):
-    """Interrupted and resumed under N ranks == uninterrupted, bit for bit; only rank 0
-    writes, and the other ranks resume from what rank 0 sends (their directories stay
-    empty)."""
+    """Interrupted and resumed under N ranks == uninterrupted, bit for bit, whether the
+    same objects continue or new ones (other initial weights) start from the files; only
+    rank 0 writes, and the other ranks resume from what rank 0 sends (their directories
+    stay empty)."""
     r = dist.rank()
-    full, _ = resumable_run(os.path.join(out, 'full', f'rank{r}'), seed=0)
-    cut = os.path.join(out, 'cut', f'rank{r}')
+    full = resumable_estimator(0)
+    resumable_fit(full, os.path.join(out, 'full', f'rank{r}'))
+    cut, fresh = (os.path.join(out, run, f'rank{r}') for run in ('cut', 'fresh'))
+    same = resumable_estimator(0)
     try:
-        resumable_run(cut, seed=0, interrupt=5)
+        resumable_fit(same, cut, interrupt=5)
         raise AssertionError('the interrupt did not stop training')
     except KeyboardInterrupt:
         pass
-    resumed, handler = resumable_run(cut, seed=9, resume=True)   # other initial weights
-    assert handler.resumed_from == 'model-epoch1batch4', handler.resumed_from
-    for k, v in _params(full.net).items():
-        np.testing.assert_array_equal(v, _params(resumed.net)[k], err_msg=k)
-    assert resumed.history.history['training accuracy'] == \
-        full.history.history['training accuracy']
-    _assert_params_same_everywhere(resumed.net)
-    for run in ('full', 'cut'):
+    if r == 0:
+        shutil.copytree(cut, fresh)
+    for est, model_dir in ((same, cut), (resumable_estimator(9), fresh)):
+        handler = resumable_fit(est, model_dir, resume=True)
+        assert handler.resumed_from == 'model-epoch1batch4', handler.resumed_from
+        for k, v in _params(full.net).items():
+            np.testing.assert_array_equal(v, _params(est.net)[k], err_msg=k)
+        assert est.history.history['training accuracy'] == \
+            full.history.history['training accuracy']
+        _assert_params_same_everywhere(est.net)
+    for run in ('full', 'cut', 'fresh'):
         if r > 0:
             assert not os.path.exists(os.path.join(out, run, f'rank{r}')), run
     if r == 0:
@@ -230,6 +251,32 @@ def check_stops(out):
         assert sorted(os.listdir(model_dir)) == [
             'model-epoch1batch4.params', 'model-epoch1batch4.progress',
             'model-epoch1batch4.states'], os.listdir(model_dir)
+
+
+def check_defaults(out):
+    """Under MPI the Estimator initializes the net alike on every rank, makes a
+    distributed default trainer, refuses a local one; lr_find ends together on every
+    rank; an unsharded validation loader gives the same values (with a warning)."""
+    xpnet.random.seed(dist.rank())              # every rank draws other weights
+    net = nn.Sequential()
+    net.add(nn.Dense(8, activation='relu', in_units=6), nn.Dense(3, in_units=8))
+    est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss())
+    est.logger.setLevel('WARNING')
+    _assert_params_same_everywhere(net)
+    assert est.trainer._dist is not None and est.context == [dist.default_context()]
+    local = xpnet.Trainer(net.collect_params(), 'sgd')
+    try:
+        Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=local)
+        raise AssertionError('a trainer without a distributed kvstore must be refused')
+    except ValueError as err:
+        assert "kvstore='dist_sync'" in str(err)
+    train, val = loaders()
+    found = est.lr_find(train, num_batches=6)
+    _same_everywhere([found.lrs, found.losses], 'lr_find')
+    x, y = data(15, 1)
+    whole = DataLoader(ArrayDataset(x, y), batch_size=4)
+    a, b = est.evaluate(whole), est.evaluate(val)       # loss sums in another order
+    np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-6)
 
 
 CHECKS = {name[len('check_'):]: fn for name, fn in globals().items()

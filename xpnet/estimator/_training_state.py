@@ -1,5 +1,7 @@
 """The Estimator's checkpointable state besides parameters and trainer: progress, random
 streams, loader position, metric, history and handler states (a mixin of the Estimator)."""
+import logging
+
 from .._events import is_stateful
 from ._distributed import gather_rank_states, select_rank_state
 from ._state import (capture_random_state, join_arrays, load_metric_state, metric_state,
@@ -39,7 +41,8 @@ class TrainingStateMixin:
     def _metric_states(self, metrics, pending=None):
         if pending is not None:      # restored from a checkpoint but not applied yet
             return join_arrays(*pending)
-        warn = self.logger.warning
+        def warn(msg):
+            self.log(msg, level=logging.WARNING)
         return [metric_state(m, warn) for m in metrics]
 
     def training_state(self, point=None):
@@ -108,11 +111,11 @@ class TrainingStateMixin:
                 self._pending_metric_states = (meta.get('train_metrics'), arrays)
             elif loader_state is None or not can_load:
                 p = self.progress
-                self.logger.warning(
+                self.log(
                     'the checkpoint was taken after batch %d of epoch %d but train_data '
                     '(%s) cannot restore its position (no state_dict/load_state_dict): '
                     'epoch %d restarts from its first batch', p.epoch_batches, p.epoch,
-                    type(self.train_data).__name__, p.epoch)
+                    type(self.train_data).__name__, p.epoch, level=logging.WARNING)
                 p.epoch_batches = p.epoch_samples = 0
             else:
                 self._pending_metric_states = (meta.get('train_metrics'), arrays)

@@ -57,6 +57,24 @@ def test_estimator_across_two_ranks(tmp_path):
                                    err_msg=k)
 
 
+def test_distributed_example_writes_one_log_and_one_set_of_checkpoints(tmp_path):
+    pytest.importorskip('sklearn')
+    script = os.path.join(os.path.dirname(HERE), 'examples', 'train_digits_distributed.py')
+    proc = run_ranks(2, '--epochs', '3', '--out', str(tmp_path), '--no-progress-bar',
+                     script=script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    final = [ln for ln in proc.stdout.splitlines() if ln.startswith('validation accuracy')]
+    assert len(final) == 1 and 'on 2 rank(s)' in final[0], proc.stdout
+    assert float(final[0].split()[2]) > 0.8
+    assert proc.stdout.count('[Epoch 2] Begin') == 1
+    assert sorted(os.listdir(tmp_path)) == ['checkpoints', 'log.csv', 'tensorboard']
+    assert sorted(os.listdir(tmp_path / 'checkpoints')) == sorted(
+        f'digits-{s}.{e}' for s in ('best', 'epoch1batch46', 'epoch2batch69')
+        for e in ('params', 'progress', 'states'))
+    assert len((tmp_path / 'log.csv').read_text().splitlines()) == 4
+    assert len(os.listdir(tmp_path / 'tensorboard')) == 1
+
+
 # ---- one process: the pieces ---------------------------------------------------------------
 
 def _metric_cases():
@@ -216,3 +234,36 @@ def test_one_process_is_the_writer_and_its_exceptions_are_everywhere():
     with pytest.raises(RuntimeError):
         est.fit(make_loader(), epochs=1, event_handlers=[Recorder(raise_at_batch=1)])
     assert est.exception_on_every_rank
+
+
+def test_metric_reads_within_a_handler_call_share_one_gather(monkeypatch):
+    """The reduction path in one process (a world of one rank gathers to itself): values
+    as local, and one gather per handler call that reads, whatever it reads."""
+    from estimator_helpers import make_estimator, make_loader
+    from xpnet.handlers import LoggingHandler
+    gathers = []
+    real = _distributed.allgather_vectors
+
+    def counting(vectors):
+        gathers.append(len(vectors))
+        return real(vectors)
+    monkeypatch.setattr(_distributed, 'allgather_vectors', counting)
+    xpnet.random.seed(0)
+    est = make_estimator()
+    warnings = []
+    est._global_metrics = _distributed.GlobalMetrics(warnings.append)
+    history = est.fit(make_loader(), make_loader(), epochs=2,
+                      event_handlers=[LoggingHandler(log_interval=2)])
+    # per epoch: 1 log line at batch 2, validation's log and its return value, the epoch's
+    # log line, the history; then the train_end line: 5 x 2 + 1
+    assert len(gathers) == 11 and set(gathers) == {4}, gathers     # all 4 metrics each time
+    xpnet.random.seed(0)
+    local = make_estimator()
+    local.fit(make_loader(), make_loader(), epochs=2)
+    for name, values in local.history.history.items():
+        if name != 'epoch_time':
+            assert history[name] == values, name
+    extra = worker.RankZeroOnly()
+    extra.update(None, None)
+    assert est.metric_value(extra) == est.metric_value(extra) == ('rank_answer', 1.0)
+    assert len(warnings) == 1 and 'rank_answer' in warnings[0]

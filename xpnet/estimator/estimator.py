@@ -168,6 +168,7 @@ class Estimator(TrainingStateMixin):
                 lambda msg: self.log(msg, level=logging.WARNING))
         self._agree_every_batch = False     # a handler may stop on rank-local grounds
         self._error_on_every_rank = False
+        self._ending = False                # train_end handlers are running
         self._warned_unsharded = False
         self._after_event = []
         self._in_train_begin = False
@@ -228,7 +229,8 @@ class Estimator(TrainingStateMixin):
         if local or self._global_metrics is None:
             return [m.get() for m in metrics]
         # reuse a reduction only inside fit/evaluate, where every rank calls alike
-        key = self._dispatches if (self.training or self.evaluating) else None
+        inside = self.training or self.evaluating or self._ending
+        key = self._dispatches if inside else None
         return self._global_metrics.values(metrics, self._known_metrics(), key)
 
     def _known_metrics(self):
@@ -538,16 +540,20 @@ class Estimator(TrainingStateMixin):
             self._error_on_every_rank
         self.training = False
         first = None
-        for handler, _, _ in events['train_end']:
-            self._dispatches += 1
-            try:
-                handler.train_end(self)
-            except Exception as err:   # the others must still run: they close files
-                if error is not None:
-                    self.logger.error('%s.train_end failed while training was stopping on '
-                                      '%r: %r', type(handler).__name__, error, err)
-                elif first is None:
-                    first = err
+        self._ending = True
+        try:
+            for handler, _, _ in events['train_end']:
+                self._dispatches += 1
+                try:
+                    handler.train_end(self)
+                except Exception as err:   # the others must still run: they close files
+                    if error is not None:
+                        self.logger.error('%s.train_end failed while training was stopping '
+                                          'on %r: %r', type(handler).__name__, error, err)
+                    elif first is None:
+                        first = err
+        finally:
+            self._ending = False
         if error is not None and self._ranks > 1 and self.exception_on_every_rank:
             dist.barrier()      # the error aborts the job: not before rank 0 has saved
         if first is not None:

@@ -52,7 +52,7 @@ def main(argv=None):
 
     xpnet.random.seed(args.seed)            # the same weights on every rank (in_units given)
     net = build_net()
-    net.initialize(init=xpnet.init.Xavier())
+    net.initialize(init=xpnet.init.Xavier(), ctx=dist.default_context())   # GPU local_rank
     trainer = xpnet.Trainer(net.collect_params(), 'adam', {'learning_rate': args.lr},
                             kvstore='dist_sync')
     xpnet.random.seed(args.seed * 1000 + dist.rank())     # each rank its own dropout masks

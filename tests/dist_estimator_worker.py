@@ -15,6 +15,7 @@ import numpy as np
 import xpnet
 import xpnet.distributed as dist
 from xpnet import layers as nn
+from xpnet.backend import sim
 from xpnet.data import ArrayDataset, DataLoader, SplitSampler
 from xpnet.estimator import BatchProcessor, Estimator
 from xpnet.handlers import (BatchEnd, CheckpointHandler, EarlyStoppingHandler,
@@ -45,7 +46,7 @@ def loaders(val_batch=7):
     return train, val
 
 
-def build_net(seed, dropout=0.0, sync_bn=False):
+def build_net(seed, dropout=0.0, sync_bn=False, ctx=None):
     xpnet.random.seed(seed)
     net = nn.Sequential()
     net.add(nn.Dense(16, activation='relu', in_units=6))
@@ -54,7 +55,7 @@ def build_net(seed, dropout=0.0, sync_bn=False):
     if dropout:
         net.add(nn.Dropout(dropout))
     net.add(nn.Dense(3, in_units=16))
-    net.initialize(init='xavier')
+    net.initialize(init='xavier', ctx=ctx)
     return net
 
 
@@ -75,10 +76,10 @@ class RankZeroOnly(EvalMetric):
         return self.name, self.answer
 
 
-def fit_run(epochs=3, accumulate=1, clip=None, quiet=False):
+def fit_run(epochs=3, accumulate=1, clip=None, quiet=False, ctx=None):
     """Train a net with SyncBatchNorm through the Estimator on this rank's shards;
     returns ``(estimator, history)``."""
-    net = build_net(0, sync_bn=True)
+    net = build_net(0, sync_bn=True, ctx=ctx)
     trainer = xpnet.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.2, 'momentum': 0.9}, kvstore='dist_sync')
     est = Estimator(net, xpnet.loss.SoftmaxCrossEntropyLoss(), trainer=trainer,
@@ -126,6 +127,11 @@ def check_equivalence(out):
     evaluated = est.evaluate(loaders(val_batch=4)[1])      # the cut without a merge
     clipped, _ = fit_run(**ACCUMULATE_CLIP)
     _assert_params_same_everywhere(clipped.net)
+    # on a simulated device that is not the current one: every step under its device
+    on_device, device_history = fit_run(quiet=True, ctx=sim(1))
+    for k, v in _params(on_device.net).items():
+        np.testing.assert_allclose(v, _params(est.net)[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert device_history['validation accuracy'] == history['validation accuracy']
     if dist.rank() == 0:
         np.savez(os.path.join(out, 'clipped.npz'), **_params(clipped.net))
         np.savez(os.path.join(out, 'equivalence.npz'), **_params(est.net))
@@ -275,6 +281,7 @@ def check_defaults(out):
     _same_everywhere([found.lrs, found.losses], 'lr_find')
     x, y = data(15, 1)
     whole = DataLoader(ArrayDataset(x, y), batch_size=4)
+    est.fit(whole, epochs=1)                    # warns: every rank trains on everything
     a, b = est.evaluate(whole), est.evaluate(val)       # loss sums in another order
     np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-6)
 

@@ -20,6 +20,8 @@ import dist_estimator_worker as worker
 from test_distributed import HERE, _passed, run_ranks
 
 ESTIMATOR_WORKER = os.path.join(HERE, 'dist_estimator_worker.py')
+# ranks sharing one GPU reduce through the host (NCCL refuses two ranks per GPU)
+SHARED_GPU = {'XPNET_DIST_DEVICE_COMM': 'host'} if xpnet.num_gpus() < 2 else {}
 
 
 def test_estimator_across_two_ranks(tmp_path):
@@ -35,6 +37,7 @@ def test_estimator_across_two_ranks(tmp_path):
     assert 'KeyboardInterrupt on one rank of the job: no checkpoint is saved now' \
         in proc.stdout
     assert proc.stdout.count('val_data is not sharded across the 2 ranks') == 1
+    assert proc.stdout.count('train_data is not sharded across the 2 ranks') == 1
     # two ranks on shards == one process on the whole batch, through the Estimator
     est, history = worker.fit_run()
     got = np.load(tmp_path / 'equivalence.npz')
@@ -61,7 +64,7 @@ def test_distributed_example_writes_one_log_and_one_set_of_checkpoints(tmp_path)
     pytest.importorskip('sklearn')
     script = os.path.join(os.path.dirname(HERE), 'examples', 'train_digits_distributed.py')
     proc = run_ranks(2, '--epochs', '3', '--out', str(tmp_path), '--no-progress-bar',
-                     script=script)
+                     script=script, timeout=300, **SHARED_GPU)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     final = [ln for ln in proc.stdout.splitlines() if ln.startswith('validation accuracy')]
     assert len(final) == 1 and 'on 2 rank(s)' in final[0], proc.stdout

@@ -371,6 +371,12 @@ class Estimator(TrainingStateMixin):
         self.exception_on_every_rank = True
         self._error_on_every_rank = False
         self._agree_every_batch = self._ranks > 1 and _stops_on_local_grounds(events)
+        if self._ranks > 1 and _distributed.unsharded(train_data):
+            self.log('train_data is not sharded across the %d ranks: every rank trains on '
+                     'batches of the whole data set, repeating work; give its DataLoader '
+                     'sampler=xpnet.data.SplitSampler(len(dataset), shuffle=True) and a '
+                     'batch_size of the global batch / %d', self._ranks, self._ranks,
+                     level=logging.WARNING)
         self._random_tracker = RandomTracker()
         self._epoch_batches_done = False
         self._after_event = []

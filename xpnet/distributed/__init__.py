@@ -39,8 +39,8 @@ from .world import (DistributedTimeoutError, get_world, init, is_initialized, la
 
 __all__ = ['init', 'is_initialized', 'rank', 'size', 'local_rank', 'local_size', 'barrier',
            'allreduce', 'broadcast', 'allgather', 'broadcast_parameters', 'broadcast_object',
-           'allgather_object', 'default_context', 'communicator', 'launched_under_mpi',
-           'DistributedTimeoutError']
+           'allgather_object', 'any_rank', 'default_context', 'communicator',
+           'launched_under_mpi', 'DistributedTimeoutError']
 
 _default = []     # the Communicator behind the functions below, made at first use
 
@@ -101,6 +101,14 @@ def allreduce(x, average=False):
         if average and comm.size > 1:
             data *= data.dtype.type(1.0 / comm.size)
     return x
+
+
+def any_rank(flag):
+    """True on every rank if ``flag`` is true on some rank (one small allreduce): a
+    decision every rank takes together, e.g. to stop when one rank wants to."""
+    total = np.array([1.0 if flag else 0.0])
+    communicator().allreduce(total, cpu())
+    return bool(total[0] > 0)
 
 
 def broadcast(x, root=0):

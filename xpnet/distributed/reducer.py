@@ -303,6 +303,15 @@ class GradientReducer:
         self._reset()
         return None if batch_size is None else float(self._flags_batch)
 
+    def gradients_changed(self):
+        """The gradient buffers were written after the backward pass (e.g. replaced by a
+        sum over several batches): buckets already started reduce again at :meth:`reduce`,
+        from the buffers as they are then."""
+        with self._lock:
+            for b in self._buckets:
+                if b.pending is not None:
+                    b.dirty = True
+
     def global_batch(self, batch_size):
         """The sum of every rank's ``batch_size`` (one small allreduce)."""
         total = np.array([float(batch_size)], np.float64)

@@ -114,14 +114,18 @@ def validation_metrics(val_metrics, train_metrics):
     return val_metrics
 
 
-def check_context(context, net):
-    """A list of Contexts: ``context``, else the net's, else gpu(0) when a GPU exists."""
+def check_context(context, net, ranks=1):
+    """A list of Contexts: ``context``, else the net's, else gpu(0) when a GPU exists
+    (this rank's device, ``dist.default_context()``, in a job of several ``ranks``)."""
     if context is None:
         for p in net.collect_params().values():
             try:
                 return list(p.list_ctx())
             except RuntimeError:
                 continue
+        if ranks > 1:
+            from .. import distributed as dist
+            return [dist.default_context()]
         n = num_gpus()
         if n > 1:
             warnings.warn('You have several GPUs, gpu(0) is used by default; pass '
@@ -147,28 +151,46 @@ def _is_initialized(net):
 
 def initialize_net(net, initializer, context):
     """Initialize ``net`` on ``context`` unless it already is (then warn if an initializer
-    was given: it would be ignored)."""
+    was given: it would be ignored). Returns True if it initialized."""
     if not _is_initialized(net):
         with warnings.catch_warnings():
             # a partly initialized net: the initialized parameters are kept as they are
             warnings.filterwarnings('ignore', message='.*already initialized.*')
             net.initialize(init=initializer, ctx=context)
-    elif initializer is not None:
+        return True
+    if initializer is not None:
         warnings.warn('Network already fully initialized, skipping initialization. You '
                       "don't need to pass an initializer if you already initialized your "
                       'net; use net.initialize(init=..., force_reinit=True) to '
                       're-initialize it.', stacklevel=4)
+    return False
 
 
-def check_trainer(trainer, net):
+def check_trainer(trainer, net, ranks=1):
+    """``trainer``, or Gluon's default (SGD, learning rate 0.001; across a job of several
+    ``ranks`` with ``kvstore='dist_sync'``). Under MPI a trainer that does not reduce
+    gradients across the ranks is refused: each rank would train a model of its own."""
     from ..trainer import Trainer
     if trainer is None:
-        warnings.warn('No trainer specified, default SGD optimizer with learning rate '
-                      '0.001 is used.', stacklevel=4)
-        return Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.001})
+        if ranks == 1 or _rank() == 0:
+            warnings.warn('No trainer specified, default SGD optimizer with learning rate '
+                          '0.001 is used.', stacklevel=4)
+        return Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.001},
+                       kvstore='dist_sync' if ranks > 1 else 'device')
     if not isinstance(trainer, Trainer):
         raise ValueError(f'trainer must be an xpnet.Trainer, got {type(trainer).__name__}')
+    # the Trainer's cross-rank reducer exists exactly when its kvstore is distributed
+    if ranks > 1 and getattr(trainer, '_dist', None) is None:
+        raise ValueError(
+            f'this job runs {ranks} ranks (MPI), but the trainer does not reduce gradients '
+            'across them, so every rank would train a model of its own: create it with '
+            "xpnet.Trainer(params, optimizer, optimizer_params, kvstore='dist_sync')")
     return trainer
+
+
+def _rank():
+    from .. import distributed as dist
+    return dist.rank()
 
 
 def check_batch_processor(batch_processor):

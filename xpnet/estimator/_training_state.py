@@ -1,6 +1,9 @@
 """The Estimator's checkpointable state besides parameters and trainer: progress, random
 streams, loader position, metric, history and handler states (a mixin of the Estimator)."""
+import logging
+
 from .._events import is_stateful
+from ._distributed import gather_rank_states, select_rank_state
 from ._state import (capture_random_state, join_arrays, load_metric_state, metric_state,
                      restore_random_state, rewind_loader_state, split_arrays)
 
@@ -38,7 +41,8 @@ class TrainingStateMixin:
     def _metric_states(self, metrics, pending=None):
         if pending is not None:      # restored from a checkpoint but not applied yet
             return join_arrays(*pending)
-        warn = self.logger.warning
+        def warn(msg):
+            self.log(msg, level=logging.WARNING)
         return [metric_state(m, warn) for m in metrics]
 
     def training_state(self, point=None):
@@ -47,6 +51,11 @@ class TrainingStateMixin:
         Args:
             point: a :class:`ResumePoint` (``estimator.resume_point``) to describe instead
                 of now: its counters, random streams and loader position are used.
+
+        Under MPI this is a collective (call it on every rank at the same point): rank
+        0's result also holds the other ranks' own parts (random streams, loader
+        position, metric and handler states where they differ from rank 0's), so a
+        checkpoint rank 0 writes resumes every rank.
 
         Returns:
             ``(meta, arrays)``: a JSON-able dict (progress, random states, the loader's
@@ -73,6 +82,8 @@ class TrainingStateMixin:
             'handlers': {key: split_arrays(h.state_dict(), f'handlers/{key}', arrays)
                          for key, h in self._stateful_handlers()},
         }
+        if self._ranks > 1:
+            return gather_rank_states(meta, arrays)
         return meta, arrays
 
     def load_training_state(self, meta, arrays):
@@ -81,7 +92,11 @@ class TrainingStateMixin:
         Progress, random states, history and the loader position apply at once; handler
         states apply once every ``train_begin`` handler has run (so their fresh-run setup
         does not wipe them), and training metric states after the first ``epoch_begin``.
+        Each rank of a distributed run takes its own parts of the state; a checkpoint of a
+        job with another number of ranks raises ``ValueError``.
         """
+        if self._ranks > 1 or 'world_size' in meta:
+            meta = select_rank_state(meta, self._rank, self._ranks)
         self.progress.load_state_dict(meta['progress'])
         restore_random_state(join_arrays(meta['random'], arrays))
         self.history.load_state_dict(meta['history'])
@@ -96,11 +111,11 @@ class TrainingStateMixin:
                 self._pending_metric_states = (meta.get('train_metrics'), arrays)
             elif loader_state is None or not can_load:
                 p = self.progress
-                self.logger.warning(
+                self.log(
                     'the checkpoint was taken after batch %d of epoch %d but train_data '
                     '(%s) cannot restore its position (no state_dict/load_state_dict): '
                     'epoch %d restarts from its first batch', p.epoch_batches, p.epoch,
-                    type(self.train_data).__name__, p.epoch)
+                    type(self.train_data).__name__, p.epoch, level=logging.WARNING)
                 p.epoch_batches = p.epoch_samples = 0
             else:
                 self._pending_metric_states = (meta.get('train_metrics'), arrays)

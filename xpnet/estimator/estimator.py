@@ -20,16 +20,27 @@ import sys
 import time
 
 from .. import autograd
+from .. import distributed as dist
 from .._events import (batch_size_of, categorize_handlers, check_event_handlers, is_stateful,
                        sort_handlers)
 from ..ndarray import NDArray
 from . import _checks
+from . import _distributed
 from ._state import RandomTracker, ResumePoint
 from ._training_state import TrainingStateMixin
 from .history import History
 from .progress import Progress
 
 __all__ = ['Estimator']
+
+
+def _stops_on_local_grounds(events):
+    """True if a handler outside xpnet's own runs at ``epoch_begin``, ``batch_begin`` or
+    ``batch_end``: it may stop training on this rank's data alone. (xpnet's handlers stop
+    on progress counters or global metric values, the same on every rank.)"""
+    return any(not type(h).__module__.startswith('xpnet.')
+               for event in ('epoch_begin', 'batch_begin', 'batch_end')
+               for h, _, _ in events[event])
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -71,14 +82,22 @@ class Estimator(TrainingStateMixin):
         initializer: used when ``net`` is not initialized yet (default: the default
             initializer). A net already initialized is left alone, with a warning if an
             initializer is given too.
-        trainer: an ``xpnet.Trainer``; default SGD with learning rate 0.001 (Gluon's).
+        trainer: an ``xpnet.Trainer``; default SGD with learning rate 0.001 (Gluon's),
+            with ``kvstore='dist_sync'`` under MPI. Under MPI a trainer must reduce
+            gradients across the ranks (``kvstore='dist_sync'``): ``ValueError`` otherwise.
         context: a Context or a list of them; default: the net's context if initialized,
-            else ``gpu(0)`` when a GPU exists, else ``cpu()``. Batches are split across
-            the list with ``split_and_load``.
+            else ``gpu(0)`` when a GPU exists, else ``cpu()`` (under MPI:
+            ``xpnet.distributed.default_context()``, this rank's GPU). Batches are split
+            across the list with ``split_and_load``.
         val_net: network used for validation (default ``net``), e.g. one sharing its
             parameters.
         val_loss: loss used for validation (default ``loss``).
         batch_processor: a :class:`BatchProcessor` (``fit_batch``/``evaluate_batch``).
+
+    Under MPI (``mpiexec -n N``, see ``docs/distributed.md``) every rank runs ``fit`` on
+    its shard of the data: only rank 0 logs and writes files (:attr:`is_writer`), metric
+    values are those of all ranks' data (:meth:`metric_value`), every rank stops at the
+    same batch, and checkpoints resume every rank exactly.
 
     Attributes:
         logger: a ``logging.Logger`` of this estimator writing INFO to stdout; configure
@@ -90,6 +109,11 @@ class Estimator(TrainingStateMixin):
         history: the :class:`History` of the current or last ``fit``.
         stop_training: set to True (by a handler) to stop after the current batch.
         exception: the exception that ended the last ``fit``, or None.
+        exception_on_every_rank: with ``exception`` set, True when every rank of the job
+            raised it at the same point (the Estimator's own agreed checks, e.g. a
+            non-finite loss on some rank; always True in a single process). Only then may
+            ``train_end`` handlers communicate: after an exception of one rank alone the
+            others are elsewhere, and a collective would wait for them forever.
         training: True while ``fit`` runs.
         evaluating: True while ``evaluate`` runs (also when called during ``fit``).
         validated_this_epoch: True once ``evaluate`` has run in the current epoch.
@@ -119,9 +143,11 @@ class Estimator(TrainingStateMixin):
         self._val_metrics = _checks.validation_metrics(
             _checks.check_metrics(val_metrics, 'val_metrics'), self._train_metrics)
         self.logger = _make_logger()
-        self.context = _checks.check_context(context, net)
-        _checks.initialize_net(net, initializer, self.context)
-        self.trainer = _checks.check_trainer(trainer, net)
+        self._rank, self._ranks = dist.rank(), dist.size()
+        self.context = _checks.check_context(context, net, self._ranks)
+        if _checks.initialize_net(net, initializer, self.context) and self._ranks > 1:
+            dist.broadcast_parameters(net.collect_params())   # every rank starts alike
+        self.trainer = _checks.check_trainer(trainer, net, self._ranks)
         self.batch_processor = _checks.check_batch_processor(batch_processor)
 
         self.max_epoch = self.max_batch = self.train_data = None
@@ -132,8 +158,18 @@ class Estimator(TrainingStateMixin):
         self.history = History()
         self.stop_training = False
         self.exception = None
+        self.exception_on_every_rank = True
         self.training = self.evaluating = self.validated_this_epoch = False
         self.progress_bar = None
+        self._dispatches = 0                # handler calls so far: metric reads within
+        self._global_metrics = None         # one reuse one reduction across the ranks
+        if self._ranks > 1:
+            self._global_metrics = _distributed.GlobalMetrics(
+                lambda msg: self.log(msg, level=logging.WARNING))
+        self._agree_every_batch = False     # a handler may stop on rank-local grounds
+        self._error_on_every_rank = False
+        self._ending = False                # train_end handlers are running
+        self._warned_unsharded = False
         self._after_event = []
         self._in_train_begin = False
         self._pending_handler_states = self._pending_metric_states = None
@@ -153,29 +189,64 @@ class Estimator(TrainingStateMixin):
     # ---- hooks for handlers (one place each; distributed training specializes them) -----
     @property
     def is_writer(self):
-        """True in the process that writes files and logs (every process but rank 0 of a
-        distributed run leaves it to rank 0). Handlers that write check it."""
-        return True
+        """True in the process that writes files and logs: rank 0 of a distributed run
+        (every other rank leaves it to rank 0), and a single process. Handlers that write
+        check it."""
+        return self._rank == 0
 
-    def metric_value(self, metric):
+    def metric_value(self, metric, local=False):
         """``(name, value)`` of ``metric`` as ``metric.get()`` gives it; the one place
-        handlers read metric values (a distributed run reduces them across processes)."""
-        return metric.get()
+        handlers read metric values.
 
-    def metric_values(self, metrics):
-        """``{name: value}`` of ``metrics`` (a metric with several names gives several)."""
+        Under MPI the value is that of every rank's data (each rank's statistics are
+        gathered and merged: :meth:`~xpnet.metric.EvalMetric.merged`), the same on every
+        rank, so decisions taken on it (early stopping, the best checkpoint) agree. That
+        makes the call a collective: call it on every rank at the same point (in a handler:
+        before any ``if estimator.is_writer:``). Reads within one handler call share one
+        reduction of all the estimator's metrics.
+
+        Args:
+            metric: an EvalMetric.
+            local: this process's own value, without communicating (e.g. for a progress
+                bar refreshed at times that differ by rank).
+        """
+        return self._metric_pairs([metric], local)[0]
+
+    def metric_values(self, metrics, local=False):
+        """``{name: value}`` of ``metrics`` (a metric with several names gives several);
+        see :meth:`metric_value`."""
         out = {}
-        for m in metrics:
-            name, value = self.metric_value(m)
+        for name, value in self._metric_pairs(metrics, local):
             if isinstance(name, (list, tuple)):
                 out.update(zip(name, value))
             else:
                 out[name] = value
         return out
 
+    def _metric_pairs(self, metrics, local=False):
+        """``[(name, value)]`` of ``metrics``, in order."""
+        metrics = list(metrics)
+        if local or self._global_metrics is None:
+            return [m.get() for m in metrics]
+        # reuse a reduction only inside fit/evaluate, where every rank calls alike
+        inside = self.training or self.evaluating or self._ending
+        key = self._dispatches if inside else None
+        return self._global_metrics.values(metrics, self._known_metrics(), key)
+
+    def _known_metrics(self):
+        from ..handlers import MetricHandler
+        known = list(self.train_metrics) + list(self.val_metrics)
+        for h in self.event_handlers:
+            if isinstance(h, MetricHandler):
+                known.extend(h.metrics)
+        return known
+
     def log(self, msg, *args, level=logging.INFO):
         """Log through :attr:`logger`, clearing :attr:`progress_bar` (if any) first and
-        drawing it again below the line."""
+        drawing it again below the line. Only the writing process (:attr:`is_writer`)
+        logs: in a distributed run, rank 0."""
+        if not self.is_writer:
+            return
         bar = self.progress_bar
         if bar is not None:
             bar.clear()
@@ -234,7 +305,7 @@ class Estimator(TrainingStateMixin):
         try:
             with autograd.pause(train_mode=False):
                 self._call(events['epoch_begin'])
-                for batch in val_data:
+                for batch in self._validation_batches(val_data, batch_axis):
                     self._call(events['batch_begin'], batch=batch)
                     data, label, pred, loss = self.evaluate_batch(batch, batch_axis)
                     self.eval_progress.complete_batch(batch_size_of(loss))
@@ -245,7 +316,21 @@ class Estimator(TrainingStateMixin):
         finally:
             self.evaluating = previous
         self.validated_this_epoch = True
+        self._dispatches += 1
         return self.metric_values(self.val_metrics)
+
+    def _validation_batches(self, val_data, batch_axis):
+        """``val_data``'s batches; under MPI without ``SplitSampler``'s padded duplicates
+        (see ``_distributed.validation_batches``)."""
+        if self._ranks == 1:
+            return val_data
+        if _distributed.unsharded(val_data) and not self._warned_unsharded:
+            self._warned_unsharded = True
+            self.log('val_data is not sharded across the %d ranks, so every rank evaluates '
+                     'all of it (the metrics are right, the work is repeated); give its '
+                     'DataLoader sampler=xpnet.data.SplitSampler(len(dataset)) to split it',
+                     self._ranks, level=logging.WARNING)
+        return _distributed.validation_batches(val_data, batch_axis)
 
     # ---- fit ------------------------------------------------------------------------------
     def fit(self, train_data, val_data=None, epochs=None, event_handlers=None, batches=None,
@@ -283,6 +368,15 @@ class Estimator(TrainingStateMixin):
         self.history = History()
         self.stop_training = False
         self.exception = self._resume_point = None
+        self.exception_on_every_rank = True
+        self._error_on_every_rank = False
+        self._agree_every_batch = self._ranks > 1 and _stops_on_local_grounds(events)
+        if self._ranks > 1 and _distributed.unsharded(train_data):
+            self.log('train_data is not sharded across the %d ranks: every rank trains on '
+                     'batches of the whole data set, repeating work; give its DataLoader '
+                     'sampler=xpnet.data.SplitSampler(len(dataset), shuffle=True) and a '
+                     'batch_size of the global batch / %d', self._ranks, self._ranks,
+                     level=logging.WARNING)
         self._random_tracker = RandomTracker()
         self._epoch_batches_done = False
         self._after_event = []
@@ -345,6 +439,8 @@ class Estimator(TrainingStateMixin):
             if self._after_event:
                 self._flush_after_event()
             self._mark_resume_point(with_loader=False)
+            if self._agree_every_batch:      # every rank stops after the same batch
+                stop = dist.any_rank(stop or self.stop_training)
             if stop or self.stop_training:
                 self.stop_training = True
                 break
@@ -357,14 +453,18 @@ class Estimator(TrainingStateMixin):
         progress.start_next_epoch()
         self._flush_after_event()
         self._mark_resume_point(with_loader=True)
+        if self._ranks > 1:      # cheap once an epoch, whatever the handlers
+            stop = dist.any_rank(stop or self.stop_training)
         if stop:
             self.stop_training = True
 
     def _call(self, calls, **kwargs):
         stop = False
         for _, method, event_filter in calls:
-            if (event_filter is None or event_filter(self)) and method(self, **kwargs):
-                stop = True
+            if event_filter is None or event_filter(self):
+                self._dispatches += 1
+                if method(self, **kwargs):
+                    stop = True
         return stop
 
     def _call_epoch_end(self, calls):
@@ -376,6 +476,7 @@ class Estimator(TrainingStateMixin):
                 continue
             if is_stateful(handler):
                 self._resume_point.valid = False
+            self._dispatches += 1
             if method(self):
                 stop = True
         return stop
@@ -405,23 +506,33 @@ class Estimator(TrainingStateMixin):
 
     def _flush_after_event(self):
         while self._after_event:
+            self._dispatches += 1
             self._after_event.pop(0)()
 
     def _check_finite(self, loss):
+        finite = True
         for l in loss:
-            if not isinstance(l, NDArray):
-                continue
-            with l.context.use():
-                finite = bool(l.xp.isfinite(l.data).all())
-            if not finite:
-                p = self.progress
-                raise FloatingPointError(
-                    f'non-finite training loss in epoch {p.epoch}, batch {p.epoch_batches} '
-                    f'(batch {p.batches + 1} of the run): training stopped before applying '
-                    "this batch's update, so the weights and every checkpoint stay finite. "
-                    'Lower the learning rate, clip gradients or check the data for NaN/inf.')
+            if isinstance(l, NDArray):
+                with l.context.use():
+                    finite = finite and bool(l.xp.isfinite(l.data).all())
+        where = ''
+        if self._ranks > 1:             # every rank stops before this batch's update
+            ranks = _distributed.ranks_where(not finite)
+            if not ranks:
+                return
+            self._error_on_every_rank = True
+            where = f' on rank(s) {ranks}'
+        elif finite:
+            return
+        p = self.progress
+        raise FloatingPointError(
+            f'non-finite training loss{where} in epoch {p.epoch}, batch {p.epoch_batches} '
+            f'(batch {p.batches + 1} of the run): training stopped before applying '
+            "this batch's update, so the weights and every checkpoint stay finite. "
+            'Lower the learning rate, clip gradients or check the data for NaN/inf.')
 
     def _record_history(self):
+        self._dispatches += 1
         values = self.metric_values(self.train_metrics)
         if self.validated_this_epoch:
             values.update(self.metric_values(self.val_metrics))
@@ -431,17 +542,26 @@ class Estimator(TrainingStateMixin):
 
     def _end_training(self, events, error):
         self.exception = error
+        self.exception_on_every_rank = error is None or self._ranks == 1 or \
+            self._error_on_every_rank
         self.training = False
         first = None
-        for handler, _, _ in events['train_end']:
-            try:
-                handler.train_end(self)
-            except Exception as err:   # the others must still run: they close files
-                if error is not None:
-                    self.logger.error('%s.train_end failed while training was stopping on '
-                                      '%r: %r', type(handler).__name__, error, err)
-                elif first is None:
-                    first = err
+        self._ending = True
+        try:
+            for handler, _, _ in events['train_end']:
+                self._dispatches += 1
+                try:
+                    handler.train_end(self)
+                except Exception as err:   # the others must still run: they close files
+                    if error is not None:
+                        self.logger.error('%s.train_end failed while training was stopping '
+                                          'on %r: %r', type(handler).__name__, error, err)
+                    elif first is None:
+                        first = err
+        finally:
+            self._ending = False
+        if error is not None and self._ranks > 1 and self.exception_on_every_rank:
+            dist.barrier()      # the error aborts the job: not before rank 0 has saved
         if first is not None:
             raise first
 

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from .. import distributed as dist
 from .._events import batch_size_of
 from . import _checks
 from ._state import capture_random_state, restore_random_state
@@ -104,7 +105,10 @@ def _sweep(estimator, train_data, start_lr, end_lr, num_batches):
         trainer.set_learning_rate(lr)
         _, _, _, loss = estimator.fit_batch(batch)
         samples = batch_size_of(loss)
-        value = sum(float(l.sum().item()) for l in loss) / samples
+        total = np.array([sum(float(l.sum().item()) for l in loss), samples], np.float64)
+        if dist.size() > 1:     # every rank judges the same loss: the sweep ends together
+            dist.allreduce(total)
+        value = float(total[0] / total[1])
         if not math.isfinite(value):
             break
         trainer.step(samples)

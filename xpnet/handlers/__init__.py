@@ -12,7 +12,9 @@ Handlers read what they need through the estimator's public hooks: ``estimator.p
 (counters), ``estimator.metric_value(m)`` (metric values; reduced across processes in a
 distributed run), ``estimator.is_writer`` (whether this process writes files),
 ``estimator.log(...)`` (log lines), ``estimator.after_event(fn)`` and
-``estimator.resume_point``.
+``estimator.resume_point``. In a distributed run every rank runs every handler:
+``metric_value`` is then a collective, called on every rank; only the writing waits for
+``is_writer``.
 """
 from .._events import (EventHandler, TrainBegin, TrainEnd, EpochBegin, EpochEnd,  # noqa: F401
                        BatchBegin, BatchEnd)

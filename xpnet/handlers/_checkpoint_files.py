@@ -164,9 +164,10 @@ class CheckpointFiles:
         return written, batches, epoch
 
     # ---- writing ---------------------------------------------------------------------------
-    def write(self, stem, estimator, point=None):
-        """Write checkpoint ``stem`` of ``estimator`` (at ``point``, see
-        ``Estimator.training_state``), replacing any files of that name.
+    def write(self, stem, estimator, training):
+        """Write checkpoint ``stem`` of ``estimator`` with ``training``, the
+        ``(meta, arrays)`` of ``Estimator.training_state``, replacing any files of that
+        name.
 
         On any failure the files of ``stem`` are removed before the error propagates: a
         checkpoint is complete or absent. An ``OSError`` (a full disk: ``ENOSPC``) is
@@ -177,7 +178,7 @@ class CheckpointFiles:
             self.remove(stem)
             estimator.net.save_parameters(paths[0])
             estimator.trainer.save_states(paths[1])
-            training, arrays = estimator.training_state(point)
+            training, arrays = training
             meta = {'format': _FORMAT, 'version': _VERSION, 'saved_at': time.time(),
                     'checkpoint': stem, 'params': _file_record(paths[0]),
                     'states': _file_record(paths[1]), 'training': training}

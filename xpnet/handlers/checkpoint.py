@@ -24,13 +24,21 @@ Files are never lost: the handler deletes only checkpoints it wrote in this run 
 verified, at train begin, as complete checkpoints of its own; files it cannot read are
 left alone (and moved to ``<file>.unreadable`` rather than overwritten by a checkpoint of
 the same name).
+
+In a distributed run (MPI) every rank runs the handler and takes part in each save (rank 0
+gathers the other ranks' own state: random streams, data positions, metric states) but
+only rank 0 writes, and only rank 0 reads when resuming: it sends the checkpoint to the
+other ranks, so ``model_dir`` need not be shared between machines. At train end the ranks
+wait for rank 0's files to be complete.
 """
 import logging
 import math
 import os
 import warnings
 
+from .. import distributed as dist
 from .._events import BatchEnd, EpochEnd, TrainBegin, TrainEnd
+from ..serialization import load_npz
 from ._checkpoint_files import CheckpointError, CheckpointFiles, stem_position
 from ._counters import GluonCounters
 from ._filters import PeriodFilter, check_period
@@ -112,7 +120,8 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         self.resume_from_checkpoint = bool(resume_from_checkpoint)
         self._files = CheckpointFiles(self.model_dir, model_prefix)
         try:        # as Gluon does; a directory that cannot be made is reported at train begin
-            os.makedirs(self.model_dir, exist_ok=True)
+            if dist.rank() == 0:        # the only writer of a distributed run
+                os.makedirs(self.model_dir, exist_ok=True)
         except OSError:
             pass
         self.saved_checkpoints = []     # stems this handler may rotate away, oldest first
@@ -139,7 +148,8 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
             if removed:
                 estimator.log('CheckpointHandler: removed %d temporary files of interrupted '
                               'saves in %s', len(removed), self.model_dir)
-        valid = self._scan(estimator)
+        # in a distributed run only rank 0 looks at the files (and sends what it resumes)
+        valid = self._scan(estimator) if estimator.is_writer or dist.size() == 1 else []
         # verified checkpoints of earlier runs take part in the rotation, oldest first
         self.saved_checkpoints = [stem for stem, _ in reversed(valid)]
         self._writable = set(self.saved_checkpoints)
@@ -154,18 +164,34 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         self._schedule(estimator)
 
     def train_end(self, estimator, *args, **kwargs):
-        if estimator.exception is not None and self._started and estimator.is_writer:
+        if not self._started:
+            return
+        distributed = dist.size() > 1
+        if estimator.exception is None:
+            if distributed:
+                dist.barrier()       # rank 0's files are complete for whoever reads them next
+            return
+        if not estimator.exception_on_every_rank:
+            # gathering the other ranks' states would wait for ranks that are elsewhere
+            estimator.log('CheckpointHandler: training stopped by %s on one rank of the '
+                          'job: no checkpoint is saved now; resume from the newest one (%s)',
+                          type(estimator.exception).__name__,
+                          self.saved_checkpoints[-1] if self.saved_checkpoints else 'none',
+                          level=logging.WARNING)
+            return
+        if estimator.is_writer or distributed:
             self._save_on_interrupt(estimator)
 
     def _schedule(self, estimator):
-        if not self._started or not estimator.is_writer:
+        # in a distributed run every rank takes part in the save (a collective)
+        if not self._started or not (estimator.is_writer or dist.size() > 1):
             return
         p = estimator.progress
         stem = '%s-epoch%dbatch%d' % (self.model_prefix, p.epoch, p.batches)
         estimator.after_event(lambda: self._save_checkpoint(estimator, stem))
 
     # ---- saving ---------------------------------------------------------------------------
-    def _write(self, estimator, stem, point=None):
+    def _write(self, estimator, stem, training):
         if self._files.exists(stem) and stem not in self._writable:
             try:
                 self._files.read(stem)       # a complete checkpoint of ours: replaceable
@@ -173,26 +199,29 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
                 moved = self._files.move_aside(stem)
                 estimator.log('CheckpointHandler: kept unreadable files of %s as %s (%s)',
                               stem, ', '.join(moved), err, level=logging.WARNING)
-        self._files.write(stem, estimator, point)
+        self._files.write(stem, estimator, training)
         self._writable.add(stem)
 
     def _save_checkpoint(self, estimator, stem, point=None):
         _check_finite_params(estimator.net, stem)
         improved, name, value, previous = self._judge_best(estimator, point)
-        self._write(estimator, stem, point)
+        training = estimator.training_state(point)     # every rank: a collective under MPI
+        if estimator.is_writer:
+            self._write(estimator, stem, training)
+            if stem in self.saved_checkpoints:
+                self.saved_checkpoints.remove(stem)
+            self.saved_checkpoints.append(stem)
+            self._prune()
         self._newest = dict(point.progress) if point is not None else \
             estimator.progress.state_dict()
-        if stem in self.saved_checkpoints:
-            self.saved_checkpoints.remove(stem)
-        self.saved_checkpoints.append(stem)
         epoch, batches = stem_position(stem)
         if self.verbose > 0:
             estimator.log('[Epoch %d] CheckpointHandler: trained total %d batches, saving '
                           'model at %s with prefix: %s', epoch, batches, self.model_dir, stem)
-        self._prune()
         if improved:
             best_stem = self.model_prefix + '-best'
-            self._write(estimator, best_stem)
+            if estimator.is_writer:
+                self._write(estimator, best_stem, training)
             if self.verbose > 0:
                 estimator.log('[Epoch %d] CheckpointHandler: %s improved from %0.5f to %0.5f, '
                               'updating best model at %s with prefix: %s', epoch, name,
@@ -230,6 +259,8 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         """At train end after an exception: checkpoint the last completed batch."""
         error = type(estimator.exception).__name__
         point = estimator.resume_point
+        if dist.size() > 1 and dist.any_rank(point is None):
+            point = None         # some rank cannot describe it: no rank saves
         if point is None:
             estimator.log('CheckpointHandler: training stopped by %s inside a batch\'s '
                           'handlers (or after NumPy\'s/Python\'s random stream moved during the '
@@ -245,7 +276,8 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         stem = '%s-epoch%dbatch%d' % (self.model_prefix, epoch, progress['batches'])
         try:
             self._save_checkpoint(estimator, stem, point)
-        except (OSError, FloatingPointError) as err:
+        except (OSError, FloatingPointError) as err:   # OSError: rank 0's write, after all
+            # collectives of the save
             estimator.log('CheckpointHandler: could not save a checkpoint after %s: %s',
                           error, err, level=logging.WARNING)
             return
@@ -301,18 +333,26 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
     def resume(self, estimator):
         """Load the newest valid checkpoint into ``estimator`` (parameters, trainer,
         progress, random and loader state, handler states); skipped checkpoints are
-        reported by name. Returns the stem loaded, or None when there was none."""
-        return self._resume_from(estimator, self._scan(estimator))
+        reported by name. Returns the stem loaded, or None when there was none. In a
+        distributed run call it on every rank: rank 0 reads and sends to the others."""
+        scan = estimator.is_writer or dist.size() == 1
+        return self._resume_from(estimator, self._scan(estimator) if scan else [])
 
     def _resume_from(self, estimator, valid):
-        if not valid:
+        if dist.size() > 1:
+            stem = self._load_from_rank0(estimator, valid)
+        elif valid:
+            stem, (meta, arrays) = valid[0]
+            estimator.net.load_parameters(self._files.path(stem, 'params'),
+                                          ctx=estimator.context)
+            estimator.trainer.load_states(self._files.path(stem, 'states'))
+            estimator.load_training_state(meta['training'], arrays)
+        else:
+            stem = None
+        if stem is None:
             estimator.log('CheckpointHandler: no valid checkpoint found in %s, training from '
                           'scratch', self.model_dir)
             return None
-        stem, (meta, arrays) = valid[0]
-        estimator.net.load_parameters(self._files.path(stem, 'params'), ctx=estimator.context)
-        estimator.trainer.load_states(self._files.path(stem, 'states'))
-        estimator.load_training_state(meta['training'], arrays)
         self.resumed_from = stem
         self._newest = estimator.progress.state_dict()
         p = estimator.progress
@@ -325,6 +365,24 @@ class CheckpointHandler(GluonCounters, TrainBegin, BatchEnd, EpochEnd, TrainEnd)
         estimator.log('CheckpointHandler: resumed from checkpoint %s (%s, %d batches '
                       'trained), %s left to train', stem, where, p.batches, left)
         return stem
+
+    def _load_from_rank0(self, estimator, valid):
+        """Rank 0's newest valid checkpoint, loaded on every rank (collective): rank 0
+        reads the files and broadcasts parameters, trainer states and training state."""
+        package = None
+        if estimator.is_writer and valid:
+            stem, (meta, arrays) = valid[0]
+            package = {'stem': stem, 'training': meta['training'], 'arrays': arrays,
+                       'params': load_npz(self._files.path(stem, 'params'), 'parameter')}
+        package = dist.broadcast_object(package, root=0)
+        if package is None:
+            return None
+        estimator.net.load_parameters(package['params'], ctx=estimator.context)
+        if estimator.is_writer:
+            estimator.trainer.load_states(self._files.path(package['stem'], 'states'))
+        estimator.trainer.broadcast_states(root=0)
+        estimator.load_training_state(package['training'], package['arrays'])
+        return package['stem']
 
 
 def _check_finite_params(net, stem):

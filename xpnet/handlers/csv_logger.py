@@ -83,9 +83,10 @@ class CSVLoggerHandler(TrainBegin, EpochEnd):
 
     def _header(self, estimator):
         from .validation import ValidationHandler
-        names = list(estimator.metric_values(estimator.train_metrics))
+        # names only: no need to combine the ranks' values (this runs on the writer alone)
+        names = list(estimator.metric_values(estimator.train_metrics, local=True))
         if any(isinstance(h, ValidationHandler) for h in estimator.event_handlers):
-            names += list(estimator.metric_values(estimator.val_metrics))
+            names += list(estimator.metric_values(estimator.val_metrics, local=True))
         return ['epoch'] + names + ['learning_rate']
 
     def _start(self, estimator, first_epoch):

@@ -135,6 +135,11 @@ class GradientUpdateHandler(TrainBegin, BatchEnd, EpochEnd):
                 # a fresh gradient for the trainer's stale-gradient check, also when the
                 # window was restored from a checkpoint and no backward ran since
                 d._fresh_grad = True
+        # a distributed trainer may have started reducing the last batch's gradients
+        # during its backward pass (the Trainer keeps its reducer privately)
+        reducer = getattr(estimator.trainer, '_dist', None)
+        if reducer is not None:
+            reducer.gradients_changed()
         samples = self.pending_samples
         self._reset()
         self._update(estimator, samples)
@@ -144,14 +149,18 @@ class GradientUpdateHandler(TrainBegin, BatchEnd, EpochEnd):
         if self.clip_global_norm is None:
             trainer.step(samples)
             return
+        from .. import distributed as dist
         from ..utils import clip_global_norm
         trainer.allreduce_grads()
+        # the summed gradient is over every rank's samples: the mean divides by all of them
+        total = samples if dist.size() == 1 else \
+            float(dist.allreduce(np.array([samples], np.float64))[0])
         params = self._params(estimator)
         if params:
             # after allreduce_grads every device holds the same total: clip each device's
             # copy alike (the same numbers give the same norm, with no read-back)
             for replica in zip(*(p.list_grad() for _, p in params)):
-                clip_global_norm(list(replica), self.clip_global_norm * samples,
+                clip_global_norm(list(replica), self.clip_global_norm * total,
                                  check_isfinite=False)
         trainer.update(samples)
 

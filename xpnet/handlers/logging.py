@@ -50,7 +50,11 @@ class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, 
 
     On a terminal it also shows a tqdm progress bar per epoch (batches done/total when
     the loader has a length, samples/s, the current loss and metrics), which disappears
-    when the epoch's log line is written. An ``evaluate`` outside ``fit`` logs
+    when the epoch's log line is written.
+
+    In a distributed run only rank 0 logs and shows the bar. The metrics of the log lines
+    are those of every rank's data (``estimator.metric_value``); the bar, refreshed at
+    times that differ by rank, shows rank 0's own running values and samples/s. An ``evaluate`` outside ``fit`` logs
     ``Validation finished in ...`` (no epoch number: no epoch is running).
 
     Args:
@@ -130,7 +134,8 @@ class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, 
             elapsed = max(now - self._epoch_start, 1e-9)
             parts = ['%.0f samples/s' % (estimator.progress.epoch_samples / elapsed)]
             for m in self._metrics(estimator):
-                value = estimator.metric_value(m)[1]
+                # refreshed by time, which differs by rank: this process's own value
+                value = estimator.metric_value(m, local=True)[1]
                 if isinstance(value, numbers.Real):
                     parts.append('%s=%.4f' % (_short_name(m), value))
             bar.set_postfix_str(', '.join(parts), refresh=False)
@@ -151,7 +156,7 @@ class LoggingHandler(GluonCounters, TrainBegin, TrainEnd, EpochBegin, EpochEnd, 
         if use_bar is None:
             isatty = getattr(sys.stdout, 'isatty', None)
             use_bar = bool(isatty and isatty())
-        self._use_bar = use_bar
+        self._use_bar = use_bar and estimator.is_writer
 
     def train_end(self, estimator, *args, **kwargs):
         self._close_bar(estimator)

@@ -68,16 +68,14 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
             [(m, fresh_val) for m in estimator.val_metrics]
 
     def _scalars(self, estimator, pairs, step, prefix=''):
-        for m, fresh in pairs:
-            if not fresh:
-                continue
-            names, values = estimator.metric_value(m)
-            if not isinstance(names, (list, tuple)):
-                names, values = [names], [values]
-            for name, value in zip(names, values):
-                value = float(value)
-                if not math.isnan(value):
-                    self.writer.add_scalar(_tag(name, prefix), value, step)
+        # every rank reads (a collective in a distributed run); the writer writes
+        values = estimator.metric_values([m for m, fresh in pairs if fresh])
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            value = float(value)
+            if not math.isnan(value):
+                self.writer.add_scalar(_tag(name, prefix), value, step)
 
     def train_begin(self, estimator, *args, **kwargs):
         if not estimator.is_writer:
@@ -93,18 +91,18 @@ class TensorBoardHandler(TrainBegin, TrainEnd, EpochEnd, BatchEnd):
 
     def batch_end(self, estimator, *args, **kwargs):
         step = estimator.progress.batches
-        if self.writer is None:
-            return
         train = [(m, True) for m in (self.metrics if self.metrics is not None
                                      else estimator.train_metrics)]
         self._scalars(estimator, train, step, 'batch/')
-        self.writer.add_scalar('batch/learning_rate', estimator.trainer.learning_rate, step)
+        if self.writer is not None:
+            self.writer.add_scalar('batch/learning_rate', estimator.trainer.learning_rate,
+                                   step)
 
     def epoch_end(self, estimator, *args, **kwargs):
-        if self.writer is None:
-            return
         step = estimator.progress.epoch
         self._scalars(estimator, self._metrics(estimator), step)
+        if self.writer is None:
+            return
         self.writer.add_scalar('learning_rate', estimator.trainer.learning_rate, step)
         if self.histogram_period is not None and \
                 Events.EPOCH_END(every=self.histogram_period)(estimator):

@@ -10,7 +10,10 @@ prediction's device first, so a large GPU array is not copied whole.
 ``get()`` returns ``(name, value)`` for the data since the last ``reset()`` or
 ``reset_local()``; ``get_global()`` for the data since the last ``reset()``. Before any
 update the value is NaN. ``state_dict()`` / ``load_state_dict()`` give a JSON-serializable
-snapshot of the accumulated statistics, for checkpoints.
+snapshot of the accumulated statistics, for checkpoints. ``reduction_state()`` /
+``merged(states)`` combine the statistics of several processes (distributed training):
+``m.merged([a.reduction_state(), b.reduction_state()]).get()`` is the value over the data
+of ``a`` and ``b``; :func:`mergeable` says whether a metric's ``get`` follows them.
 
 Example::
 

@@ -1,11 +1,15 @@
 """The metric base class, the name registry and :func:`create`, and
 :class:`CompositeEvalMetric`."""
+import copy
 import json
 from collections import OrderedDict
 
+import numpy
+
+from ..backend import is_array, to_host
 from ._inputs import _num
 
-__all__ = ['EvalMetric', 'CompositeEvalMetric', 'create', 'register']
+__all__ = ['EvalMetric', 'CompositeEvalMetric', 'create', 'register', 'mergeable']
 
 
 # ---- registry ---------------------------------------------------------------------------------
@@ -198,6 +202,65 @@ class EvalMetric:
     def _load_extra_state(self, state):
         pass
 
+    # ---- combining processes (distributed training) ------------------------------------
+    def reduction_state(self):
+        """The statistics behind :meth:`get` (since the last ``reset``/``reset_local``) as
+        a flat float64 host vector; :meth:`merged` combines several processes' vectors.
+
+        The base class's is ``[sum_metric, num_inst]``, which adds up across shards of
+        the data. A metric whose ``get`` reads other statistics overrides both methods
+        (see :func:`mergeable`).
+        """
+        return _host_vector([self.sum_metric, self.num_inst])
+
+    def merged(self, states):
+        """A copy of this metric holding the statistics of ``states`` (one
+        :meth:`reduction_state` vector per process, in rank order) combined, as if it had
+        seen every process's data: its ``get()`` is the value over all of them.
+
+        Example::
+
+            # acc_a and acc_b were updated on two halves of the data
+            acc_a.merged([acc_a.reduction_state(), acc_b.reduction_state()]).get()
+        """
+        total = _sum_rows(states)
+        out = copy.copy(self)
+        out.sum_metric, out.num_inst = total[0], total[1]
+        return out
+
+
+def _host_vector(values):
+    """``values`` (numbers, NumPy scalars or arrays of any device) as one flat float64 host
+    vector."""
+    parts = [numpy.asarray(to_host(v) if is_array(v) else v, dtype=numpy.float64).reshape(-1)
+             for v in values]
+    return numpy.concatenate(parts) if parts else numpy.zeros(0)
+
+
+def _sum_rows(states):
+    """The element-wise sum of equal-length vectors, added in the order given (so every
+    process that sums the same list gets the same bits)."""
+    total = numpy.array(states[0], dtype=numpy.float64, copy=True)
+    for s in states[1:]:
+        total += s
+    return total
+
+
+def mergeable(metric):
+    """True if ``metric``'s :meth:`~EvalMetric.reduction_state` and
+    :meth:`~EvalMetric.merged` describe its ``get()``: for xpnet's metrics and subclasses
+    that keep xpnet's ``get``, and for metrics that define ``merged`` at or below the class
+    that defines ``get``. A user's metric overriding ``get`` without ``merged`` is not: a
+    distributed run then shows rank 0's value (with a warning naming the metric)."""
+    if isinstance(metric, CompositeEvalMetric):
+        return all(mergeable(m) for m in metric.metrics)
+    kind = type(metric)
+
+    def owner(name):
+        return next(c for c in kind.__mro__ if name in vars(c))
+    getter = owner('get')
+    return getter.__module__.startswith('xpnet.metric') or issubclass(owner('merged'), getter)
+
 
 def _zip_name_value(name, value):
     if not isinstance(name, list):
@@ -276,6 +339,23 @@ class CompositeEvalMetric(EvalMetric):
     def state_dict(self):
         return {'metric': type(self).__name__, 'name': self.name,
                 'metrics': [m.state_dict() for m in self.metrics]}
+
+    def reduction_state(self):
+        """The children's vectors, each preceded by its length."""
+        parts = [m.reduction_state() for m in self.metrics]
+        return numpy.concatenate([[len(parts)], [len(p) for p in parts]] + parts)
+
+    def merged(self, states):
+        n = len(self.metrics)
+        columns = [[] for _ in range(n)]
+        for state in states:
+            lengths = state[1:n + 1].astype(numpy.int64)
+            offsets = numpy.concatenate([[0], numpy.cumsum(lengths)]) + n + 1
+            for i in range(n):
+                columns[i].append(state[offsets[i]:offsets[i + 1]])
+        out = copy.copy(self)
+        out.metrics = [m.merged(c) for m, c in zip(self.metrics, columns)]
+        return out
 
     def load_state_dict(self, state):
         if state.get('metric') != type(self).__name__:

@@ -1,5 +1,6 @@
 """Metrics of class predictions: accuracies, F1/MCC/PCC, and the probability-based
 cross-entropy, negative log-likelihood and perplexity."""
+import copy
 import math
 import numbers
 
@@ -8,7 +9,7 @@ import numpy
 from ..backend import to_host
 from ..backend.checks import check_labels
 from ._inputs import _device, _host, _pairs, _pick_host, _on_preds_device
-from .base import EvalMetric, _alias, register
+from .base import EvalMetric, _alias, _host_vector, _sum_rows, register
 
 __all__ = ['Accuracy', 'TopKAccuracy', 'F1', 'MCC', 'PCC', 'Perplexity', 'CrossEntropy',
            'NegativeLogLikelihood']
@@ -200,6 +201,20 @@ class _BinaryMetric(EvalMetric):
         super().reset_local()
         self._stats.reset_local()
 
+    def reduction_state(self):
+        if self.average == 'macro':       # per-update scores: they add up as they are
+            return super().reduction_state()
+        return _host_vector([self._stats.local[k] for k in _BinaryStats.FIELDS])
+
+    def merged(self, states):
+        if self.average == 'macro':
+            return super().merged(states)
+        counts = dict(zip(_BinaryStats.FIELDS, _sum_rows(states).tolist()))
+        out = copy.copy(self)
+        total = _BinaryStats.total(counts)
+        out.sum_metric, out.num_inst = type(self)._score(counts) * total, total
+        return out
+
     def _extra_state(self):
         return {'counts': self._stats.state()}
 
@@ -310,6 +325,22 @@ class PCC(EvalMetric):
         if self.global_num_inst == 0:
             return self.name, float('nan')
         return self.name, self._calc(self.gcm)
+
+    def reduction_state(self):
+        """``[k, num_inst, the k x k local confusion counts]`` (k may differ by process)."""
+        return numpy.concatenate([[self.k, self.num_inst], self.lcm.reshape(-1)])
+
+    def merged(self, states):
+        k = max(int(s[0]) for s in states)
+        lcm = numpy.zeros((k, k))
+        num_inst = 0
+        for s in states:
+            n = int(s[0])
+            lcm[:n, :n] += s[2:].reshape(n, n)
+            num_inst += int(s[1])
+        out = copy.copy(self)
+        out.k, out.lcm, out.num_inst = k, lcm, num_inst
+        return out
 
     def _extra_state(self):
         return {'lcm': self.lcm.tolist(), 'gcm': self.gcm.tolist()}

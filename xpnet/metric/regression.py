@@ -1,10 +1,11 @@
 """Metrics of real-valued predictions: MAE, MSE, RMSE and Pearson correlation."""
+import copy
 import math
 
 import numpy
 
 from ._inputs import _host, _pairs, _on_preds_device
-from .base import EvalMetric, _alias, register
+from .base import EvalMetric, _alias, _host_vector, register
 
 __all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
 
@@ -124,6 +125,21 @@ class PearsonCorrelation(EvalMetric):
                 c + float(dl @ dp) + el * ep * f)
 
     @staticmethod
+    def _combine(a, b):
+        """Pooled statistics of two disjoint parts of the data (Chan et al.)."""
+        na, mla, mpa, m2la, m2pa, ca = a
+        nb, mlb, mpb, m2lb, m2pb, cb = b
+        if nb == 0:
+            return a
+        if na == 0:
+            return b
+        tot = na + nb
+        f = na * nb / tot
+        el, ep = mlb - mla, mpb - mpa
+        return (tot, mla + el * nb / tot, mpa + ep * nb / tot, m2la + m2lb + el * el * f,
+                m2pa + m2pb + ep * ep * f, ca + cb + el * ep * f)
+
+    @staticmethod
     def _pooled(s):
         n, _, _, m2l, m2p, c = s
         denom = math.sqrt(m2l * m2p)
@@ -157,6 +173,22 @@ class PearsonCorrelation(EvalMetric):
         if self.average == 'macro' or self.global_num_inst == 0:
             return super().get_global()
         return self.name, self._pooled(self._glob)
+
+    def reduction_state(self):
+        if self.average == 'macro':
+            return super().reduction_state()
+        return _host_vector([self.num_inst, *self._local])
+
+    def merged(self, states):
+        if self.average == 'macro':
+            return super().merged(states)
+        pooled, num_inst = self._ZERO, 0
+        for s in states:        # in rank order: every process gets the same bits
+            num_inst += int(s[0])
+            pooled = self._combine(pooled, tuple(float(v) for v in s[1:]))
+        out = copy.copy(self)
+        out.num_inst, out._local = num_inst, pooled
+        return out
 
     def _extra_state(self):
         return {'pooled_local': list(self._local), 'pooled_global': list(self._glob)}

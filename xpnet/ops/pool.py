@@ -21,11 +21,10 @@ Example::
 """
 import numpy as np
 
-from ._base import _wrap, needs_grad, record_op
+from ._base import _wrap, int_tuple, needs_grad, record_op
 from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
 from ..backend.memory import prime_host_allocator
-from .conv import (_check_rank, _from_nsc, _pad_nsc, _prod, _to_nsc,
-                   _tuple, normalize_layout)
+from ._im2col import check_rank, from_nsc, normalize_layout, pad_nsc, prod, to_nsc
 
 __all__ = ['pooling', 'pool_output_size']
 
@@ -47,12 +46,12 @@ def _pool_args(data, kernel, stride, pad, layout, global_pool, op):
     if nd < 1 or nd > 3:
         raise ValueError(f'{op}: pooling supports 1 to 3 spatial axes, got input shape '
                          f'{data.shape}')
-    _check_rank(data, nd, layout, op)
+    check_rank(data, nd, layout, op)
     if global_pool:
         return nd, last, None, None, None
-    kernel = _tuple(kernel, nd, 'pool_size', op, 1)
-    stride = kernel if stride is None else _tuple(stride, nd, 'strides', op, 1)
-    pad = _tuple(pad, nd, 'padding', op, 0)
+    kernel = int_tuple(kernel, nd, 'pool_size', op, 1)
+    stride = kernel if stride is None else int_tuple(stride, nd, 'strides', op, 1)
+    pad = int_tuple(pad, nd, 'padding', op, 0)
     return nd, last, kernel, stride, pad
 
 
@@ -72,7 +71,7 @@ def _divisor(xp, size, kernel, stride, pad, out, count_include_pad, dtype):
             constant = False
         per_dim.append(cnt)
     if constant:
-        return float(_prod(kernel))
+        return float(prod(kernel))
     div = per_dim[0].astype(np.float64)
     for c in per_dim[1:]:
         div = np.multiply.outer(div, c)
@@ -114,7 +113,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                                                op)
     xp = data.xp
     prime_host_allocator(xp)
-    x = _to_nsc(data._data, last)
+    x = to_nsc(data._data, last)
     if global_pool:
         return _global_pool(data, xp, x, nd, last, pool_type)
     size = x.shape[1:-1]
@@ -143,7 +142,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         split = worth_splitting(x)
 
         def forward_part(lo, hi):
-            cur = _pad_nsc(xp, x[lo:hi], pad, extent, fill)
+            cur = pad_nsc(xp, x[lo:hi], pad, extent, fill)
             args, shapes = [], []
             for d in axes:
                 shapes.append(cur.shape)
@@ -162,7 +161,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
             first_empty = next((o for o in range(n) if o * s - p >= sz), n)
             if first_empty < n:
                 cur[(slice(None),) * axis + (slice(first_empty, None),)] = 0
-        result = _from_nsc(cur, last)
+        result = from_nsc(cur, last)
         if need is None:
             return _wrap(result, data._ctx)
         crop = _crop(pad, size)
@@ -170,7 +169,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         uncropped = tuple(extent) == tuple(size)
 
         def backward(g):
-            g = _to_nsc(g, last)
+            g = to_nsc(g, last)
             # the blocks' gradients go straight into one buffer when nothing is cropped
             gx = xp.empty(x.shape, dtype=g.dtype) if len(parts) > 1 else None
 
@@ -190,13 +189,13 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                 if not uncropped:
                     gx[lo:hi] = gp[crop]
             if gx is None:
-                return (_from_nsc(backward_part(0), last),)
+                return (from_nsc(backward_part(0), last),)
             run_parts(lambda lo, hi: [backward_part(i) for i in range(lo, hi)],
                       len(parts), len(parts))
-            return (_from_nsc(gx, last),)
+            return (from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='max_pooling')
 
-    cur = _pad_nsc(xp, x, pad, extent, 0)
+    cur = pad_nsc(xp, x, pad, extent, 0)
     if cur.dtype.kind != 'f':
         cur = cur.astype(np.float32)
     shapes = []
@@ -214,12 +213,12 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         cur *= 1.0 / div
     elif not scalar:
         cur /= div
-    result = _from_nsc(cur, last)
+    result = from_nsc(cur, last)
     if need is None:
         return _wrap(result, data._ctx)
 
     def backward_avg(g):
-        g = _to_nsc(g, last)
+        g = to_nsc(g, last)
         if scalar:
             g = g * (1.0 / div) if div != 1.0 else g
         else:
@@ -232,7 +231,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                 else:
                     gin[win] += g
             g = gin
-        return (_from_nsc(g[_crop(pad, size)], last),)
+        return (from_nsc(g[_crop(pad, size)], last),)
     return record_op(backward_avg, (data,), result, data._ctx, name='avg_pooling')
 
 
@@ -305,22 +304,22 @@ def _axis_windows(ndim, d, k, s, o):
 
 def _global_pool(data, xp, x, nd, last, pool_type):
     N, C = x.shape[0], x.shape[-1]
-    P = _prod(x.shape[1:-1])
+    P = prod(x.shape[1:-1])
     keep = (N,) + (1,) * nd + (C,)
     flat = x.reshape(N, P, C)
     need = needs_grad(data)
     if pool_type == 'max':
         arg = flat.argmax(axis=1)                                  # first maximum
         y = xp.take_along_axis(flat, arg[:, None, :], axis=1).reshape(keep)
-        result = _from_nsc(y, last)
+        result = from_nsc(y, last)
         if need is None:
             return _wrap(result, data._ctx)
 
         def backward(g):
-            g = _to_nsc(g, last).reshape(N, 1, C)
+            g = to_nsc(g, last).reshape(N, 1, C)
             hit = xp.arange(P).reshape(1, P, 1) == arg[:, None, :]
             gx = xp.where(hit, g, 0).astype(g.dtype, copy=False).reshape(x.shape)
-            return (_from_nsc(gx, last),)
+            return (from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='global_max_pooling')
     if flat.dtype.kind == 'f':
         total = _mm(xp.ones(P, dtype=flat.dtype), flat)     # N GEMVs: 3x a sum()
@@ -328,12 +327,12 @@ def _global_pool(data, xp, x, nd, last, pool_type):
         total = flat.sum(axis=1, dtype=np.float32)
     scale = 1.0 if pool_type == 'sum' else 1.0 / P
     y = (total * scale if scale != 1.0 else total).reshape(keep)
-    result = _from_nsc(y, last)
+    result = from_nsc(y, last)
     if need is None:
         return _wrap(result, data._ctx)
 
     def backward_avg(g):
-        g = _to_nsc(g, last)
+        g = to_nsc(g, last)
         gx = xp.broadcast_to(g * scale if scale != 1.0 else g, x.shape)
-        return (_from_nsc(gx, last),)
+        return (from_nsc(gx, last),)
     return record_op(backward_avg, (data,), result, data._ctx, name='global_avg_pooling')

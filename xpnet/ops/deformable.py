@@ -126,6 +126,24 @@ class _Bilinear:
         return gflat.reshape(x_shape)
 
 
+def _offsets_and_mask(offset, mask, dtype, last, lead, K, dgroups, op):
+    """The offsets as (N, OH, OW, dg, K, 2) and the mask as (N, OH, OW, dg, K) (or None),
+    channels-last, after checking their shapes against the output's ``lead`` (N, OH, OW)."""
+    off = to_nsc(offset._data.astype(dtype, copy=False), last)
+    if off.shape != lead + (2 * K * dgroups,):
+        raise ValueError(f'{op}: offset shape {offset.shape} does not match the output '
+                         f'{lead[1:]} with {2 * K * dgroups} offset channels')
+    off = off.reshape(lead + (dgroups, K, 2))
+    mk = None
+    if mask is not None:
+        mk = to_nsc(mask._data.astype(dtype, copy=False), last)
+        if mk.shape != lead + (K * dgroups,):
+            raise ValueError(f'{op}: mask shape {mask.shape} does not match the output '
+                             f'{lead[1:]} with {K * dgroups} mask channels')
+        mk = mk.reshape(lead + (dgroups, K))
+    return off, mk
+
+
 def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, dgroups,
                 layout, op, v1):
     for other in (offset, weight, mask, bias):
@@ -158,18 +176,7 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
     if min(out) < 1:
         raise ValueError(f'{op}: kernel {tuple(kernel)} (dilation {dilate}) is larger than the '
                          f'padded input (input shape {data.shape}, padding {pad})')
-    off = to_nsc(offset._data.astype(wd.dtype, copy=False), last)
-    if off.shape != (N,) + out + (2 * K * dgroups,):
-        raise ValueError(f'{op}: offset shape {offset.shape} does not match the output '
-                         f'{out} with {2 * K * dgroups} offset channels')
-    off = off.reshape(N, out[0], out[1], dgroups, K, 2)
-    mk = None
-    if mask is not None:
-        mk = to_nsc(mask._data.astype(wd.dtype, copy=False), last)
-        if mk.shape != (N,) + out + (K * dgroups,):
-            raise ValueError(f'{op}: mask shape {mask.shape} does not match the output {out} '
-                             f'with {K * dgroups} mask channels')
-        mk = mk.reshape(N, out[0], out[1], dgroups, K)
+    off, mk = _offsets_and_mask(offset, mask, wd.dtype, last, (N,) + out, K, dgroups, op)
     Cd = C // dgroups
     xg = xp.ascontiguousarray(x).reshape(N, H, W, dgroups, Cd)
     py, px = _sample_grid(xp, off, (H, W), kernel, stride, pad, dilate, out, x.dtype)
@@ -192,27 +199,18 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
 
     def backward(g):
         g = to_nsc(g, last)
-        gx = goff = gmask = gw = gb = None
         g2 = xp.ascontiguousarray(g).reshape(M, O)
+        gx = goff = gmask = gw = gb = None
         if need[0] or need[1] or need[2]:
-            if groups == 1:
-                gcol = threaded_matmul(g2, wm[0]).reshape(1, M, -1)
-            else:
-                gcol = threaded_matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
-            gvals = gcol.reshape(groups, M, K, Cg).transpose(1, 2, 0, 3).reshape(
-                (N,) + out + (K, dgroups, Cd)).transpose(0, 1, 2, 4, 3, 5)
-            gs = gvals * mk[..., None] if mk is not None else gvals
-            if need[0]:
-                gx = bil.input_grad(xp, gs, xg.shape).reshape(N, H, W, C)
-                gx = from_nsc(gx, last)
+            gx, goff, gmask = _sample_grads(xp, g2, wm, bil, mk, samples, xg.shape, out,
+                                            groups, need)
+            if gx is not None:
+                gx = from_nsc(gx.reshape(N, H, W, C), last)
                 if gx.dtype != in_dtype:
                     gx = gx.astype(in_dtype)
-            if need[1]:
-                gy_, gx_ = bil.position_grads(gs)
-                goff = xp.stack([gy_, gx_], axis=-1).reshape((N,) + out + (-1,))
+            if goff is not None:
                 goff = from_nsc(goff, last).astype(offset.dtype, copy=False)
-            if need[2]:
-                gmask = (gvals * samples).sum(axis=-1).reshape((N,) + out + (-1,))
+            if gmask is not None:
                 gmask = from_nsc(gmask, last).astype(mask.dtype, copy=False)
         if need[3]:
             gw = weight_from_matrix(weight_grad(xp, g, col, groups), wshape, last)
@@ -221,6 +219,32 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
         return gx, goff, gmask, gw, gb
     return record_op(backward, (data, offset, mask, weight, bias), result, data._ctx,
                      need=need, name='deformable_convolution')
+
+
+def _sample_grads(xp, g2, wm, bil, mk, samples, x_shape, out, groups, need):
+    """Gradients of the input (N, H, W, dg, Cd), the offsets and the mask, channels-last,
+    from the output gradient ``g2`` (M, O): the columns' gradient ``g2 @ wm`` taken back
+    through the (modulated) bilinear samples."""
+    N, _, _, dgroups, Cd = x_shape
+    M = g2.shape[0]
+    K = samples.shape[-2]
+    Cg = wm.shape[2] // K
+    if groups == 1:
+        gcol = threaded_matmul(g2, wm[0]).reshape(1, M, -1)
+    else:
+        gcol = threaded_matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
+    gvals = gcol.reshape(groups, M, K, Cg).transpose(1, 2, 0, 3).reshape(
+        (N,) + out + (K, dgroups, Cd)).transpose(0, 1, 2, 4, 3, 5)
+    gs = gvals * mk[..., None] if mk is not None else gvals
+    gx = goff = gmask = None
+    if need[0]:
+        gx = bil.input_grad(xp, gs, x_shape)
+    if need[1]:
+        gy_, gx_ = bil.position_grads(gs)
+        goff = xp.stack([gy_, gx_], axis=-1).reshape((N,) + out + (-1,))
+    if need[2]:
+        gmask = (gvals * samples).sum(axis=-1).reshape((N,) + out + (-1,))
+    return gx, goff, gmask
 
 
 def deformable_convolution(data, offset, weight, bias=None, stride=1, pad=0, dilate=1,

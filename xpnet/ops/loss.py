@@ -25,58 +25,83 @@ def softmax_cross_entropy(pred, label, axis=-1, sparse_label=True, from_logits=F
     xp = pred.xp
     pd = float_data(pred._data)
     axis = norm_axis(axis, pd.ndim, 'SoftmaxCrossEntropyLoss')
-    n = pd.shape[axis]
-    last = axis == pd.ndim - 1
-    moved = pd if last else xp.moveaxis(pd, axis, -1)
-    moved_shape = moved.shape
-    out_shape = moved_shape[:-1]
-    x2 = moved.reshape(-1, n)
-    M = x2.shape[0]
-
-    def restore(a2):
-        a = a2.reshape(moved_shape)
-        return a if last else xp.moveaxis(a, -1, axis)
-
+    rows = _ClassRows(xp, pd, axis)
     if sparse_label:
-        ld = label._data
-        if ld.shape != out_shape and ld.shape != pd.shape[:axis] + (1,) + pd.shape[axis + 1:]:
-            raise ValueError(f'SoftmaxCrossEntropyLoss: label shape {label.shape} does not '
-                             f'match prediction shape {pred.shape} (expected {out_shape}, '
-                             f'the prediction without the class axis {axis})')
-        idx = ld.reshape(-1).astype(np.int64)      # a copy: clip in place (MXNet's pick)
-        xp.maximum(idx, 0, out=idx)
-        xp.minimum(idx, n - 1, out=idx)
-        rows = xp.arange(M)
+        return _sparse_softmax_cross_entropy(pred, label, rows, from_logits)
+    return _dense_softmax_cross_entropy(pred, label, rows, from_logits)
+
+
+class _ClassRows:
+    """The prediction with its class axis moved last and the rest flattened: ``x2`` is
+    (M, n); :meth:`restore` takes an (M, n) array back to the prediction's layout."""
+
+    def __init__(self, xp, pd, axis):
+        self.xp, self.pd, self.axis = xp, pd, axis
+        self.n = pd.shape[axis]
+        self.last = axis == pd.ndim - 1
+        moved = pd if self.last else xp.moveaxis(pd, axis, -1)
+        self.moved_shape = moved.shape
+        self.out_shape = moved.shape[:-1]
+        self.x2 = moved.reshape(-1, self.n)
+        self.M = self.x2.shape[0]
+
+    def restore(self, a2):
+        a = a2.reshape(self.moved_shape)
+        return a if self.last else self.xp.moveaxis(a, -1, self.axis)
+
+    def moved(self, a):
+        """An array of the prediction's shape as (M, n) rows."""
+        return (a if self.last else self.xp.moveaxis(a, self.axis, -1)).reshape(-1, self.n)
+
+
+def _sparse_softmax_cross_entropy(pred, label, r, from_logits):
+    """Class-index labels; the backward is ``(softmax - onehot) * g`` from the saved
+    ``exp``."""
+    xp, pd, axis, n, M, x2, out_shape = r.xp, r.pd, r.axis, r.n, r.M, r.x2, r.out_shape
+    restore = r.restore
+    ld = label._data
+    if ld.shape != out_shape and ld.shape != pd.shape[:axis] + (1,) + pd.shape[axis + 1:]:
+        raise ValueError(f'SoftmaxCrossEntropyLoss: label shape {label.shape} does not '
+                         f'match prediction shape {pred.shape} (expected {out_shape}, '
+                         f'the prediction without the class axis {axis})')
+    idx = ld.reshape(-1).astype(np.int64)      # a copy: clip in place (MXNet's pick)
+    xp.maximum(idx, 0, out=idx)
+    xp.minimum(idx, n - 1, out=idx)
+    rows = xp.arange(M)
+    if from_logits:
+        loss = -x2[rows, idx]
+    else:
+        sh = x2 - x2.max(axis=1, keepdims=True)
+        picked = sh[rows, idx]
+        e = xp.exp(sh, out=sh)
+        s = e.sum(axis=1)
+        loss = xp.log(s)
+        loss -= picked
+    loss = loss.reshape(out_shape)
+    if not tracked(pred):
+        return _wrap(loss, pred._ctx)
+    dtype = pd.dtype
+
+    def backward(g):
+        gf = g.reshape(-1)
         if from_logits:
-            loss = -x2[rows, idx]
+            gp = xp.zeros((M, n), dtype=dtype)
+            gp[rows, idx] = -gf
         else:
-            sh = x2 - x2.max(axis=1, keepdims=True)
-            picked = sh[rows, idx]
-            e = xp.exp(sh, out=sh)
-            s = e.sum(axis=1)
-            loss = xp.log(s)
-            loss -= picked
-        loss = loss.reshape(out_shape)
-        if not tracked(pred):
-            return _wrap(loss, pred._ctx)
-        dtype = pd.dtype
+            gp = e * (gf / s)[:, None]
+            gp[rows, idx] -= gf
+        return (restore(gp),)
+    return record_op(backward, (pred,), loss, pred._ctx, name='softmax_cross_entropy')
 
-        def backward(g):
-            gf = g.reshape(-1)
-            if from_logits:
-                gp = xp.zeros((M, n), dtype=dtype)
-                gp[rows, idx] = -gf
-            else:
-                gp = e * (gf / s)[:, None]
-                gp[rows, idx] -= gf
-            return (restore(gp),)
-        return record_op(backward, (pred,), loss, pred._ctx, name='softmax_cross_entropy')
 
+def _dense_softmax_cross_entropy(pred, label, r, from_logits):
+    """Labels with the prediction's shape: ``-sum(label * log_softmax(pred))``."""
+    xp, pd, x2, out_shape, restore = r.xp, r.pd, r.x2, r.out_shape, r.restore
     ld = label._data.astype(pd.dtype, copy=False)
     if ld.shape != pd.shape:
         raise ValueError(f'SoftmaxCrossEntropyLoss(sparse_label=False): label shape '
                          f'{label.shape} must equal prediction shape {pred.shape}')
-    l2 = (ld if last else xp.moveaxis(ld, axis, -1)).reshape(-1, n)
+    l2 = r.moved(ld)
     if from_logits:
         logp = x2
     else:

@@ -75,22 +75,81 @@ def _channel_rows(xp, d, axis):
     return xp.ascontiguousarray(moved).reshape(-1, moved.shape[-1]), moved.shape
 
 
+class _RowBlocks:
+    """A channels-last (R, C) matrix viewed as (R/k, k*C) (see ``ops/_rows.py``), and its
+    processing in row blocks: on the host a large matrix is processed in row blocks over
+    the host pool (``backend.hostpool``) -- each pass over the data is memory-bound, and
+    two cores move it faster than one."""
+
+    def __init__(self, xp, x2):
+        self.xp = xp
+        self.R, self.C = R, C = x2.shape
+        self.k = k = widening(R, C)
+        self.n = R // k
+        self.wide = x2.reshape(self.n, k * C)
+        self.ones = xp.ones(self.n, dtype=x2.dtype)
+        self.split = worth_splitting(self.wide)
+
+    def each(self, fn):
+        """``fn(lo, hi)`` over row blocks ``[lo, hi)`` of the (R/k, k*C) matrix."""
+        if self.split:
+            run_parts(fn, self.n)
+        else:
+            fn(0, self.n)
+
+    def summed(self, fn):
+        """The block-order sum of ``fn(lo, hi)``'s tuples of partial sums."""
+        parts = map_parts(fn, self.n) if self.split else [fn(0, self.n)]
+        total = list(parts[0])
+        for p in parts[1:]:
+            for i, v in enumerate(p):
+                total[i] = total[i] + v
+        return total
+
+    def column_sums(self, block):
+        """Per-column sums of a block of rows (a GEMV)."""
+        return _mm(self.ones[:block.shape[0]], block)
+
+    def fold(self, v):
+        """(k*C,) per-column sums -> (C,) per-channel sums."""
+        return _fold(v, self.k, self.C)
+
+    def tile(self, v):
+        """(C,) -> (k*C,)."""
+        return _tile(self.xp, v, self.k)
+
+
+def _row_statistics(rows):
+    """``(mean, var, xs, shift)`` of the row matrix: ``xs`` is the matrix the normalization
+    reads (the data itself, or its centred copy) and ``shift`` the per-channel mean still
+    to subtract from it (0 for the centred copy).
+
+    On the host, one pass for ``sum(x)`` and ``sum(x^2)``; E[x^2] - E[x]^2 is used only
+    while every channel has ``mean^2 <= 9 var`` (cancellation then costs at most ~3 bits
+    of the float32 sums); otherwise, and on devices, the centred two-pass variance."""
+    xp, xw, R = rows.xp, rows.wide, rows.R
+    if xp is np:
+        s1, s2 = rows.summed(lambda lo, hi: (rows.column_sums(xw[lo:hi]),
+                                             xp.einsum('rc,rc->c', xw[lo:hi], xw[lo:hi])))
+        mean = rows.fold(s1) / R
+        var = rows.fold(s2) / R - mean * mean
+        if bool((mean * mean <= 9 * var).all()):
+            return mean, var, xw, mean
+    else:
+        mean = rows.fold(_mm(rows.ones, xw)) / R
+    xs = xw - rows.tile(mean)
+    var = rows.fold(xp.einsum('rc,rc->c', xs, xs)) / R
+    return mean, var, xs, xp.zeros_like(mean)
+
+
 def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act=None):
     """Training-mode batch normalization computed on the (rows, channels) matrix of ``x``,
     followed by a ReLU when ``act == 'relu'`` (one op: ``relu(batch_norm(x))``).
 
     Same numbers as :func:`normalize` over all axes but ``axis``. The matrix is viewed as
-    (R/k, k*C) (see ``ops/_rows.py``); per-channel sums are GEMV/einsum row reductions
+    (R/k, k*C) (:class:`_RowBlocks`); per-channel sums are GEMV/einsum row reductions
     folded over the k copies of each channel, and the elementwise passes broadcast tiled
-    per-channel vectors along long rows. On the host a large matrix is processed in row
-    blocks over the host pool (``backend.hostpool``): the sums as per-block partials
-    added in block order, the elementwise passes block by block -- each pass over the
-    data is memory-bound, and two cores move it ~1.6x faster than one.
-
-    Statistics: on the host, one pass for ``sum(x)`` and ``sum(x^2)``; E[x^2] - E[x]^2 is
-    used only while every channel has ``mean^2 <= 9 var`` (cancellation then costs at most
-    ~3 bits of the float32 sums: measured max error 1e-5 on unit-scale outputs at the limit,
-    against 1e-6 two-pass); otherwise, and on devices, the centred two-pass variance.
+    per-channel vectors along long rows; the statistics are :func:`_row_statistics`.
     Forward output ``x * s + (beta - mean * s)`` (then the ReLU, in place); backward
     ``dx = s * (g - mean(g) - xc * inv^2 * mean(g * xc))`` in four passes, with ``xc`` the
     saved centred matrix or ``x - mean`` folded into the per-channel constants, and ``g``
@@ -99,56 +158,17 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act=None):
     """
     xp = x.xp
     x2, mshape = _channel_rows(xp, float_data(x._data), axis)
-    R, C = x2.shape
+    rows = _RowBlocks(xp, x2)
     dtype = x2.dtype
-    k = widening(R, C)
-    n = R // k
-    xw = x2.reshape(n, k * C)
-    ones = xp.ones(n, dtype=dtype)
     relu = act == 'relu'
-    split = worth_splitting(xw)
-
-    def each_block(fn):           # fn(lo, hi) over row blocks [lo, hi) of the (n, k*C) matrix
-        if split:
-            run_parts(fn, n)
-        else:
-            fn(0, n)
-
-    def summed(fn):               # fn(lo, hi) -> tuple of partial sums; their block-order sum
-        parts = map_parts(fn, n) if split else [fn(0, n)]
-        total = list(parts[0])
-        for p in parts[1:]:
-            for i, v in enumerate(p):
-                total[i] = total[i] + v
-        return total
-
-    def fold(v):                  # (k*C,) partial sums -> (C,)
-        return _fold(v, k, C)
-
-    def tile(v):                  # (C,) -> (k*C,)
-        return _tile(xp, v, k)
-
-    xs, shift = None, None        # backward's matrix and its per-channel offset from xc
-    if xp is np:
-        s1, s2 = summed(lambda lo, hi: (_mm(ones[lo:hi], xw[lo:hi]),
-                                        xp.einsum('rc,rc->c', xw[lo:hi], xw[lo:hi])))
-        mean = fold(s1) / R
-        var = fold(s2) / R - mean * mean
-        if bool((mean * mean <= 9 * var).all()):
-            xs, shift = xw, mean
-    else:
-        mean = fold(_mm(ones, xw)) / R
-    if xs is None:
-        xs = xw - tile(mean)
-        var = fold(xp.einsum('rc,rc->c', xs, xs)) / R
-        shift = xp.zeros_like(mean)
+    mean, var, xs, shift = _row_statistics(rows)
     inv = 1.0 / xp.sqrt(var + eps)
     s = gamma._data.astype(dtype, copy=False) * inv if scale else inv
     offset = -shift * s
     if center:
         offset = offset + beta._data.astype(dtype, copy=False)
     y2 = xp.empty_like(xs)
-    ts, to = tile(s), tile(offset)
+    ts, to = rows.tile(s), rows.tile(offset)
 
     def normalize_block(lo, hi):
         yb = y2[lo:hi]
@@ -156,7 +176,7 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act=None):
         yb += to
         if relu:
             relu_values(xp, yb, out=yb)
-    each_block(normalize_block)
+    rows.each(normalize_block)
     y = xp.moveaxis(y2.reshape(mshape), -1, axis)
     need = needs_grad(x, gamma if scale else None, beta if center else None)
     if need is None:
@@ -164,37 +184,48 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act=None):
     gshape = gamma.shape
 
     def backward(g):
-        gw = _channel_rows(xp, g, axis)[0].reshape(n, k * C)
-        gm = xp.empty_like(gw) if relu else gw      # g masked by the ReLU
-
-        def sums_block(lo, hi):
-            gb = gw[lo:hi]
-            if relu:
-                gb = xp.multiply(gb, y2[lo:hi] > 0, out=gm[lo:hi])
-            return _mm(ones[lo:hi], gb), xp.einsum('rc,rc->c', gb, xs[lo:hi])
-        sg, sgx = summed(sums_block)
-        gb = fold(sg)                                           # sum of g per channel
-        # sum of g * xhat = (sum(g * xs) - shift * sum(g)) * inv
-        gg = (fold(sgx) - shift * gb) * inv
-        gx = None
-        if need[0]:
-            # dx = s * (g - mean(g) - xhat * mean(g * xhat)), xhat = (xs - shift) * inv
-            a = inv * gg / R
-            ta, tb = tile(a), tile(gb / R - a * shift)
-            t = xp.empty_like(xs)
-
-            def input_grad_block(lo, hi):
-                tb_ = t[lo:hi]
-                xp.multiply(xs[lo:hi], ta, out=tb_)
-                tb_ += tb
-                xp.subtract(gm[lo:hi], tb_, out=tb_)
-                tb_ *= ts
-            each_block(input_grad_block)
-            gx = xp.moveaxis(t.reshape(mshape), -1, axis)
+        gx, gg, gb = _batch_norm_rows_backward(rows, _channel_rows(xp, g, axis)[0], xs, shift,
+                                               inv, ts, y2 if relu else None, need[0])
+        if gx is not None:
+            gx = xp.moveaxis(gx.reshape(mshape), -1, axis)
         return (gx, gg.reshape(gshape) if need[1] else None,
                 gb.reshape(gshape) if need[2] else None)
     return record_op(backward, (x, gamma, beta), y, x._ctx,
                      name='batch_norm_relu' if relu else 'batch_norm'), mean, var
+
+
+def _batch_norm_rows_backward(rows, g2, xs, shift, inv, ts, y2, need_x):
+    """``(gx as (R/k, k*C) or None, sum(g * xhat), sum(g))`` of :func:`_batch_norm_rows`
+    for the output gradient's row matrix ``g2``; ``y2`` is the ReLU's output (its mask) or
+    None."""
+    xp, R = rows.xp, rows.R
+    gw = g2.reshape(rows.n, -1)
+    gm = xp.empty_like(gw) if y2 is not None else gw      # g masked by the ReLU
+
+    def sums_block(lo, hi):
+        gb = gw[lo:hi]
+        if y2 is not None:
+            gb = xp.multiply(gb, y2[lo:hi] > 0, out=gm[lo:hi])
+        return rows.column_sums(gb), xp.einsum('rc,rc->c', gb, xs[lo:hi])
+    sg, sgx = rows.summed(sums_block)
+    gb = rows.fold(sg)                                           # sum of g per channel
+    # sum of g * xhat = (sum(g * xs) - shift * sum(g)) * inv
+    gg = (rows.fold(sgx) - shift * gb) * inv
+    if not need_x:
+        return None, gg, gb
+    # dx = s * (g - mean(g) - xhat * mean(g * xhat)), xhat = (xs - shift) * inv
+    a = inv * gg / R
+    ta, tb = rows.tile(a), rows.tile(gb / R - a * shift)
+    t = xp.empty_like(xs)
+
+    def input_grad_block(lo, hi):
+        tb_ = t[lo:hi]
+        xp.multiply(xs[lo:hi], ta, out=tb_)
+        tb_ += tb
+        xp.subtract(gm[lo:hi], tb_, out=tb_)
+        tb_ *= ts
+    rows.each(input_grad_block)
+    return t, gg, gb
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, axis=1, eps=1e-5, momentum=0.9,

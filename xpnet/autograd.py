@@ -20,10 +20,11 @@ Writing an op (see ``xpnet/ops``)::
 Rules for backward closures: return one gradient (or ``None``) per input, with the
 input's shape and dtype; never modify the incoming gradient in place (it may be shared);
 return fresh arrays or views of the incoming gradient, never an array saved from forward.
-A gradient may also be a ``backend.hostpool.Deferred`` (work running on a background
-thread, see ``hostpool.defer``): a leaf's is awaited only when the leaf gradients are
-written at the end of the pass, any other at once. Every background job of a pass has
-finished when ``backward`` returns, and a job's exception is raised from it.
+A gradient may also be *pending* (:func:`is_pending`: work still running, e.g. on a
+background thread, see ``backend.hostpool.defer``): a leaf's is resolved only when the
+leaf gradients are written at the end of the pass, any other at once. Every pending
+gradient of a pass has been resolved when ``backward`` returns, and the exception of the
+work behind one is raised from it.
 
 Example::
 
@@ -36,7 +37,7 @@ import heapq
 import itertools
 import threading
 
-from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
+from .backend.hostpool import caller_pinned
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
@@ -265,13 +266,13 @@ def _backward(heads, head_grads, retain_graph):
                 if g is None or x is None:
                     continue
                 src = x._node
-                if is_deferred(g):
-                    # a gradient still being computed in the background (a layer's weight
-                    # gradient, see backend.hostpool.defer): a leaf takes it at the end
+                if is_pending(g):
+                    # a gradient still being computed (a layer's weight gradient in the
+                    # background, see backend.hostpool.defer): a leaf takes it at the end
                     if src is None and x._grad is not None:
                         _collect_leaf(leaves, x, g, False)
                         continue
-                    g = resolve(g)
+                    g = _resolved(g)
                     if g is None:
                         continue
                 if src is not None:
@@ -287,7 +288,7 @@ def _backward(heads, head_grads, retain_graph):
         # every background job of this pass finishes before backward returns
         for entry in leaves.values():
             try:
-                resolve(entry[1])
+                _resolved(entry[1])
             except BaseException:
                 pass
         raise
@@ -295,7 +296,7 @@ def _backward(heads, head_grads, retain_graph):
         _state.retain = prev_retain
 
     entries = list(leaves.values())
-    for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
+    for entry, g in zip(entries, resolve_pending([e[1] for e in entries])):
         entry[1] = g
     bound = set()
     for leaf, g, owned in leaves.values():
@@ -323,12 +324,40 @@ def _collect_leaf(leaves, leaf, g, owned):
     if entry is None:
         leaves[id(leaf)] = [leaf, g, owned]
     else:
-        prev, g = resolve(entry[1]), resolve(g)
+        prev, g = _resolved(entry[1]), _resolved(g)
         if prev is None or g is None:
             entry[1] = g if prev is None else prev
             return
         entry[1] = _add(prev, g, entry[2])
         entry[2] = True
+
+
+# ---- pending gradients ------------------------------------------------------------------------
+# The protocol between the engine and whatever computes gradients asynchronously (the host
+# thread pool's background jobs): a pending gradient has ``result()``, which waits for the
+# value (an array or None) and raises the work's exception; it may also have
+# ``run_here()``, which runs the work in the calling thread if it has not started yet (a
+# thread that would only wait helps instead). The engine needs nothing else, so it does not
+# depend on how the work is scheduled.
+
+def is_pending(value):
+    """Whether a backward rule's gradient ``value`` is pending (has ``result()``)."""
+    return getattr(value, 'result', None) is not None
+
+
+def _resolved(value):
+    return value.result() if is_pending(value) else value
+
+
+def resolve_pending(values):
+    """``values`` with each pending gradient replaced by its result: first every one that
+    has not started runs in the calling thread (``run_here()``, in order), then each is
+    awaited."""
+    for v in values:
+        run_here = getattr(v, 'run_here', None)
+        if run_here is not None:
+            run_here()
+    return [_resolved(v) for v in values]
 
 
 def _write_leaf(leaf, g, owned, bound, foreign):

@@ -433,6 +433,12 @@ class Deferred:
             raise self._error
         return self._value
 
+    def run_here(self):
+        """Run the job in the calling thread now if it has not started (then
+        :meth:`result` does not wait)."""
+        if _claim(self):
+            self._run_here()
+
     def part(self, i):
         """A Deferred of ``result()[i]`` (for a job computing several values)."""
         return _Item(self, i)
@@ -447,6 +453,9 @@ class _Item:
     def result(self):
         value = self._parent.result()
         return None if value is None else value[self._index]
+
+    def run_here(self):
+        self._parent.run_here()
 
     def part(self, i):
         return _Item(self, i)

@@ -2,9 +2,9 @@
 
 Winograd F(4x4, 3x3) (``xpnet/ops/winograd.py``), the channels-first unfolding for inputs
 with few channels, the one-pass BatchNorm statistics, the widened per-channel helpers
-(``xpnet/ops/_rows.py``), the bool arg-max of 2-wide max pooling and the host allocator
-settings. Each path is compared with the generic computation (and MXNet's numbers where the
-oracle has an eligible case) and gradient-checked in float64.
+(``xpnet/ops/_rows.py``) and the bool arg-max of 2-wide max pooling. Each path is compared
+with the generic computation (and MXNet's numbers where the oracle has an eligible case)
+and gradient-checked in float64.
 """
 import json
 
@@ -429,12 +429,3 @@ def test_max_pool_two_wide_gradcheck(pool, stride, ctx):
     check_grad(lambda x: ops.pooling(x, kernel=pool, stride=stride, pool_type='max'),
                [rng.standard_normal((2, 3, 5, 4))], ctx=ctx)
 
-
-# ---- host allocator ------------------------------------------------------------------------
-
-def test_prime_host_allocator_is_idempotent():
-    from xpnet.backend import memory
-    memory.prime_host_allocator(np)
-    memory.prime_host_allocator(np)
-    assert memory._allocator_primed == [True]
-    assert memory._glibc_mallopt() is not None          # glibc (Linux CI)

@@ -37,8 +37,6 @@ import heapq
 import itertools
 import threading
 
-from .backend.hostpool import caller_pinned
-
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node']
 
@@ -201,14 +199,7 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
             a non-scalar head is Gluon's rule (the gradient of its sum).
         retain_graph: keep the graph so ``backward`` can be called on it again.
     """
-    if threading.current_thread() is threading.main_thread():
-        # background jobs run beside the pass: keep the thread off their CPU meanwhile
-        # (device threads of a multi-device step are left alone: they would all be
-        # squeezed onto the remaining CPUs)
-        with caller_pinned():
-            _backward(heads, head_grads, retain_graph)
-    else:
-        _backward(heads, head_grads, retain_graph)
+    _backward(heads, head_grads, retain_graph)
 
 
 def _backward(heads, head_grads, retain_graph):

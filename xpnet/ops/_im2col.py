@@ -32,7 +32,7 @@ from ..backend.memory import scratch
 
 __all__ = ['normalize_layout', 'check_rank', 'to_nsc', 'from_nsc', 'prod', 'conv_output_size',
            'deconv_output_size', 'window', 'pad_nsc', 'im2col', 'im2col_channels_first',
-           'col2im', 'col2im_slabs', 'gemm_groups', 'weight_matrix', 'weight_grad',
+           'col2im', 'col2im_reach', 'col2im_slabs', 'col2im_crop', 'gemm_groups', 'weight_matrix', 'weight_grad',
            'weight_from_matrix']
 
 _LAYOUTS = {
@@ -210,27 +210,39 @@ def col2im(xp, cols, N, size, kernel, stride, pad, dilate, out):
     """Adjoint of :func:`im2col`, taking the columns kernel-offset-major: ``cols`` is
     ``(G, prod(K), N*prod(out), Cg)`` and the result the channels-last image
     ``(N, *size, G*Cg)``. One strided accumulation of a contiguous slab per kernel offset."""
-    return col2im_slabs(xp, lambda i: cols[:, i], cols.shape[0], cols.shape[3], cols.dtype,
-                         N, size, kernel, stride, pad, dilate, out)
+    G, Cg = cols.shape[0], cols.shape[3]
+    reach = col2im_reach(size, kernel, stride, pad, dilate, out)
+    buf = xp.zeros((N,) + reach + (G, Cg), dtype=cols.dtype)
+    col2im_slabs(xp, lambda i: cols[:, i], buf, kernel, stride, dilate, out)
+    return col2im_crop(buf, size, pad)
 
 
-def col2im_slabs(xp, slab, G, Cg, dtype, N, size, kernel, stride, pad, dilate, out):
-    """col2im with the columns of kernel offset ``i`` given by ``slab(i)`` (G, M, Cg), so
-    that they can be computed one offset at a time and never held all at once."""
-    reach = tuple(max(s + 2 * p, (o - 1) * st + (k - 1) * d + 1)
-                  for s, p, o, st, k, d in zip(size, pad, out, stride, kernel, dilate))
-    buf = xp.zeros((N,) + reach + (G, Cg), dtype=dtype)
+def col2im_reach(size, kernel, stride, pad, dilate, out):
+    """The spatial extent of the padded image that col2im accumulates into."""
+    return tuple(max(s + 2 * p, (o - 1) * st + (k - 1) * d + 1)
+                 for s, p, o, st, k, d in zip(size, pad, out, stride, kernel, dilate))
+
+
+def col2im_slabs(xp, slab, buf, kernel, stride, dilate, out):
+    """col2im into the zeroed padded image ``buf`` (n, *reach, G, Cg), with the columns of
+    kernel offset ``i`` given by ``slab(i)`` (G, n*prod(out), Cg), so that they can be
+    computed one offset at a time and never held all at once. Returns ``buf``."""
+    n, G, Cg = buf.shape[0], buf.shape[-2], buf.shape[-1]
     disjoint = all(s >= (k - 1) * d + 1 for s, k, d in zip(stride, kernel, dilate))
     for i, k in enumerate(itertools.product(*map(range, kernel))):
         win = (slice(None),) + window(k, stride, dilate, out)
-        src = slab(i).transpose(1, 0, 2).reshape((N,) + tuple(out) + (G, Cg))
+        src = slab(i).transpose(1, 0, 2).reshape((n,) + tuple(out) + (G, Cg))
         if disjoint:
             buf[win] = src
         else:
             buf[win] += src
-    crop = (slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, size))
-    return buf[crop].reshape((N,) + tuple(size) + (G * Cg,))
+    return buf
 
+
+def col2im_crop(buf, size, pad):
+    """The image ``(n, *size, G*Cg)`` inside col2im's padded ``buf``."""
+    crop = (slice(None),) + tuple(slice(p, p + s) for p, s in zip(pad, size))
+    return buf[crop].reshape((buf.shape[0],) + tuple(size) + (buf.shape[-2] * buf.shape[-1],))
 
 
 # ---- convolutions as matrix products -----------------------------------------------------

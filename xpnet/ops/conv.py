@@ -61,11 +61,12 @@ import numpy as np
 
 from ..backend import hostpool
 from ..backend.hostpool import matmul as _mm, run_parts, worth_splitting
-from ..backend.memory import prime_host_allocator, scratch
+from ..backend.memory import scratch
 from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
-from ._im2col import (check_rank, col2im, col2im_slabs, conv_output_size, deconv_output_size, from_nsc,
-                      gemm_groups, im2col, im2col_channels_first, normalize_layout, prod,
-                      to_nsc, weight_from_matrix, weight_grad, weight_matrix)
+from ._im2col import (check_rank, col2im, col2im_crop, col2im_reach, col2im_slabs,
+                      conv_output_size, deconv_output_size, from_nsc, gemm_groups, im2col,
+                      im2col_channels_first, normalize_layout, prod, to_nsc,
+                      weight_from_matrix, weight_grad, weight_matrix)
 from ._rows import add_channel_vector, channel_sum
 from ..autograd import grad_retained
 from .deformable import deformable_convolution, modulated_deformable_convolution
@@ -99,7 +100,8 @@ def _conv_nsc(xp, x, wm, kernel, stride, pad, dilate, out, groups, keep_col=Fals
 def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, groups):
     """The adjoint of :func:`_conv_nsc` in its input: ``g`` (N, *out, G*Og) -> (N, *size,
     G*Cg). For each kernel offset one GEMM gives that offset's columns as a contiguous
-    (G, N*prod(out), Cg) slab (reusing one buffer), which col2im accumulates at once."""
+    (G, N*prod(out), Cg) slab (reusing one buffer), which col2im accumulates at once; on
+    the host the batch is split in parts over the pool, each part running every offset."""
     N = g.shape[0]
     G = groups
     Kp = prod(kernel)
@@ -114,15 +116,31 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
         y, _ = _conv_nsc(xp, g, _flipped(wm, Kp), kernel, (1,) * len(kernel), tpad, dilate,
                          size, G)
         return y
-    g2 = xp.ascontiguousarray(g).reshape(M, G, Og).transpose(1, 0, 2)      # (G, M, Og)
     # wm (G, Og, K*Cg) -> (K, G, Og, Cg): per kernel offset and group an (Og, Cg) block
     wk = xp.ascontiguousarray(wm.reshape(G, Og, Kp, Cg).transpose(2, 0, 1, 3))
-    dtype = np.result_type(g2.dtype, wk.dtype)
-    tmp = xp.empty((G, M, Cg), dtype=dtype)
+    dtype = np.result_type(g.dtype, wk.dtype)
+    P = prod(out)
+    g4 = xp.ascontiguousarray(g).reshape(N, P, G, Og)
+    buf = xp.empty((N,) + col2im_reach(size, kernel, stride, pad, dilate, out) + (G, Cg),
+                   dtype=dtype)
+    lone = xp is np and N < 2 and M * Og * Cg * Kp >= hostpool.SPLIT_MNK
 
-    def slab(i):
-        return hostpool.threaded_matmul(g2, wk[i], out=tmp)
-    return col2im_slabs(xp, slab, G, Cg, dtype, N, size, kernel, stride, pad, dilate, out)
+    def part(lo, hi):
+        # the samples [lo, hi): their slabs and their rows of the image (one hand-off for
+        # every kernel offset)
+        n = hi - lo
+        gp = g4[lo:hi].reshape(n * P, G, Og).transpose(1, 0, 2)             # (G, n*P, Og)
+        tmp = xp.empty((G, n * P, Cg), dtype=dtype)
+        mm = hostpool.threaded_matmul if lone else xp.matmul
+        b = buf[lo:hi]
+        b[...] = 0
+        col2im_slabs(xp, lambda i: mm(gp, wk[i], out=tmp), b, kernel, stride, dilate, out)
+    if xp is not np or lone:
+        part(0, N)           # (one large sample: on the BLAS's threads)
+    else:
+        split = hostpool.can_split_blas() and M * Og * Cg * Kp * G >= hostpool.SPLIT_MNK
+        run_parts(part, N, None if split else 1)
+    return col2im_crop(buf, size, pad)
 
 
 def _flipped(wm, Kp):
@@ -422,7 +440,6 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
     geo = _conv_geometry(data, weight, bias, stride, pad, dilate, groups, layout,
                          name or 'Convolution')
     xp = data.xp
-    prime_host_allocator(xp)
     wd = weight._data
     xd = _input_data(data, wd)
     O, C = geo.wshape[0], geo.wshape[1] * geo.groups
@@ -488,7 +505,6 @@ def deconvolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1,
     geo = _deconv_geometry(data, weight, bias, stride, pad, dilate, groups, output_padding,
                            layout, name or 'Deconvolution')
     xp = data.xp
-    prime_host_allocator(xp)
     wd = weight._data
     # contiguous once: the forward GEMMs and the weight gradient both read it
     x = xp.ascontiguousarray(to_nsc(_input_data(data, wd), geo.last))

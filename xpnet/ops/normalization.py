@@ -7,7 +7,8 @@ Example::
 """
 import numpy as np
 
-from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
+from ..backend.hostpool import (SPLIT_BYTES, fixed_parts, map_parts, matmul as _mm, run_parts,
+                                worth_splitting)
 from ._base import _state, _wrap, float_data, needs_grad, norm_axis, record_op, unbroadcast
 from ._rows import fold as _fold, relu_values, tile as _tile, widening
 
@@ -98,8 +99,12 @@ class _RowBlocks:
             fn(0, self.n)
 
     def summed(self, fn):
-        """The block-order sum of ``fn(lo, hi)``'s tuples of partial sums."""
-        parts = map_parts(fn, self.n) if self.split else [fn(0, self.n)]
+        """The block-order sum of ``fn(lo, hi)``'s tuples of partial sums. The blocks
+        depend on the matrix's size only, so the sums are the same on any thread count."""
+        if self.split:
+            parts = map_parts(fn, self.n, fixed_parts(self.wide.nbytes, SPLIT_BYTES, self.n))
+        else:
+            parts = [fn(0, self.n)]
         total = list(parts[0])
         for p in parts[1:]:
             for i, v in enumerate(p):

@@ -23,7 +23,6 @@ import numpy as np
 
 from ._base import _wrap, int_tuple, needs_grad, record_op
 from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
-from ..backend.memory import prime_host_allocator
 from ._im2col import check_rank, from_nsc, normalize_layout, pad_nsc, prod, to_nsc
 
 __all__ = ['pooling', 'pool_output_size']
@@ -112,7 +111,6 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
     nd, last, kernel, stride, pad = _pool_args(data, kernel, stride, pad, layout, global_pool,
                                                op)
     xp = data.xp
-    prime_host_allocator(xp)
     x = to_nsc(data._data, last)
     if global_pool:
         return _global_pool(data, xp, x, nd, last, pool_type)

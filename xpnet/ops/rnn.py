@@ -18,10 +18,12 @@ Example::
 
     y, hT, cT = rnn_sequence(x, h0, c0, wi, wh, bi, bh, mode='lstm')   # x: (T, N, C)
 """
+import contextlib
+
 import numpy as np
 
 from ..backend import to_device
-from ..backend.blas import single_thread_blas
+from ..backend.blas import single_thread_blas, threaded_blas
 from ..backend.hostpool import threaded_matmul
 from ._base import _wrap, needs_grad, record_multi, record_op, same_ctx
 
@@ -42,6 +44,14 @@ def rnn_gates(mode):
 # xpnet.backend.blas), and so do the whole-sequence products below _SMALL_SEQ.
 _SMALL_STEP = 1 << 23
 _SMALL_SEQ = 1 << 25
+
+
+def _blas(xp, single):
+    """How a block of host products uses the BLAS's threads: one thread (small products)
+    or the BLAS's own threads (see ``xpnet/backend/blas.py``); nothing for devices."""
+    if xp is not np:
+        return contextlib.nullcontext()
+    return single_thread_blas() if single else threaded_blas()
 
 
 _VECTORS = {}
@@ -148,7 +158,7 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
     s = _Sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias, h2h_bias, h2r_weight, mode,
                   valid_length, reverse, state_clip, return_sequence)
     step = _FORWARD_STEPS[mode]
-    with single_thread_blas(s.small), np.errstate(over='ignore'):
+    with _blas(s.xp, s.small), np.errstate(over='ignore'):
         for k, t in enumerate(s.order):
             step(s, k, t)
     outs = s.outputs()
@@ -197,7 +207,7 @@ class _Sequence:
         self.x2 = xd.reshape(T * N, C)
         self.small_seq = xp is np and T * N * G * max(C, P) < _SMALL_SEQ
         self.small = xp is np and N * G * P < _SMALL_STEP
-        with single_thread_blas(self.small_seq):
+        with _blas(xp, self.small_seq):
             xw = threaded_matmul(self.x2, wi.T).reshape(T, N, G)   # i2h of every step
         if bi is not None:
             xw += bi
@@ -369,7 +379,7 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     dh = xp.empty((N, P), dtype=dt)
     step = _BACKWARD_STEPS[s.mode]
     hin = s.states_in()
-    with single_thread_blas(s.small):
+    with _blas(xp, s.small):
         for k in range(s.T - 1, -1, -1):
             t = s.order[k]
             # dh: gradient of the step's candidate output (masked), keep: passthrough part.
@@ -479,7 +489,7 @@ def _sequence_products(s, b, need, hin, x_dtype):
     """Input, weight and bias gradients from the gate gradients of all steps at once."""
     T, N, G, H, P = s.T, s.N, s.G, s.H, s.P
     gx = gwi = gwh = gbi = gbh = gwr = None
-    with single_thread_blas(s.small_seq):
+    with _blas(s.xp, s.small_seq):
         TN = T * N
         dGx2 = b.dGx.reshape(TN, G)
         if need[0]:

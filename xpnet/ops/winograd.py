@@ -135,13 +135,15 @@ def _view(xp, a, shape):
 
 
 def _run(xp, fn, n, nbytes):
-    """``fn(lo, hi)`` over the batch: split over the host pool on the CPU when the
+    """``fn(lo, hi)`` over the batch: on the CPU in parts over the host pool when the
     scratch of the whole batch (``nbytes``) is large enough to pay for the hand-off (see
-    ``xpnet/backend/hostpool.py``), whole otherwise and on devices."""
-    if xp is np and hostpool.can_split_blas() and nbytes >= hostpool.SPLIT_BYTES:
-        hostpool.run_parts(fn, n)
-    else:
+    ``xpnet/backend/hostpool.py``), else as one part (the BLAS on one thread either way);
+    whole on devices."""
+    if xp is not np:
         fn(0, n)
+        return
+    split = hostpool.can_split_blas() and nbytes >= hostpool.SPLIT_BYTES
+    hostpool.run_parts(fn, n, None if split else 1)
 
 
 def _transform(xp, A, src, tmp, out):

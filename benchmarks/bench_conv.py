@@ -44,6 +44,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_line  # noqa: E402
+
 
 # ---- xpnet ----------------------------------------------------------------------------------
 
@@ -342,6 +345,7 @@ def main(argv=None):
                            ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')})
         os.execv(sys.executable, [sys.executable] + sys.argv)
     cases = ['lenet', 'cifar', 'deconv'] if args.case == 'all' else [args.case]
+    print(machine_line(), flush=True)
     bench = bench_separate if args.separate_processes else bench_in_process
     for i, name in enumerate(cases):
         _, infos = bench(name, args)

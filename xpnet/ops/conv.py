@@ -1,54 +1,39 @@
-"""The N-d convolution and pooling core: one implementation for 1-D, 2-D and 3-D, both layouts.
+"""N-d convolution and transposed convolution: one implementation for 1-D, 2-D and 3-D,
+both layouts.
 
-Everything here computes on a *channels-last* view of the data, ``(N, *spatial, C)``: a
-channels-first ``(N, C, *S)`` array and a channels-last one are both views of it, so layouts
-cost nothing at the entry. The building blocks are
+Everything computes on a *channels-last* view of the data, ``(N, *spatial, C)``, with the
+windows of ``ops/_im2col.py``. A convolution is im2col + one GEMM per group. Its input
+gradient -- and a transposed convolution, which is the same computation -- runs one kernel
+offset at a time: a GEMM gives that offset's columns as a contiguous slab, which col2im
+adds into place. A stride-1 "same" layer that does not widen the channels instead runs it
+as a convolution with the flipped kernel, which moves less memory there. Results are views
+of channels-last buffers (logical shape ``(N, C, *S)`` for channels-first layouts), so the
+next convolution, pooling or elementwise op reads them without a transposing copy.
 
-- :func:`im2col`: the windows of the (padded) input as a ``(groups, N * prod(out),
-  prod(K) * C/groups)`` matrix, made by one strided copy of a window view (rows are output
-  positions, columns run over kernel offsets then channels, so the innermost copied runs are
-  ``k_w * C`` contiguous numbers);
-- :func:`col2im`: its adjoint, one strided accumulation of a contiguous slab per kernel
-  offset (loops run over kernel offsets only, never over batch elements or positions);
-- one matrix multiply per group, with the weight as a ``(out/groups, prod(K) * in/groups)``
-  matrix.
+:func:`convolution` is a short dispatch to one of three paths, each a function returning
+``(output, backward)`` (all exact in the gradient, tested against each other):
 
-A convolution is im2col + GEMM. Its input gradient -- and a transposed convolution, which is
-the same computation -- runs one kernel offset at a time: a GEMM gives that offset's columns
-as a contiguous ``(N * prod(out), C)`` slab, which col2im adds into place. A stride-1
-"same" layer that does not widen the channels instead runs it as a convolution with the
-flipped kernel (im2col + GEMM again), which moves less memory there. Results are
-returned as views of channels-last buffers (logical shape ``(N, C, *S)`` for channels-first
-layouts), so the next convolution, pooling or elementwise op reads them without a
-transposing copy.
+- :func:`_forward_winograd`: 3x3, stride 1, undilated 2-D convolutions with at least 16
+  input and output channels, Winograd F(4x4, 3x3) (``ops/winograd.py``): 2.25x fewer
+  multiplies and a quarter of the column matrix's memory;
+- :func:`_forward_unfold`: an input with few channels in channels-first memory (an image
+  batch: ``k_w * C < 16``), unfolded to the transposed column matrix, whose copies run
+  along image rows instead of ``k_w * C`` numbers;
+- :func:`_forward_im2col`: everything else.
 
-Two fast paths, chosen by shape (both exact in the gradient, both tested against the
-generic path):
-
-- 3x3, stride 1, undilated 2-D convolutions with at least 16 input and output channels run
-  Winograd F(4x4, 3x3) (``xpnet/ops/winograd.py``): 2.25x fewer multiplies, and a 9.4 MB
-  transformed input instead of the 37.7 MB column matrix for CIFAR's 32->32 layer;
-- an input with few channels in channels-first memory (an image batch: ``k_w * C < 16``)
-  is unfolded to the transposed column matrix by :func:`im2col_channels_first`, whose copies
-  run along image rows instead of ``k_w * C`` numbers.
+:func:`deconvolution` runs :func:`_forward_transposed`.
 
 Memory: the unfolded input is exactly the GEMM operand, ``N * prod(out) * prod(K) * C``
-numbers (37.7 MB for a 3x3 convolution of 32 channels at 32x32, batch 32; the Winograd path
-keeps a quarter of that, 9.4 MB), kept for the weight gradient; the input gradient needs
-one slab (``1/prod(K)`` of that) at a time, or in the flipped case a column matrix of the
-output gradient. Column matrices come from a small pool of reusable host buffers
-(``backend.memory.scratch``), and the first host convolution sets glibc's allocator
-thresholds (``backend.memory.prime_host_allocator``): without either, every training step
-page-faults its large temporaries back in.
+numbers, kept for the weight gradient; the input gradient needs one slab at a time. Column
+matrices come from a pool of reusable host buffers (``backend.memory.scratch``), so a
+training step does not page-fault them in afresh. Sizes and timings: ``docs/performance.md``.
 
 Threads (``backend/hostpool.py``): on the host, products go through the pool's
-:func:`~xpnet.backend.hostpool.matmul` (split when large, never waking OpenBLAS's own
-threads), the Winograd path and the channels-first unfolding run in batch parts, and a
-convolution's weight and bias gradients are computed by a background job while the
-backward pass continues through the layers before it (the autograd engine waits for them
-when it writes the parameters' gradients).
-
-Pooling (``xpnet/ops/pool.py``) uses the same channels-last views and windows.
+:func:`~xpnet.backend.hostpool.matmul`, the Winograd path, the channels-first unfolding and
+the transposed-convolution slabs run in batch parts, and a convolution's weight and bias
+gradients are computed by a background job while the backward pass continues through the
+layers before it (the autograd engine waits for them when it writes the parameters'
+gradients).
 
 Example::
 
@@ -111,7 +96,7 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
     if all(s == 1 for s in stride) and prod(size) <= 1.05 * prod(out) and Og <= Cg:
         # A stride-1 "same" transposed convolution that does not widen the channels is a
         # convolution with the flipped kernel: one im2col + one GEMM moves less memory than
-        # prod(K) slabs and strided adds (measured: 8.3 vs 9.6 ms, CIFAR's 32->32 layer).
+        # prod(K) slabs and strided adds.
         tpad = tuple(d * (k - 1) - p for k, p, d in zip(kernel, pad, dilate))
         y, _ = _conv_nsc(xp, g, _flipped(wm, Kp), kernel, (1,) * len(kernel), tpad, dilate,
                          size, G)
@@ -152,8 +137,7 @@ def _flipped(wm, Kp):
 
 
 # A weight gradient of fewer multiply-adds than this is computed at once: starting a
-# background job and waiting for it costs ~0.1 ms (a ConvLSTM's 16x16 convolutions, batch 8,
-# ran 2x slower with every gradient in the background).
+# background job and waiting for it costs more than a small product.
 BACKGROUND_MIN_MACS = 16 << 20
 
 

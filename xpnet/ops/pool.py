@@ -281,7 +281,7 @@ def _max_along(xp, cur, wins, need_arg):
 def _scatter_max(xp, g, arg, gin, wins, disjoint):
     """Backward of :func:`_max_along`: ``g`` to the arg-max offset of each window, into
     ``gin`` (assigned when the windows are ``disjoint``, else accumulated). A product with
-    the mask, not where() (~13x slower here); only a non-finite g differs: NaN instead of
+    the mask, not where() (much slower here); only a non-finite g differs: NaN instead of
     0 beside the arg-max."""
     if arg.dtype == np.bool_:
         first = xp.logical_not(arg)

@@ -7,8 +7,8 @@ elementwise products per tile and channel pair instead of 144 (Lavin & Gray, 201
 
 The input and output transforms are separable: ``B^T d B`` of every tile is two 1-D
 passes, each one GEMM with K = 6 over all tiles (:func:`_transform`; a third of the
-multiplies of one GEMM with the 36x36 Kronecker matrix ``B^T (x) B^T``, measured 1.03
-against 1.29 ms for CIFAR's input tiles on one core); the weight transform uses
+multiplies of one GEMM with the 36x36 Kronecker matrix ``B^T (x) B^T``); the weight
+transform uses
 ``KG = G (x) G`` (36x9) once. The channel contraction is a batch of 36 GEMMs
 ``(tiles, C) @ (C, O)``. The backward pass is the exact adjoint of the same products:
 ``dM = A g A^T`` once, then ``dU = V^T dM`` (weight) and ``dV = dM U^T`` (input), whose
@@ -20,16 +20,14 @@ chain, walking its samples in cache-sized chunks, with scratch allocated once); 
 gradient ``dU`` is returned as a function, which the convolution op runs as a background
 job (``backend.hostpool.defer``) while the backward pass goes on.
 
-Measured (2 cores, forward + backward of one layer, batch 32), before the split over
-threads: 32x32 images 16->16 channels 8.0 ms against 10.2 ms for im2col + GEMM, 16x16
-images 32->64 5.8 against 9.2 ms; 8->8 channels break even and 3->32 is 1.4x slower, hence
-the 16-channel threshold. CIFAR's 32->32 layer now: forward 5.7 ms, input gradient 4.5 ms.
-The transformed input kept for the weight gradient is 9.4 MB instead of the 37.7 MB column
-matrix; the transformed output gradient (9.4 MB) lives until the weight gradient is done.
+With few channels the transforms cost more than the multiplies they save (8->8 channels
+break even), hence the 16-channel threshold; the transformed input kept for the weight
+gradient is a quarter of the column matrix (timings and sizes: ``docs/performance.md``).
+The transformed output gradient lives until the weight gradient is done.
 
 Numerics: the transforms multiply by up to 8 and divide by up to 24, so float32 results
-carry about 10x the rounding error of a direct sum (measured: max error 6e-6 of the largest
-output for 288-term dot products, against 7e-7 direct) -- well inside the 1e-4 relative
+carry about 10x the rounding error of a direct sum (max error 6e-6 of the largest output for
+288-term dot products, against 7e-7 direct) -- well inside the 1e-4 relative
 tolerance of the MXNet parity bar. :func:`use_winograd` only selects it for layers where it
 is faster (enough channels), so small layers keep the direct path.
 
@@ -150,8 +148,7 @@ def _transform(xp, A, src, tmp, out):
     """``out[i, j, :] = sum_{a, b} A[i, a] A[j, b] src[a, b, :]``: the 2-D transform
     ``A d A^T`` of every tile, as two 1-D passes through ``tmp`` -- two GEMMs with K = 6
     or 4 instead of one with the Kronecker matrix (K = 36 or 16): a third of the
-    multiplies (measured for CIFAR's input tiles on one core: 1.03 against 1.29 ms; in
-    the whole training step, where two parts share the memory bandwidth, the same)."""
+    multiplies, and faster also when two parts share the memory bandwidth."""
     p, q = A.shape
     L = src.size // (q * q)
     t = tmp[:p * q * L]
@@ -162,9 +159,8 @@ def _transform(xp, A, src, tmp, out):
 
 # Each part walks its samples in chunks whose largest scratch array holds about this many
 # bytes: for a large batch a part touches one chunk's scratch, not its whole share (the
-# buffers are allocated whole but only touched pages cost memory). Measured at CIFAR size:
-# no speed difference down to 1 MB chunks (cache reuse does not pay for itself), slower
-# below (more NumPy calls, each of which may wait for the GIL).
+# buffers are allocated whole but only touched pages cost memory). Smaller chunks buy no
+# cache reuse and cost NumPy calls, each of which may wait for the GIL.
 CHUNK_BYTES = 1 << 23
 
 

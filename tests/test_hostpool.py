@@ -235,6 +235,16 @@ def test_threaded_products_wait_for_single_thread_regions_of_other_threads():
             assert blas.in_single_thread_blas()
 
 
+def test_splits_inside_a_threaded_section_run_in_the_caller(pool):
+    seen = []
+    with blas.threaded_blas():              # (pool threads would wait for the section)
+        hostpool.run_parts(lambda lo, hi: seen.append((threading.current_thread(), lo, hi)),
+                           6)
+        assert hostpool.defer(lambda: 3) == 3
+    me = threading.current_thread()
+    assert seen == [(me, 0, 2), (me, 2, 4), (me, 4, 6)]
+
+
 # ---- background jobs ------------------------------------------------------------------------------
 
 def test_defer_returns_the_value_later(pool):

@@ -33,7 +33,8 @@ Example::
 import os
 import threading
 
-__all__ = ['single_thread_blas', 'threaded_blas', 'blas_controllable', 'in_single_thread_blas']
+__all__ = ['single_thread_blas', 'threaded_blas', 'blas_controllable', 'in_single_thread_blas',
+           'in_threaded_blas']
 
 _controllers = None      # the BLAS libraries' threadpoolctl controllers ([] if none)
 
@@ -73,6 +74,12 @@ _local = threading.local()        # .single, .threaded: this thread's nesting de
 def in_single_thread_blas():
     """Whether the calling thread is inside a single-thread region."""
     return getattr(_local, 'single', 0) > 0
+
+
+def in_threaded_blas():
+    """Whether the calling thread is inside a threaded section (work it hands to other
+    threads there would wait for the section to end: run it in the caller instead)."""
+    return getattr(_local, 'threaded', 0) > 0
 
 
 class single_thread_blas:

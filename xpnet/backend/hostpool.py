@@ -53,7 +53,8 @@ import time
 
 import numpy as np
 
-from .blas import blas_controllable, in_single_thread_blas, single_thread_blas, threaded_blas
+from .blas import (blas_controllable, in_single_thread_blas, in_threaded_blas, single_thread_blas,
+                   threaded_blas)
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
            'split_points', 'fixed_parts', 'matmul', 'threaded_matmul', 'blas_threads_awake',
@@ -243,7 +244,7 @@ def run_parts(fn, n, parts=None):
     helpers = min(count, host_threads() - (1 if _jobs_active else 0)) - 1
     with single_thread_blas():
         if helpers < 1 or getattr(_local, 'inside', False) or blas_threads_awake() or \
-                not _pool_lock.acquire(blocking=False):
+                in_threaded_blas() or not _pool_lock.acquire(blocking=False):
             _run_serially(fn, bounds)
             return
         try:
@@ -412,7 +413,8 @@ def defer(fn):
     earlier layers.
     """
     global _job_thread, _jobs_active
-    if not can_split_blas() or getattr(_local, 'inside', False) or blas_threads_awake():
+    if not can_split_blas() or getattr(_local, 'inside', False) or blas_threads_awake() or \
+            in_threaded_blas():
         with single_thread_blas():
             return fn()
     d = Deferred(fn)

@@ -332,24 +332,11 @@ def _forward_unfold(xp, xd, wd, bd, geo, need):
     if need is None:
         return y, None
 
-    def backward(g):
-        retained = grad_retained()
-
-        def parameter_grads():
-            gw = gb = None
-            if need[1]:
-                gm = _mm(g.reshape(-1, O).T, col.T)     # (O, CK [+ 1: the bias])
-                gw = gm[:, :CK].reshape(geo.wshape)
-                if gm.shape[1] > CK and need[2]:
-                    gb = xp.ascontiguousarray(gm[:, CK])
-                if not retained:
-                    scratch.give(col)     # this graph is freed after this call
-            if need[2] and gb is None:
-                gb = channel_sum(xp, g)
-            return gw, gb
-        return _input_and_parameter_grads(xp, g, _group_weights(wd, geo), geo, need,
-                                          parameter_grads)
-    return y, backward
+    def weight_and_bias_grads(g):
+        gm = _mm(g.reshape(-1, O).T, col.T)     # (O, CK [+ 1: the bias])
+        gb = xp.ascontiguousarray(gm[:, CK]) if gm.shape[1] > CK and need[2] else None
+        return gm[:, :CK].reshape(geo.wshape), gb
+    return y, _unfolded_backward(xp, wd, None, geo, need, col, weight_and_bias_grads)
 
 
 def _forward_im2col(xp, xd, wd, bd, geo, need):
@@ -363,21 +350,10 @@ def _forward_im2col(xp, xd, wd, bd, geo, need):
     if need is None:
         return y, None
 
-    def backward(g):
-        retained = grad_retained()
-
-        def parameter_grads():
-            gw = gb = None
-            if need[1]:
-                gw = weight_from_matrix(weight_grad(xp, g, col, geo.groups), geo.wshape,
-                                        geo.last)
-                if not retained:
-                    scratch.give(col)     # this graph is freed after this call
-            if need[2]:
-                gb = channel_sum(xp, g)
-            return gw, gb
-        return _input_and_parameter_grads(xp, g, wm, geo, need, parameter_grads)
-    return y, backward
+    def weight_and_bias_grads(g):
+        return weight_from_matrix(weight_grad(xp, g, col, geo.groups), geo.wshape,
+                                  geo.last), None
+    return y, _unfolded_backward(xp, wd, wm, geo, need, col, weight_and_bias_grads)
 
 
 def _group_weights(wd, geo):
@@ -385,16 +361,33 @@ def _group_weights(wd, geo):
     return weight_matrix(wd, geo.last).reshape(geo.groups, geo.wshape[0] // geo.groups, -1)
 
 
-def _input_and_parameter_grads(xp, g, wm, geo, need, parameter_grads):
-    """(gx, gw, gb) of the unfolding paths: the input gradient now (a transposed
-    convolution), the parameter gradients ``parameter_grads()`` maybe in the background."""
-    gx = None
-    if need[0]:
-        gx = _conv_transpose_nsc(xp, g, wm, geo.size, geo.kernel, geo.stride, geo.pad,
-                                 geo.dilate, geo.out, geo.groups)
-    O, Cg = geo.wshape[:2]
-    macs = g.shape[0] * prod(geo.out) * O * prod(geo.kernel) * Cg   # of the weight gradient
-    return (gx,) + _in_background(xp, parameter_grads, need[1], need[2], macs)
+def _unfolded_backward(xp, wd, wm, geo, need, col, weight_and_bias_grads):
+    """The backward of the unfolding paths: the input gradient at once (a transposed
+    convolution with the group weights ``wm``, made from ``wd`` if None), the parameter
+    gradients maybe in the background: ``weight_and_bias_grads(g)`` gives the weight
+    gradient and the bias gradient (or None) from the kept columns ``col``, which go back
+    to the scratch pool unless the graph is retained."""
+    def backward(g):
+        retained = grad_retained()       # (read here: a background job must not)
+
+        def parameter_grads():
+            gw = gb = None
+            if need[1]:
+                gw, gb = weight_and_bias_grads(g)
+                if not retained:
+                    scratch.give(col)     # this graph is freed after this call
+            if need[2] and gb is None:
+                gb = channel_sum(xp, g)
+            return gw, gb
+        gx = None
+        if need[0]:
+            gx = _conv_transpose_nsc(xp, g, wm if wm is not None else _group_weights(wd, geo),
+                                     geo.size, geo.kernel, geo.stride, geo.pad, geo.dilate,
+                                     geo.out, geo.groups)
+        O, Cg = geo.wshape[:2]
+        macs = g.shape[0] * prod(geo.out) * O * prod(geo.kernel) * Cg   # of the weight grad
+        return (gx,) + _in_background(xp, parameter_grads, need[1], need[2], macs)
+    return backward
 
 
 def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, layout=None,

@@ -429,3 +429,28 @@ def test_max_pool_two_wide_gradcheck(pool, stride, ctx):
     check_grad(lambda x: ops.pooling(x, kernel=pool, stride=stride, pool_type='max'),
                [rng.standard_normal((2, 3, 5, 4))], ctx=ctx)
 
+
+
+def test_winograd_pooled_buffers_survive_a_retained_graph(force_winograd, monkeypatch):
+    """The transformed input goes back to the scratch pool only once the graph is freed:
+    a second backward of a retained graph, after other convolutions reused the pool, gives
+    the same gradients."""
+    from xpnet.backend import memory
+    monkeypatch.setattr(memory.scratch, 'min_bytes', 1)       # pool every buffer
+    memory.scratch.clear()
+    force_winograd(True)
+    rng = np.random.default_rng(7)
+    x = nd.array(rng.standard_normal((2, 4, 9, 9)))
+    w = nd.array(rng.standard_normal((5, 4, 3, 3)))
+    w.attach_grad()
+    with autograd.record():
+        y = ops.convolution(x, w, pad=1)
+    y.backward(retain_graph=True)
+    first = w.grad.asnumpy().copy()
+    for _ in range(2):                       # reuse whatever went back to the pool
+        with autograd.record():
+            z = ops.convolution(nd.array(rng.standard_normal((2, 4, 9, 9))), w, pad=1)
+        z.backward()
+    y.backward()
+    np.testing.assert_array_equal(w.grad.asnumpy(), first)
+    memory.scratch.clear()

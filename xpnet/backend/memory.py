@@ -34,9 +34,13 @@ class _Scratch:
 
     Only NumPy buffers of at least ``min_bytes`` are pooled (smaller ones are recycled by
     the allocator itself; CuPy has its own memory pool). At most ``max_bytes`` are kept.
+    Besides the column matrices, the Winograd path's transforms and workspaces and the
+    transposed convolution's slabs come from here: without the pool, glibc hands their
+    memory back to the OS at the end of every step (it trims the top of its heap) and the
+    next step page-faults it in again.
     """
 
-    def __init__(self, min_bytes=1 << 24, max_bytes=1 << 30):
+    def __init__(self, min_bytes=1 << 20, max_bytes=1 << 30):
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
         self._free = []            # 1-D buffers ready for reuse, oldest first
         self._owned = {}           # id -> weak reference of each 1-D buffer handed out

@@ -115,11 +115,12 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
         # every kernel offset)
         n = hi - lo
         gp = g4[lo:hi].reshape(n * P, G, Og).transpose(1, 0, 2)             # (G, n*P, Og)
-        tmp = xp.empty((G, n * P, Cg), dtype=dtype)
+        tmp = scratch.take(xp, (G, n * P, Cg), dtype)
         mm = hostpool.threaded_matmul if lone else xp.matmul
         b = buf[lo:hi]
         b[...] = 0
         col2im_slabs(xp, lambda i: mm(gp, wk[i], out=tmp), b, kernel, stride, dilate, out)
+        scratch.give(tmp)
     if xp is not np or lone:
         part(0, N)           # (one large sample: on the BLAS's threads)
     else:
@@ -285,7 +286,8 @@ def _forward_winograd(xp, xd, wd, bd, geo, need):
     tiles = x.shape[0] * -(-geo.out[0] // 4) * -(-geo.out[1] // 4)
 
     def backward(g):
-        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1])
+        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1],
+                                               release=not grad_retained())
 
         def parameter_grads():
             return (weight_from_matrix(weight_grad_fn(), geo.wshape, geo.last)
@@ -443,7 +445,7 @@ def _forward_transposed(xp, x, wd, bd, geo, need):
     y = _conv_transpose_nsc(xp, x, wm, geo.out, geo.kernel, geo.stride, geo.pad, geo.dilate,
                             geo.size, groups)
     if bd is not None:
-        y = y + bd.astype(y.dtype, copy=False)
+        y += bd.astype(y.dtype, copy=False)         # (a view of the op's own buffer)
     if need is None:
         return y, None
 

@@ -249,8 +249,8 @@ def scatter_add(xp, target, index, values):
     return target
 
 
-# The one explicit opt-in to process-wide host tunings (CPU pinning of xpnet's threads, GIL
-# switch interval, glibc malloc thresholds): xpnet.backend.tune_host() or XPNET_TUNE_HOST=1.
+# The one explicit opt-in to a process-wide host tuning (glibc's malloc thresholds):
+# xpnet.backend.tune_host() or XPNET_TUNE_HOST=1.
 from .tune import tune_host  # noqa: E402,F401
 from .tune import tune_from_environment as _tune_from_environment  # noqa: E402
 

@@ -102,7 +102,6 @@ class _Worker:
 
     def __init__(self, index):
         self._go, self._done = _Signal(), _Signal()
-        self._index = index
         self._task = None
         self._error = None
         self._thread = threading.Thread(target=self._loop, name=f'xpnet-host-{index}',
@@ -111,11 +110,8 @@ class _Worker:
 
     def _loop(self):
         _local.inside = True
-        pinned = False
         while True:
             self._go.wait()
-            if _pinning and not pinned:
-                pinned = _pin_self(self._index + 1)
             fn, bounds = self._task
             try:
                 with single_thread_blas():     # (held by the caller too: no change)
@@ -135,28 +131,6 @@ class _Worker:
         self._done.wait()
         err, self._error = self._error, None
         return err
-
-
-_pinning = False          # the opt-in of backend.tune.tune_host (pin_threads)
-
-
-def pin_threads(on=True):
-    """Pin each of the pool's threads to one CPU from now on (``backend.tune_host``'s
-    ``pin_threads``; off by default: a library must not pin its threads behind the user's
-    back). Only xpnet's own threads are pinned, each at its next task."""
-    global _pinning
-    _pinning = bool(on)
-
-
-def _pin_self(i):
-    """Keep the calling pool thread on the ``i``-th of the CPUs the process may use."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) > 1:
-            os.sched_setaffinity(0, {cpus[i % len(cpus)]})
-        return True
-    except (AttributeError, OSError):
-        return True
 
 
 _local = threading.local()
@@ -378,15 +352,12 @@ def _claim(d):
 def _job_loop():
     global _jobs_active
     _local.inside = True
-    pinned = False
     while True:
         with _jobs_cond:
             while not _jobs:
                 _jobs_cond.wait()
             d = _jobs.pop(0)
             d._state = 'running'
-        if _pinning and not pinned:
-            pinned = _pin_self(-1)
         try:
             d._run(release=False)
         finally:

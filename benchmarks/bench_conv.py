@@ -44,6 +44,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_line  # noqa: E402
+
 
 # ---- xpnet ----------------------------------------------------------------------------------
 
@@ -137,7 +140,12 @@ def make_torch_case(name, rng):
     return step
 
 
+_XPNET_ONLY = []      # set by --xpnet-only
+
+
 def torch_available():
+    if _XPNET_ONLY:
+        return False
     try:
         import importlib.util
         return importlib.util.find_spec('torch') is not None
@@ -331,10 +339,14 @@ def main(argv=None):
                     help='threads for BLAS (xpnet) and PyTorch (default: their defaults)')
     ap.add_argument('--cpu-time', action='store_true',
                     help='time process CPU instead of wall clock (use with --threads 1)')
+    ap.add_argument('--xpnet-only', action='store_true',
+                    help='time xpnet alone (A/B runs of two xpnet versions)')
     ap.add_argument('--separate-processes', action='store_true',
                     help='run each framework in its own worker process (flatters xpnet: '
                          "the other process's idle thread pools spin; see the docstring)")
     args = ap.parse_args(argv)
+    if args.xpnet_only:
+        _XPNET_ONLY.append(True)
     if args.threads and os.environ.get('OPENBLAS_NUM_THREADS') != str(args.threads):
         # BLAS pools are sized when numpy loads, and numpy is already loaded here: set the
         # variables and start again (spawned workers inherit them too).
@@ -342,6 +354,7 @@ def main(argv=None):
                            ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')})
         os.execv(sys.executable, [sys.executable] + sys.argv)
     cases = ['lenet', 'cifar', 'deconv'] if args.case == 'all' else [args.case]
+    print(machine_line(), flush=True)
     bench = bench_separate if args.separate_processes else bench_in_process
     for i, name in enumerate(cases):
         _, infos = bench(name, args)
@@ -350,7 +363,7 @@ def main(argv=None):
             print('  ' + '; '.join(infos.values()) + f'; {mode}; ' +
                   ('CPU time' if args.cpu_time else 'wall time'), flush=True)
     if not torch_available():
-        print('(PyTorch not importable: xpnet timed alone)')
+        print('(xpnet timed alone: --xpnet-only or PyTorch not importable)')
     if args.profile:
         for name in cases:
             profile(name, args.steps)

@@ -9,6 +9,8 @@ PyTorch is importable its time for the same step is printed too.
     python benchmarks/bench_mlp.py [--steps 100] [--rounds 5]
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -16,6 +18,9 @@ import numpy as np
 import xpnet
 from xpnet import autograd
 from xpnet import layers as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_line  # noqa: E402
 
 BATCH, SIZES, LR, MOM = 128, (784, 512, 512, 10), 0.05, 0.9
 
@@ -136,6 +141,7 @@ def main():
         rows.append((median_ms(xp_step, args.steps), median_ms(np_step, args.steps),
                      median_ms(th_step, args.steps) if th_step else float('nan')))
     xp_t, np_t, th_t = (float(np.median(c)) for c in zip(*rows))
+    print(machine_line())
     print(f'MLP {"-".join(map(str, SIZES))}, batch {BATCH}, float32, SGD momentum '
           f'({args.rounds} rounds x {args.steps} steps, medians)')
     print(f'  xpnet            {xp_t:7.2f} ms/step')

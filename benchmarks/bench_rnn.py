@@ -15,6 +15,8 @@ median of the per-cycle ratios xpnet / PyTorch (measured in the same process).
     python benchmarks/bench_rnn.py [--cycles 20] [--only lm|conv]
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -28,6 +30,9 @@ try:
     import torch
 except ImportError:     # PyTorch is a baseline only, never a dependency
     torch = None
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_line  # noqa: E402
 
 V, E, H, T, N = 10000, 200, 200, 35, 20
 LR = 0.1
@@ -222,6 +227,7 @@ def main():
                     help="PyTorch's intra-op threads (0: its default)")
     args = ap.parse_args()
     have_torch = torch is not None
+    print(machine_line())
     if have_torch and args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if have_torch:

@@ -328,7 +328,7 @@ def test_scratch_ignores_foreign_arrays():
 
 def test_im2col_without_stride_tricks_matches(monkeypatch, ctx):
     """Array modules without as_strided take the per-offset copy path."""
-    from xpnet.ops import conv as core
+    from xpnet.ops import _im2col as core
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((6, 2, 3, 2))
     args = dict(stride=(2, 1), pad=(1, 0), dilate=(1, 2), groups=2)

@@ -1,13 +1,18 @@
-"""The host thread pool (``xpnet/backend/hostpool.py``) and the ops that use it.
+"""The host thread pool (``xpnet/backend/hostpool.py``), the BLAS thread policy
+(``xpnet/backend/blas.py``) and the autograd engine's pending gradients.
 
 The pool is exercised with its splitting forced (``pool`` fixture: three threads, every
 array worth splitting, every product split), so these tests mean the same on a one-core
-machine: the split ops must give the serial results, background jobs must finish before
-``backward`` returns, and errors must surface in the caller.
+machine: the split ops must give the serial results, the parts must not depend on who runs
+them, background jobs must finish before ``backward`` returns, errors must surface in the
+caller, and nothing of the user's process (CPU affinity, GIL switch interval, BLAS thread
+count) may change.
 """
+import ast
 import os
+import sys
+import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -27,6 +32,7 @@ def pool(monkeypatch):
     previous = hostpool.set_host_threads(3)
     monkeypatch.setattr(hostpool, 'SPLIT_BYTES', 0)
     monkeypatch.setattr(hostpool, 'SPLIT_MNK', 0)
+    monkeypatch.setattr(hostpool, 'K_SLAB_MIN', 4)
     monkeypatch.setattr(conv_ops, 'BACKGROUND_MIN_MACS', 0)
     monkeypatch.setattr(hostpool, '_blas_awake_until', 0.0)
     yield
@@ -41,6 +47,11 @@ def serial():
     hostpool.set_host_threads(previous)
 
 
+def needs_jobs():
+    if not hostpool.can_split_blas():
+        pytest.skip('background jobs need BLAS thread control (threadpoolctl)')
+
+
 # ---- run_parts / map_parts ----------------------------------------------------------------------
 
 def test_run_parts_covers_the_range_once_on_several_threads(pool):
@@ -49,38 +60,66 @@ def test_run_parts_covers_the_range_once_on_several_threads(pool):
 
     def part(lo, hi):
         with lock:
-            seen.extend(range(lo, hi))
+            seen.append((lo, hi))
             names.add(threading.current_thread().name)
     hostpool.run_parts(part, 10)
-    assert sorted(seen) == list(range(10))
+    assert sorted(seen) == [(0, 3), (3, 6), (6, 10)]
     assert len(names) == 3
 
 
-def test_run_parts_reraises_a_part_error_after_every_part_ran(pool):
+def test_parts_are_the_same_however_the_pool_runs_them(pool):
+    """Nested, from a second thread while the pool is busy, with a background job, or on
+    a pool of one thread: the same parts (explicit count), run serially."""
+    expect = [(0, 2), (2, 5), (5, 7), (7, 10)]
+
+    def parts_of(run):
+        seen = []
+        lock = threading.Lock()
+
+        def part(lo, hi):
+            with lock:
+                seen.append((lo, hi))
+        run(part)
+        return sorted(seen)
+    assert parts_of(lambda f: hostpool.run_parts(f, 10, 4)) == expect
+    nested = []
+    hostpool.run_parts(lambda lo, hi: nested.append(parts_of(
+        lambda f: hostpool.run_parts(f, 10, 4))), 3)
+    assert nested == [expect] * 3
+    previous = hostpool.set_host_threads(1)
+    try:
+        assert parts_of(lambda f: hostpool.run_parts(f, 10, 4)) == expect
+    finally:
+        hostpool.set_host_threads(previous)
+    release, held = threading.Event(), threading.Event()
+
+    def hold(lo, hi):
+        if lo == 0:
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hostpool.run_parts, args=(hold, 2))
+    holder.start()
+    try:
+        held.wait(10)
+        assert parts_of(lambda f: hostpool.run_parts(f, 10, 4)) == expect   # pool taken
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_run_parts_reraises_the_first_part_error_after_every_part_ran(pool):
     done = []
 
     def part(lo, hi):
         if lo > 0:
             raise RuntimeError(f'part {lo} failed')
         done.append(lo)
-    with pytest.raises(RuntimeError, match='failed'):
+    with pytest.raises(RuntimeError, match='part 3 failed'):
         hostpool.run_parts(part, 9)
     assert done == [0]
     out = np.zeros(9)
     hostpool.run_parts(lambda lo, hi: out.__setitem__(slice(lo, hi), 1), 9)   # still usable
     assert out.sum() == 9
-
-
-def test_nested_run_parts_run_serially_in_the_part(pool):
-    calls = []
-
-    def inner(lo, hi):
-        calls.append((threading.current_thread().name, lo, hi))
-
-    def outer(lo, hi):
-        hostpool.run_parts(inner, 4)
-    hostpool.run_parts(outer, 3)
-    assert sorted((lo, hi) for _, lo, hi in calls) == [(0, 4)] * 3
 
 
 def test_one_thread_runs_the_whole_range_in_the_caller(serial):
@@ -90,27 +129,15 @@ def test_one_thread_runs_the_whole_range_in_the_caller(serial):
 
 
 def test_map_parts_returns_results_in_order(pool):
-    assert [r for r in hostpool.map_parts(lambda lo, hi: (lo, hi), 9)] == \
-        [(0, 3), (3, 6), (6, 9)]
+    assert hostpool.map_parts(lambda lo, hi: (lo, hi), 9) == [(0, 3), (3, 6), (6, 9)]
+    assert hostpool.map_parts(lambda lo, hi: (lo, hi), 9, 2) == [(0, 4), (4, 9)]
 
 
-def test_pool_threads_each_keep_to_one_cpu(pool):
-    import os
-    if not hasattr(os, 'sched_getaffinity') or len(os.sched_getaffinity(0)) < 2 or \
-            not hostpool.PIN_THREADS:
-        pytest.skip('needs CPU affinity control and two CPUs')
-    mine = os.sched_getaffinity(0)
-    seen = {}
-    lock = threading.Lock()
-
-    def part(lo, hi):
-        import time
-        time.sleep(0.01)
-        with lock:
-            seen[threading.current_thread().name] = os.sched_getaffinity(0)
-    hostpool.run_parts(part, 3)
-    assert seen.pop(threading.current_thread().name) == mine      # the caller: untouched
-    assert seen and all(len(cpus) == 1 and cpus <= mine for cpus in seen.values())
+def test_fixed_parts_depend_on_the_size_only():
+    assert hostpool.fixed_parts(10, 4, 100) == 2
+    assert hostpool.fixed_parts(1, 4, 100) == 1
+    assert hostpool.fixed_parts(10 ** 9, 1, 100) == hostpool.MAX_FIXED_PARTS
+    assert hostpool.fixed_parts(10 ** 9, 1, 3) == 3
 
 
 def test_set_host_threads_rejects_nonsense():
@@ -124,8 +151,8 @@ def test_set_host_threads_rejects_nonsense():
     ((40, 7), (7, 5)),          # rows split
     ((5, 7), (7, 40)),          # columns split
     ((3, 200), (200, 4)),       # long reduction: partial products added
-    ((6,), (6, 4)),             # vector: one thread
-    ((3, 5, 6), (3, 6, 2)),     # batched: one thread
+    ((6,), (6, 4)),             # vector: one part
+    ((3, 5, 6), (3, 6, 2)),     # batched: one part
 ])
 def test_matmul_matches_numpy(a_shape, b_shape, pool):
     rng = np.random.default_rng(0)
@@ -139,20 +166,27 @@ def test_matmul_matches_numpy(a_shape, b_shape, pool):
         np.testing.assert_allclose(hostpool.matmul(at, b), a @ b, rtol=1e-12, atol=1e-12)
 
 
-def test_matmul_long_reduction_when_the_pool_runs_serially(pool, monkeypatch):
-    """The partial products are the parts that actually ran (here one: the pool is
-    'awake'), never uninitialized memory."""
+def test_long_reduction_is_the_same_on_every_thread_count(pool):
+    """The slabs of a long reduction depend on the shape only and are added in order."""
     rng = np.random.default_rng(1)
-    a, b = rng.standard_normal((3, 300)), rng.standard_normal((300, 4))
-    monkeypatch.setattr(hostpool, 'blas_threads_awake', lambda: True)
-    np.testing.assert_allclose(hostpool.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    a = rng.standard_normal((3, 3000)).astype(np.float32)
+    b = rng.standard_normal((3000, 5)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        previous = hostpool.set_host_threads(threads)
+        try:
+            results.append(hostpool.matmul(a, b))
+        finally:
+            hostpool.set_host_threads(previous)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    np.testing.assert_allclose(results[0], a @ b, rtol=1e-4, atol=1e-4)
 
 
 def test_matmul_passes_device_arrays_through():
-    from xpnet.backend import sim, to_device
+    from xpnet.backend import sim, to_device, to_host
     a = to_device(np.ones((2, 3)), sim(0))
     b = to_device(np.ones((3, 2)), sim(0))
-    from xpnet.backend import to_host
     for mm in (hostpool.matmul, hostpool.threaded_matmul):
         y = mm(a, b)
         assert type(y) is type(a)
@@ -161,47 +195,63 @@ def test_matmul_passes_device_arrays_through():
         np.testing.assert_array_equal(to_host(out), np.full((2, 2), 3.0))
 
 
-def test_threaded_product_marks_blas_awake_and_run_parts_goes_serial(pool):
+# ---- the BLAS thread policy ------------------------------------------------------------------------
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']
+
+
+def test_blas_runs_on_one_thread_inside_splits_and_is_restored(pool):
     if not blas.blas_controllable():
-        pytest.skip('OpenBLAS thread control not available')
-    a = np.ones((200, 200), dtype=np.float32)
-    hostpool.threaded_matmul(a, a)
-    assert hostpool.blas_threads_awake()
-    names = set()
-    hostpool.run_parts(lambda lo, hi: names.add(threading.current_thread().name), 6)
-    assert names == {threading.current_thread().name}
+        pytest.skip('BLAS thread control not available')
+    before = _blas_threads()
+    inside = []
+    hostpool.run_parts(lambda lo, hi: inside.append(_blas_threads()), 6)
+    hostpool.defer(lambda: inside.append(_blas_threads())).result()
+    assert inside and all(n == [1] * len(before) for n in inside)
+    assert _blas_threads() == before
 
 
-def test_blas_thread_count_is_restored(pool):
-    if not blas.blas_controllable():
-        pytest.skip('OpenBLAS thread control not available')
-    get = blas._funcs[0]
-    before = get()
-    hostpool.run_parts(lambda lo, hi: np.ones((4, 4)) @ np.ones((4, 4)), 6)
-    hostpool.defer(lambda: np.ones((4, 4)) @ np.ones((4, 4))).result()
-    assert get() == before
+def test_threaded_products_wait_for_single_thread_regions_of_other_threads():
+    """A threaded product never runs while another thread holds the BLAS on one thread
+    (its rounding would depend on the timing); inside a region it runs on one thread."""
+    entered, release, order = threading.Event(), threading.Event(), []
+
+    def region():
+        with blas.single_thread_blas():
+            entered.set()
+            release.wait(10)
+            order.append('region done')
+    t = threading.Thread(target=region)
+    t.start()
+    entered.wait(10)
+    threading.Timer(0.2, release.set).start()
+    with blas.threaded_blas():
+        order.append('threaded product')
+    t.join()
+    assert order == ['region done', 'threaded product']
+    with blas.single_thread_blas():
+        with blas.threaded_blas():          # nested: runs at once, in the region
+            assert blas.in_single_thread_blas()
 
 
-def test_gil_switch_interval_is_lowered_only_while_threads_run(pool):
-    import sys
-    before = sys.getswitchinterval()
+def test_splits_inside_a_threaded_section_run_in_the_caller(pool):
     seen = []
-    hostpool.run_parts(lambda lo, hi: seen.append(sys.getswitchinterval()), 6)
-    assert max(seen) <= hostpool.GIL_SWITCH_SECONDS
-    assert sys.getswitchinterval() == before
+    with blas.threaded_blas():              # (pool threads would wait for the section)
+        hostpool.run_parts(lambda lo, hi: seen.append((threading.current_thread(), lo, hi)),
+                           6)
+        assert hostpool.defer(lambda: 3) == 3
+    me = threading.current_thread()
+    assert seen == [(me, 0, 2), (me, 2, 4), (me, 4, 6)]
 
 
 # ---- background jobs ------------------------------------------------------------------------------
 
-def needs_jobs():
-    if not hostpool.can_split_blas():
-        pytest.skip('background jobs need OpenBLAS thread control')
-
-
 def test_defer_returns_the_value_later(pool):
     needs_jobs()
     d = hostpool.defer(lambda: (1, np.arange(3)))
-    assert hostpool.is_deferred(d)
+    assert hostpool.is_deferred(d) and autograd.is_pending(d)
     assert d.part(0).result() == 1
     np.testing.assert_array_equal(d.part(1).result(), np.arange(3))
     assert hostpool.resolve(5) == 5
@@ -233,7 +283,7 @@ def test_a_queued_job_is_run_by_the_thread_waiting_for_it(pool):
     assert blocker.result() is True
 
 
-# ---- the autograd engine and deferred gradients ---------------------------------------------------
+# ---- the autograd engine and pending gradients ---------------------------------------------------
 
 def _op_with_deferred_grads(x, w):
     """y = x * w, whose backward returns both gradients as background jobs."""
@@ -261,6 +311,38 @@ def test_backward_takes_deferred_gradients_for_leaves_and_inner_nodes(pool):
     np.testing.assert_allclose(w.grad.asnumpy(), 2 * np.arange(6.0).reshape(3, 2).sum(0))
 
 
+class _Pending:
+    """A pending gradient that is not the pool's: the engine only needs ``result()``."""
+
+    def __init__(self, value):
+        self.value, self.calls = value, 0
+
+    def result(self):
+        self.calls += 1
+        return self.value
+
+
+def test_the_engine_accepts_any_pending_gradient():
+    from xpnet.ops._base import record_op
+    x = nd.array(np.ones(3))
+    x.attach_grad()
+    pending = _Pending(np.full(3, 5.0))
+    with autograd.record():
+        y = record_op(lambda g: (pending,), (x,), x._data * 2, x._ctx)
+    y.backward()
+    np.testing.assert_array_equal(x.grad.asnumpy(), np.full(3, 5.0))
+    assert pending.calls == 1
+
+
+def test_the_engine_does_not_import_the_thread_pool():
+    import xpnet.autograd as engine
+    tree = ast.parse(open(engine.__file__).read())
+    imported = [getattr(n, 'module', None) or '' for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom))]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not any('hostpool' in m or m.endswith('blas') for m in imported)
+
+
 def test_error_in_a_deferred_gradient_surfaces_from_backward(pool):
     needs_jobs()
     from xpnet.ops._base import record_op
@@ -279,8 +361,11 @@ def test_error_in_a_deferred_gradient_surfaces_from_backward(pool):
 
 # ---- split ops equal serial ones -----------------------------------------------------------------
 
-def _step_grads(build, x, threads):
+def _step_grads(build, x, threads, background=True):
     previous = hostpool.set_host_threads(threads)
+    saved = conv_ops.BACKGROUND_MIN_MACS
+    if not background:
+        conv_ops.BACKGROUND_MIN_MACS = 1 << 62
     try:
         xpnet.random.seed(0)
         net = build()
@@ -297,6 +382,7 @@ def _step_grads(build, x, threads):
         return out.asnumpy(), xa.grad.asnumpy(), grads
     finally:
         hostpool.set_host_threads(previous)
+        conv_ops.BACKGROUND_MIN_MACS = saved
 
 
 def _cnn():
@@ -304,22 +390,30 @@ def _cnn():
     net.add(nn.Conv2D(16, 3, padding=1), nn.BatchNorm(), nn.Activation('relu'),
             nn.Conv2D(16, 3, padding=1), nn.BatchNorm(), nn.Activation('relu'),
             nn.MaxPool2D(2), nn.Conv2D(8, 3, padding=(1, 2), in_channels=16),
-            nn.MaxPool2D(3, 2, ceil_mode=True), nn.Conv2D(4, 2, strides=2))
+            nn.MaxPool2D(3, 2, ceil_mode=True), nn.Conv2D(4, 2, strides=2),
+            nn.Conv2DTranspose(4, 3, strides=2))
     return net
 
 
 @pytest.mark.parametrize('batch', [5, 1])
 def test_cnn_with_split_ops_matches_serial(batch, pool):
     """Winograd (16 channels), the channels-first unfolding (3 channels), max pooling,
-    BatchNorm + ReLU (fused by the Sequential) and the generic path, every part split
-    over three threads (odd batch: uneven parts)."""
+    BatchNorm + ReLU (fused by the Sequential), the generic path and a transposed
+    convolution, every part split over three threads (odd batch: uneven parts)."""
     x = np.random.default_rng(0).standard_normal((batch, 3, 12, 12))
     serial_run = _step_grads(_cnn, x, 1)
     split_run = _step_grads(_cnn, x, 3)
-    for a, b in zip(serial_run[:2], split_run[:2]):
+    for a, b in zip(serial_run[:2] + tuple(serial_run[2]), split_run[:2] + tuple(split_run[2])):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
-    for a, b in zip(serial_run[2], split_run[2]):
-        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_background_jobs_give_the_numbers_of_inline_work(pool):
+    needs_jobs()
+    x = np.random.default_rng(3).standard_normal((4, 3, 12, 12))
+    inline = _step_grads(_cnn, x, 3, background=False)
+    background = _step_grads(_cnn, x, 3, background=True)
+    for a, b in zip(inline[2], background[2]):
+        np.testing.assert_array_equal(b, a)
 
 
 def test_winograd_chunks_match_whole_batch(pool, monkeypatch):
@@ -331,6 +425,28 @@ def test_winograd_chunks_match_whole_batch(pool, monkeypatch):
     chunked = _step_grads(_cnn, x, 3)
     for a, b in zip(whole[:2] + tuple(whole[2]), chunked[:2] + tuple(chunked[2])):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_batch_norm_sums_are_the_same_on_every_thread_count(pool):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 8, 10, 10)).astype(np.float32) + 3
+    results = []
+    for threads in (1, 2, 3):
+        previous = hostpool.set_host_threads(threads)
+        try:
+            bn = nn.BatchNorm(in_channels=8)
+            bn.initialize()
+            xa = nd.array(x)
+            xa.attach_grad()
+            with autograd.record():
+                y = bn(xa)
+            y.backward(nd.array(np.cos(x)))
+            results.append([y.asnumpy(), xa.grad.asnumpy(), bn.gamma.grad().asnumpy()])
+        finally:
+            hostpool.set_host_threads(previous)
+    for r in results[1:]:
+        for a, b in zip(results[0], r):
+            np.testing.assert_array_equal(b, a)
 
 
 # ---- the ReLU kernel ------------------------------------------------------------------------------
@@ -357,11 +473,12 @@ def test_relu_values_keeps_integers():
     assert relu_values(np, a).dtype == np.int32
 
 
-@pytest.mark.skipif(not hasattr(__import__('os'), 'fork'), reason='needs os.fork')
+# ---- the user's process is left alone -------------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
 def test_pool_works_in_a_forked_child(pool):
     """A child forked after the pool started has none of its threads: it starts afresh
     instead of waiting forever for threads that do not exist."""
-    import os
     hostpool.run_parts(lambda lo, hi: None, 6)           # parent's threads exist
     assert hostpool.resolve(hostpool.defer(lambda: 1)) == 1
     pid = os.fork()
@@ -384,110 +501,90 @@ def test_pool_works_in_a_forked_child(pool):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-# ---- keeping the caller off the pool's CPUs ---------------------------------------------------
+def _hooked(x, hook):
+    """``x * 1`` whose backward calls ``hook()`` first (a user's backward hook)."""
+    from xpnet.ops._base import record_op
 
-def _affinity_or_skip():
+    def backward(g):
+        hook()
+        return (g,)
+    return record_op(backward, (x,), x._data * 1, x._ctx)
+
+
+def test_a_training_step_leaves_affinity_and_switch_interval_alone(pool):
+    """The caller's CPU mask and GIL switch interval, those of a thread the user starts
+    from a backward hook, and those of xpnet's own threads are the process's, before and
+    after a training step whose splits and background jobs all ran."""
     if not hasattr(os, 'sched_getaffinity'):
         pytest.skip('no sched_getaffinity on this platform')
-    mask = os.sched_getaffinity(0)
-    if len(mask) < 2:
-        pytest.skip('needs two CPUs')
-    return mask
+    mask, interval = os.sched_getaffinity(0), sys.getswitchinterval()
+    seen, go = {}, threading.Event()
 
+    def user_thread():
+        seen['during'] = (os.sched_getaffinity(0), sys.getswitchinterval())
+        go.wait(10)
+        seen['after'] = (os.sched_getaffinity(0), sys.getswitchinterval())
+    threads = []
 
-def test_caller_pinned_keeps_the_thread_off_pool_cpus_and_restores(monkeypatch):
-    mask = _affinity_or_skip()
-    taken = max(mask)
-    monkeypatch.setattr(hostpool, '_pool_cpus', {taken})
-    with hostpool.caller_pinned():
-        assert os.sched_getaffinity(0) == mask - {taken}
-        with hostpool.caller_pinned():               # nested: unchanged, not restored early
-            assert os.sched_getaffinity(0) == mask - {taken}
-        assert os.sched_getaffinity(0) == mask - {taken}
-    assert os.sched_getaffinity(0) == mask
-
-
-def test_caller_pinned_leaves_the_mask_alone_when_nothing_is_gained(monkeypatch):
-    mask = _affinity_or_skip()
-    monkeypatch.setattr(hostpool, '_pool_cpus', set(mask))     # no CPU would be left
-    with hostpool.caller_pinned():
-        assert os.sched_getaffinity(0) == mask
-    monkeypatch.setattr(hostpool, '_pool_cpus', set())          # pool threads not pinned
-    with hostpool.caller_pinned():
-        assert os.sched_getaffinity(0) == mask
-    assert os.sched_getaffinity(0) == mask
-
-
-def test_backward_restores_the_callers_cpu_mask(pool, monkeypatch):
-    mask = _affinity_or_skip()
-    monkeypatch.setattr(hostpool, '_pool_cpus', {max(mask)})
-    seen = []
-    x = nd.array(np.arange(6.0))
-    x.attach_grad()
+    def hook():
+        t = threading.Thread(target=user_thread)
+        t.start()
+        threads.append(t)
+    net = _cnn()
+    net.initialize()
+    x = nd.array(np.random.default_rng(5).standard_normal((4, 3, 12, 12)).astype(np.float32))
     with autograd.record():
-        y = (x * 2).sum()
-    orig = hostpool.resolve_all
-
-    def spy(values):
-        seen.append(os.sched_getaffinity(0))
-        return orig(values)
-    monkeypatch.setattr('xpnet.autograd.resolve_all', spy)
-    y.backward()
-    assert seen == [mask - {max(mask)}]
-    assert os.sched_getaffinity(0) == mask
-    np.testing.assert_allclose(x.grad.asnumpy(), 2.0)
+        loss = (_hooked(net(x), hook) ** 2).sum()
+    loss.backward()
+    assert (os.sched_getaffinity(0), sys.getswitchinterval()) == (mask, interval)
+    go.set()
+    threads[0].join(10)
+    assert seen == {'during': (mask, interval), 'after': (mask, interval)}
+    for t in threading.enumerate():
+        if t.name.startswith('xpnet-host') and t.native_id is not None:
+            assert os.sched_getaffinity(t.native_id) == mask, t.name
 
 
-def test_a_pool_thread_started_by_a_pinned_caller_gets_its_own_cpu(monkeypatch):
-    """Threads inherit their creator's CPU mask: one started while the caller is pinned
-    must still pin itself among all of the caller's CPUs, not the narrowed set."""
-    mask = _affinity_or_skip()
-    monkeypatch.setattr(hostpool, '_pool_cpus', {max(mask)})
-    with hostpool.caller_pinned():
-        worker = hostpool._Worker(0)          # pins itself to the 2nd allowed CPU
-    expected = {sorted(mask)[1]}
-    for _ in range(200):
-        if os.sched_getaffinity(worker._thread.native_id) == expected:
-            break
-        time.sleep(0.005)
-    assert os.sched_getaffinity(worker._thread.native_id) == expected
-    worker.start(lambda lo, hi: None, 0, 1)
-    assert worker.join() is None
+def test_pool_size_honours_the_cpus_the_process_may_use(monkeypatch):
+    monkeypatch.delenv('XPNET_HOST_THREADS', raising=False)
+    if hasattr(os, 'sched_getaffinity'):
+        monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 5, 7})
+        assert hostpool._default_threads() == 3
+    monkeypatch.setenv('XPNET_HOST_THREADS', '2')
+    assert hostpool._default_threads() == 2
+    monkeypatch.setenv('XPNET_HOST_THREADS', 'many')
+    with pytest.raises(ValueError, match='XPNET_HOST_THREADS'):
+        hostpool._default_threads()
 
 
-@pytest.mark.parametrize('kind', ['spin', 'lock'])
-def test_signals_hand_over_between_threads(kind):
-    if kind == 'spin' and hostpool._SPIN is None:
-        pytest.skip('no glibc spinlocks here')
-    make = hostpool._SpinSignal if kind == 'spin' else hostpool._LockSignal
-    ping, pong = make(), make()
-    seen = []
-
-    def other():
-        for i in range(50):
-            ping.wait()
-            seen.append(i)
-            pong.post()
-    t = threading.Thread(target=other)
-    t.start()
-    for i in range(50):
-        ping.post()
-        pong.wait()
-        assert seen[-1] == i                 # the other side ran exactly once per post
-    t.join()
-
-
-def test_split_without_spin_join(tmp_path):
-    """XPNET_SPIN_JOIN=0 (or no glibc): the join sleeps on a lock; results are the same."""
+def test_tune_host_is_an_explicit_opt_in():
+    """Nothing is tuned by default; XPNET_TUNE_HOST=1 (a fresh process: the tuning is
+    process-wide) applies the malloc thresholds and nothing else: the affinity and the GIL
+    switch interval stay the process's."""
     import subprocess
-    import sys
-    code = ('import numpy as np\n'
-            'from xpnet.backend import hostpool\n'
-            'assert hostpool._SPIN is None\n'
-            'hostpool.set_host_threads(3)\n'
-            'out = np.zeros(10)\n'
-            'def part(lo, hi): out[lo:hi] = np.arange(lo, hi)\n'
-            'for _ in range(20): hostpool.run_parts(part, 10)\n'
-            'assert (out == np.arange(10)).all()\n')
-    env = dict(os.environ, XPNET_SPIN_JOIN='0')
-    subprocess.run([sys.executable, '-c', code], env=env, check=True, timeout=60)
+    from xpnet.backend import tune
+    assert tune.tuned() == {}
+    code = textwrap.dedent('''
+        import os, sys
+        before = (sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                  else None, sys.getswitchinterval())
+        import numpy as np
+        from xpnet.backend import hostpool, tune
+        hostpool.set_host_threads(2)
+        hostpool.run_parts(lambda lo, hi: None, 4)
+        after = (sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                 else None, sys.getswitchinterval())
+        assert before == after, (before, after)
+        print(sorted(tune.tuned()))
+    ''')
+    env = dict(os.environ, XPNET_TUNE_HOST='1',
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expect = "['malloc']" if sys.platform.startswith('linux') else '[]'
+    assert done.stdout.strip() == expect
+    env['XPNET_TUNE_HOST'] = 'yes'
+    bad = subprocess.run([sys.executable, '-c', 'import xpnet'], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and 'XPNET_TUNE_HOST must be 0 or 1' in bad.stderr

@@ -93,7 +93,7 @@ def test_channels_last_cnn_matches_channels_first(layout, ctx):
                                atol=1e-5)
 
 
-# ---- the BatchNorm training path shared with the CNN (xpnet/ops/nn.py _batch_norm_rows) -----
+# ---- the BatchNorm training path shared with the CNN (ops/normalization.py) ---------------
 
 @pytest.mark.parametrize('shape,axis,channels_last_memory', [
     ((4, 3, 5, 6), 1, False), ((4, 3, 5, 6), 1, True), ((6, 5), 1, False),

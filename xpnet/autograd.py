@@ -20,10 +20,11 @@ Writing an op (see ``xpnet/ops``)::
 Rules for backward closures: return one gradient (or ``None``) per input, with the
 input's shape and dtype; never modify the incoming gradient in place (it may be shared);
 return fresh arrays or views of the incoming gradient, never an array saved from forward.
-A gradient may also be a ``backend.hostpool.Deferred`` (work running on a background
-thread, see ``hostpool.defer``): a leaf's is awaited only when the leaf gradients are
-written at the end of the pass, any other at once. Every background job of a pass has
-finished when ``backward`` returns, and a job's exception is raised from it.
+A gradient may also be *pending* (:func:`is_pending`: work still running, e.g. on a
+background thread, see ``backend.hostpool.defer``): a leaf's is resolved only when the
+leaf gradients are written at the end of the pass, any other at once. Every pending
+gradient of a pass has been resolved when ``backward`` returns, and the exception of the
+work behind one is raised from it.
 
 Example::
 
@@ -38,7 +39,6 @@ import threading
 import weakref
 
 from .backend import DeviceSwitch
-from .backend.hostpool import caller_pinned, is_deferred, resolve, resolve_all
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node', 'grad',
@@ -205,14 +205,7 @@ def backward(heads, head_grads=None, retain_graph=False, train_mode=True):
             a non-scalar head is Gluon's rule (the gradient of its sum).
         retain_graph: keep the graph so ``backward`` can be called on it again.
     """
-    if threading.current_thread() is threading.main_thread():
-        # background jobs run beside the pass: keep the thread off their CPU meanwhile
-        # (device threads of a multi-device step are left alone: they would all be
-        # squeezed onto the remaining CPUs)
-        with caller_pinned():
-            _backward(heads, head_grads, retain_graph)
-    else:
-        _backward(heads, head_grads, retain_graph)
+    _backward(heads, head_grads, retain_graph)
 
 
 def _backward(heads, head_grads, retain_graph, capture=None):
@@ -278,13 +271,13 @@ def _backward(heads, head_grads, retain_graph, capture=None):
                 if g is None or x is None:
                     continue
                 src = x._node
-                if is_deferred(g):
-                    # a gradient still being computed in the background (a layer's weight
-                    # gradient, see backend.hostpool.defer): a leaf takes it at the end
+                if is_pending(g):
+                    # a gradient still being computed (a layer's weight gradient in the
+                    # background, see backend.hostpool.defer): a leaf takes it at the end
                     if src is None and x._grad is not None:
                         _collect_leaf(leaves, x, g, False)
                         continue
-                    g = resolve(g)
+                    g = _resolved(g)
                     if g is None:
                         continue
                 if x._ctx is not place.ctx:        # accumulate on the input's device
@@ -304,7 +297,7 @@ def _backward(heads, head_grads, retain_graph, capture=None):
         # every background job of this pass finishes before backward returns
         for entry in leaves.values():
             try:
-                resolve(entry[1])
+                _resolved(entry[1])
             except BaseException:
                 pass
         place.restore()
@@ -314,7 +307,7 @@ def _backward(heads, head_grads, retain_graph, capture=None):
 
     try:
         entries = list(leaves.values())
-        for entry, g in zip(entries, resolve_all([e[1] for e in entries])):
+        for entry, g in zip(entries, resolve_pending([e[1] for e in entries])):
             entry[1] = g
         if capture is not None:       # autograd.grad: hand the gradients back, write no .grad
             for leaf, g, _ in entries:
@@ -355,12 +348,41 @@ def _collect_leaf(leaves, leaf, g, owned):
     if entry is None:
         leaves[id(leaf)] = [leaf, g, owned]
     else:
-        prev, g = resolve(entry[1]), resolve(g)
+        prev, g = _resolved(entry[1]), _resolved(g)
         if prev is None or g is None:
             entry[1] = g if prev is None else prev
             return
         entry[1] = _add(prev, g, entry[2])
         entry[2] = True
+
+
+# ---- pending gradients ------------------------------------------------------------------------
+# The protocol between the engine and whatever computes gradients asynchronously (the host
+# thread pool's background jobs): a pending gradient has ``result()``, which waits for the
+# value (an array or None) and raises the work's exception; it may also have
+# ``run_here()``, which runs the work in the calling thread if it has not started yet (a
+# thread that would only wait helps instead), and ``done()``, which says without blocking
+# whether the value is ready (leaf-ready hooks release such a leaf early). The engine needs nothing else, so it does not
+# depend on how the work is scheduled.
+
+def is_pending(value):
+    """Whether a backward rule's gradient ``value`` is pending (has ``result()``)."""
+    return getattr(value, 'result', None) is not None
+
+
+def _resolved(value):
+    return value.result() if is_pending(value) else value
+
+
+def resolve_pending(values):
+    """``values`` with each pending gradient replaced by its result: first every one that
+    has not started runs in the calling thread (``run_here()``, in order), then each is
+    awaited."""
+    for v in values:
+        run_here = getattr(v, 'run_here', None)
+        if run_here is not None:
+            run_here()
+    return [_resolved(v) for v in values]
 
 
 def _write_leaf(leaf, g, owned, bound, foreign):
@@ -402,7 +424,7 @@ def _capture_outputs(capture, node, grads):
     for idx in range(node.n_out):
         key = (id(node), idx)
         if key in capture and grads[idx] is not None:
-            capture[key] = resolve(grads[idx]).copy()
+            capture[key] = _resolved(grads[idx]).copy()
 
 
 def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=False,
@@ -451,11 +473,7 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph=Fals
             raise ValueError(f'autograd.grad: variable {i} is not part of a recorded graph; '
                              'call attach_grad() on it before autograd.record()')
     retain = create_graph if retain_graph is None else retain_graph
-    if threading.current_thread() is threading.main_thread():
-        with caller_pinned():
-            _backward(heads, head_grads, retain, capture)
-    else:
-        _backward(heads, head_grads, retain, capture)
+    _backward(heads, head_grads, retain, capture)
     out = []
     for v in variables:
         key = (id(v._node), v._oidx) if v._node is not None else id(v)
@@ -605,7 +623,10 @@ def _fire_ready_hook(leaf):
 
 def _settled(g):
     """False only for a background gradient whose job is still running (never blocks)."""
-    return not is_deferred(g) or g.done()
+    if not is_pending(g):
+        return True
+    done = getattr(g, 'done', None)         # optional in the pending protocol
+    return done is not None and done()
 
 
 class _ReadyTracker:
@@ -667,7 +688,7 @@ class _ReadyTracker:
         if not _settled(entry[1]):
             return False
         del leaves[id(x)]
-        g = resolve(entry[1])
+        g = _resolved(entry[1])
         if g is not None:
             with x._ctx.use():
                 _write_leaf(x, g, entry[2], bound, foreign)

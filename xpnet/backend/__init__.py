@@ -433,3 +433,11 @@ def _scatter_add_sorted(xp, target, index, values):
     seg = csum[xp.searchsorted(pos, cells, side='right')] - \
         csum[xp.searchsorted(pos, cells, side='left')]
     target += seg.reshape(target.shape).astype(target.dtype)
+
+
+# The one explicit opt-in to a process-wide host tuning (glibc's malloc thresholds):
+# xpnet.backend.tune_host() or XPNET_TUNE_HOST=1.
+from .tune import tune_host  # noqa: E402,F401
+from .tune import tune_from_environment as _tune_from_environment  # noqa: E402
+
+_tune_from_environment()

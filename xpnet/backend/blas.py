@@ -1,97 +1,178 @@
-"""Control of NumPy's bundled OpenBLAS thread count (the one place xpnet touches it).
+"""Who uses the BLAS's threads when (the one place xpnet touches the BLAS thread count).
 
-Chains of small dependent matrix products (a recurrent loop: (20, 200) x (200, 800) per
-step) run faster on one BLAS thread: splitting each product costs more than it gains, and
-far more when the cores are shared. ``single_thread_blas(active)`` switches OpenBLAS to one
-thread for a block. It is reference-counted, so nested or concurrent users (device threads)
-restore the previous setting only when the last one leaves. It is a no-op off the CPU and
-when the library or its symbols are not found.
+xpnet's host products come in two kinds:
+
+- *single-thread* work: the parts of a split over xpnet's own threads
+  (:mod:`~xpnet.backend.hostpool`), background jobs, chains of small dependent products (a
+  recurrent loop). Inside :class:`single_thread_blas` the BLAS runs on one thread: each
+  part's products are single-threaded, and splitting each small product costs more than it
+  gains;
+- *threaded* products: a lone product of moderate size (a Dense layer's), fastest on the
+  BLAS's own threads. :class:`threaded_blas` runs them with the BLAS thread count the
+  process configured (``OPENBLAS_NUM_THREADS``, threadpoolctl, ...), never changed by xpnet.
+
+The thread count is one setting for the whole process, and a product's rounding depends on
+it (the BLAS splits a threaded product into blocks by its thread count). So the two kinds
+never overlap: while any thread is inside a single-thread region the count is 1, and a
+threaded product of another thread waits until none is; single-thread regions wait for
+running threaded products. Which kind a product is depends only on the code (never on
+timing), so every product of xpnet is rounded the same way run after run. Inside a
+single-thread region a "threaded" product runs on one thread (also decided by the code).
+
+The count is read and set through threadpoolctl (its controller is created once: building
+one costs ~0.3 ms). Without a BLAS that threadpoolctl can control, both contexts only keep
+their mutual exclusion.
 
 Example::
 
     with single_thread_blas(x.xp is numpy and small):
         for t in range(T): ...
+    with threaded_blas():
+        y = a @ b
 """
-import ctypes
-import glob
 import os
 import threading
 
-import numpy as np
+__all__ = ['single_thread_blas', 'threaded_blas', 'blas_controllable', 'in_single_thread_blas',
+           'in_threaded_blas']
 
-__all__ = ['single_thread_blas', 'blas_controllable']
-
-_funcs = None      # (get_num_threads, set_num_threads), False when unavailable
-_lock = threading.Lock()
-_users = 0
-_saved = None
+_controllers = None      # the BLAS libraries' threadpoolctl controllers ([] if none)
 
 
-def _load():
-    global _funcs
-    _funcs = False
-    try:
-        libdir = os.path.dirname(np.__file__) + '.libs'
-        for path in glob.glob(os.path.join(libdir, '*openblas*')):
-            lib = ctypes.CDLL(path)
-            for pre, suf in (('scipy_openblas', '64_'), ('scipy_openblas', ''),
-                             ('openblas', '64_'), ('openblas', '')):
-                get = getattr(lib, f'{pre}_get_num_threads{suf}', None)
-                put = getattr(lib, f'{pre}_set_num_threads{suf}', None)
-                if get is not None and put is not None:
-                    get.restype = ctypes.c_int
-                    put.argtypes = [ctypes.c_int]
-                    _funcs = (get, put)
-                    return
-    except OSError:
-        pass
+def _blas_controllers():
+    global _controllers
+    if _controllers is None:
+        try:        # (NumPy, and so its BLAS, is loaded by then: xpnet imports it first)
+            from threadpoolctl import ThreadpoolController
+            _controllers = list(ThreadpoolController().select(user_api='blas')
+                                .lib_controllers)
+        except Exception:        # no threadpoolctl, or a library it cannot query
+            _controllers = []
+    return _controllers
 
 
 def blas_controllable():
-    """True when NumPy's OpenBLAS thread count can be switched (the library was found)."""
-    if _funcs is None:
-        _load()
-    return bool(_funcs)
+    """True when the BLAS thread count can be switched (threadpoolctl found the library)."""
+    return bool(_blas_controllers())
+
+
+class _Use:
+    """The process-wide state: threads inside single-thread regions and threaded products
+    running, the saved thread counts, and a condition to wait on."""
+
+    def __init__(self):
+        self.cond = threading.Condition(threading.Lock())
+        self.single = 0            # single-thread regions entered (all threads)
+        self.threaded = 0          # threaded products running
+        self.saved = None          # the counts before the first single-thread region
+
+
+_use = _Use()
+_local = threading.local()        # .single, .threaded: this thread's nesting depths
+
+
+def in_single_thread_blas():
+    """Whether the calling thread is inside a single-thread region."""
+    return getattr(_local, 'single', 0) > 0
+
+
+def in_threaded_blas():
+    """Whether the calling thread is inside a threaded section (work it hands to other
+    threads there would wait for the section to end: run it in the caller instead)."""
+    return getattr(_local, 'threaded', 0) > 0
 
 
 class single_thread_blas:
-    """Context manager: OpenBLAS on one thread inside the block when ``active``."""
+    """Context manager: the BLAS on one thread inside the block when ``active``
+    (reentrant; shared by every thread inside one; waits for threaded products of other
+    threads to finish first)."""
+    __slots__ = ('_active',)
 
     def __init__(self, active=True):
         self._active = active
 
     def __enter__(self):
-        global _users, _saved
         if not self._active:
             return self
-        if _funcs is None:
-            _load()
-        if not _funcs:
-            self._active = False
-            return self
-        with _lock:
-            if _users == 0:
-                get, put = _funcs
-                _saved = get()
-                if _saved != 1:
-                    put(1)
-            _users += 1
+        depth = getattr(_local, 'single', 0)
+        _local.single = depth + 1
+        if depth or getattr(_local, 'threaded', 0):
+            return self             # nested (or inside this thread's threaded product)
+        use = _use
+        with use.cond:
+            while use.threaded:
+                use.cond.wait()
+            if use.single == 0:
+                libs = _blas_controllers()
+                use.saved = [lib.get_num_threads() for lib in libs]
+                for lib, n in zip(libs, use.saved):
+                    if n != 1:
+                        lib.set_num_threads(1)
+            use.single += 1
         return self
 
     def __exit__(self, *exc):
-        global _users
-        if self._active:
-            with _lock:
-                _users -= 1
-                if _users == 0 and _saved not in (None, 1):
-                    _funcs[1](_saved)
+        if not self._active:
+            return False
+        _local.single -= 1
+        if _local.single or getattr(_local, 'threaded', 0):
+            return False
+        use = _use
+        with use.cond:
+            use.single -= 1
+            if use.single == 0:
+                for lib, n in zip(_blas_controllers(), use.saved or ()):
+                    if n != 1:
+                        lib.set_num_threads(n)
+                use.saved = None
+                use.cond.notify_all()
+        return False
+
+
+class threaded_blas:
+    """Context manager for a product on the BLAS's own threads, at the count the process
+    configured: waits until no thread is inside a single-thread region (inside one, the
+    block simply runs on one thread)."""
+    __slots__ = ()
+
+    def __enter__(self):
+        depth = getattr(_local, 'threaded', 0)
+        _local.threaded = depth + 1
+        if depth or getattr(_local, 'single', 0):
+            return self
+        use = _use
+        with use.cond:
+            while use.single:
+                use.cond.wait()
+            use.threaded += 1
+        return self
+
+    def __exit__(self, *exc):
+        _local.threaded -= 1
+        if _local.threaded or getattr(_local, 'single', 0):
+            return False
+        use = _use
+        with use.cond:
+            use.threaded -= 1
+            if use.threaded == 0:
+                use.cond.notify_all()
         return False
 
 
 def _after_fork_in_child():
-    global _users, _saved, _lock
-    _lock = threading.Lock()
-    _users, _saved = 0, None
+    """A forked child has only the forking thread: the regions of the others are gone
+    (and so are their hold on the lock); the forking thread's own region, if any, goes on."""
+    global _use
+    old, _use = _use, _Use()
+    mine_single = getattr(_local, 'single', 0) and not getattr(_local, 'threaded', 0)
+    if mine_single:
+        _use.single, _use.saved = 1, old.saved
+    elif old.single and old.saved:
+        for lib, n in zip(_blas_controllers(), old.saved):
+            if n != 1:
+                lib.set_num_threads(n)
+    if getattr(_local, 'threaded', 0) and not getattr(_local, 'single', 0):
+        _use.threaded = 1
 
 
 if hasattr(os, 'register_at_fork'):

@@ -1,16 +1,22 @@
-"""Host memory helpers for large temporaries (the one place xpnet tunes host allocation).
+"""Reusable host buffers for large temporaries (MXNet's "temp space").
 
-``scratch`` pools the large column matrices of the convolution core (MXNet's "temp space");
-``prime_host_allocator`` raises glibc's mmap/trim thresholds once per process (``mallopt``).
-Both are no-ops for device arrays (CuPy has its own memory pool).
+``scratch`` pools the large column matrices of the convolution core, so a training step
+does not page-fault fresh ones in every time. It never changes how the C library allocates
+memory (``xpnet.backend.tune_host`` is the explicit opt-in for that). A no-op for device
+arrays (CuPy has its own memory pool).
+
+Example::
+
+    col = scratch.take(np, (M, K), np.float32)
+    ...
+    scratch.give(col)
 """
-import os
 import threading
 import weakref
 
 import numpy as np
 
-__all__ = ['scratch', 'prime_host_allocator']
+__all__ = ['scratch']
 
 
 def _prod(values):
@@ -22,15 +28,19 @@ def _prod(values):
 
 class _Scratch:
     """Reusable host buffers for the large column matrices -- MXNet's "temp space" for
-    im2col. A fresh 38 MB array every step is mmapped by the C allocator, zero-filled
-    through ~10k page faults and unmapped again (45 ms of kernel time per step of the CIFAR
-    benchmark); a buffer handed back after the backward pass costs nothing the next time.
+    im2col. A fresh column matrix every step is mapped by the C allocator, zero-filled
+    through page faults and unmapped again (see ``docs/performance.md``); a buffer handed
+    back after the backward pass costs nothing the next time.
 
     Only NumPy buffers of at least ``min_bytes`` are pooled (smaller ones are recycled by
     the allocator itself; CuPy has its own memory pool). At most ``max_bytes`` are kept.
+    Besides the column matrices, the Winograd path's transforms and workspaces and the
+    transposed convolution's slabs come from here: without the pool, glibc hands their
+    memory back to the OS at the end of every step (it trims the top of its heap) and the
+    next step page-faults it in again.
     """
 
-    def __init__(self, min_bytes=1 << 24, max_bytes=1 << 30):
+    def __init__(self, min_bytes=1 << 20, max_bytes=1 << 30):
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
         self._free = []            # 1-D buffers ready for reuse, oldest first
         self._owned = {}           # id -> weak reference of each 1-D buffer handed out
@@ -83,58 +93,3 @@ class _Scratch:
 
 
 scratch = _Scratch()
-_allocator_primed = []
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt() parameter numbers
-_MMAP_THRESHOLD = 32 << 20        # glibc's ceiling for the mmap threshold (64-bit)
-_TRIM_THRESHOLD = 1 << 30
-
-
-def c_function(name):
-    """The C library's function ``name`` through ctypes (which releases the GIL around
-    the call), looked up in the process's global namespace (glibc before 2.34 keeps the
-    pthread functions in libpthread), or None where it is not available."""
-    import ctypes
-    try:
-        return getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError, TypeError):    # (TypeError: Windows)
-        return None
-
-
-def _glibc_mallopt():
-    """glibc's ``mallopt`` (None with another C library)."""
-    import ctypes
-    fn = c_function('mallopt')
-    if fn is None:
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def prime_host_allocator(xp):
-    """Once per process, stop glibc's malloc from returning a training step's temporaries
-    to the OS between steps.
-
-    glibc maps every block above its mmap threshold (128 KB at start) separately and
-    unmaps it when freed, and trims the heap top once more than the trim threshold is
-    free. Either way the few-MB temporaries of a training step are page-faulted back in at
-    the next step (~7k faults, 20-30 ms of kernel time per step of the CIFAR benchmark,
-    measured). Setting the mmap threshold to glibc's ceiling (32 MB) and the trim
-    threshold to 1 GB keeps them in the heap for reuse; a process then keeps up to 1 GB
-    of freed heap memory. Without ``mallopt`` (another C library), a 31 MB block is
-    allocated and freed instead, which raises glibc's dynamic thresholds part of the way.
-    No-op for device arrays, and when the environment variable ``XPNET_TUNE_MALLOC`` is
-    ``0`` (leave the C allocator exactly as the process configured it).
-    """
-    if _allocator_primed or xp is not np:
-        return
-    _allocator_primed.append(True)
-    if os.environ.get('XPNET_TUNE_MALLOC', '1') == '0':
-        return
-    mallopt = _glibc_mallopt()
-    if mallopt is not None and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and \
-            mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD):
-        return
-    np.empty((31 << 20) // 4, dtype=np.float32)   # allocated and freed at once

@@ -5,7 +5,11 @@
 - ``shape``: reshape, transpose, concat/stack/split, broadcasting, padding
 - ``index``: indexing, take, pick, one_hot, embedding lookup
 - ``linalg``: dot, batch_dot, matmul, fully_connected
-- ``nn``: softmax family, activations, dropout, normalization, fused losses
+- ``activations``: softmax family, activation functions, dropout
+- ``normalization``: batch/layer/instance/group normalization
+- ``loss``: fused loss ops (softmax and sigmoid cross-entropy)
+- ``conv``, ``pool``, ``deformable``: convolutions and pooling (``_im2col``: their windows)
+- ``rnn``: fused recurrent sequences and cell steps
 - ``creation``: zeros, ones, arange, ...
 - ``ctc``: the connectionist temporal classification loss
 
@@ -16,13 +20,15 @@ a module are already there.
 import sys
 import types
 
+from .activations import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .ctc import *  # noqa: F401,F403
 from .creation import *  # noqa: F401,F403
 from .index import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
 from .math import *  # noqa: F401,F403
-from .nn import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .rnn import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403

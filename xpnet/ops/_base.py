@@ -57,6 +57,11 @@ def tracked(x):
     return _state.recording and (x._node is not None or x._grad is not None)
 
 
+def float_data(xd):
+    """``xd`` itself when it is a float array, else as float32 (ops that need floats)."""
+    return xd if xd.dtype.kind == 'f' else xd.astype(np.float32)
+
+
 def check_nd(x, op):
     if not isinstance(x, NDArray):
         raise TypeError(f'{op}: expected an NDArray, got {type(x).__name__}')

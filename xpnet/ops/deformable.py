@@ -7,7 +7,7 @@ group ``g`` (the input channels split into ``num_deformable_group`` contiguous b
 multiplies each sample by its mask channel ``g*K + k``. The samples form the same
 ``(groups, N*OH*OW, K*C/groups)`` column matrix a convolution builds with im2col, and the
 rest -- GEMM with the weight, its gradients -- is the convolution core's
-(``xpnet.ops.conv``).
+(``xpnet/ops/_im2col.py``).
 
 Border conventions (as MXNet 1.9.1 computes them on CPU):
 
@@ -22,9 +22,9 @@ weight/bias.
 """
 import numpy as np
 
-from ._base import _wrap, needs_grad, record_op, same_ctx
-from .conv import (_from_nsc, _gemm, _prod, _to_nsc, _tuple, _weight_from_matrix,
-                   _weight_grad, _weight_matrix, conv_output_size, normalize_layout)
+from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
+from ._im2col import (conv_output_size, from_nsc, gemm_groups, normalize_layout, prod, to_nsc,
+                      weight_from_matrix, weight_grad, weight_matrix)
 from ..backend import scatter_add
 from ..backend.hostpool import threaded_matmul
 
@@ -120,10 +120,28 @@ class _Bilinear:
     def input_grad(self, xp, gs, x_shape):
         """Scatter the samples' gradient ``gs`` to the four corners of every sample."""
         Cd = x_shape[-1]
-        gflat = xp.zeros((_prod(x_shape[:-1]), Cd), dtype=gs.dtype)
+        gflat = xp.zeros((prod(x_shape[:-1]), Cd), dtype=gs.dtype)
         for r, w in zip(self.rows, self.weights):
             scatter_add(xp, gflat, r, (gs * w[..., None]).reshape(-1, Cd))
         return gflat.reshape(x_shape)
+
+
+def _offsets_and_mask(offset, mask, dtype, last, lead, K, dgroups, op):
+    """The offsets as (N, OH, OW, dg, K, 2) and the mask as (N, OH, OW, dg, K) (or None),
+    channels-last, after checking their shapes against the output's ``lead`` (N, OH, OW)."""
+    off = to_nsc(offset._data.astype(dtype, copy=False), last)
+    if off.shape != lead + (2 * K * dgroups,):
+        raise ValueError(f'{op}: offset shape {offset.shape} does not match the output '
+                         f'{lead[1:]} with {2 * K * dgroups} offset channels')
+    off = off.reshape(lead + (dgroups, K, 2))
+    mk = None
+    if mask is not None:
+        mk = to_nsc(mask._data.astype(dtype, copy=False), last)
+        if mk.shape != lead + (K * dgroups,):
+            raise ValueError(f'{op}: mask shape {mask.shape} does not match the output '
+                             f'{lead[1:]} with {K * dgroups} mask channels')
+        mk = mk.reshape(lead + (dgroups, K))
+    return off, mk
 
 
 def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, dgroups,
@@ -135,18 +153,18 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
     if data.ndim != 4 or weight.ndim != 4:
         raise ValueError(f'{op}: expected a 4-D input and weight (2-D deformable convolution), '
                          f'got shapes {data.shape} and {weight.shape}')
-    stride = _tuple(stride, 2, 'stride', op, 1)
-    pad = _tuple(pad, 2, 'pad', op, 0)
-    dilate = _tuple(dilate, 2, 'dilate', op, 1)
+    stride = int_tuple(stride, 2, 'stride', op, 1)
+    pad = int_tuple(pad, 2, 'pad', op, 0)
+    dilate = int_tuple(dilate, 2, 'dilate', op, 1)
     xp = data.xp
     wd = weight._data
     xd = data._data if data.dtype == wd.dtype else data._data.astype(wd.dtype)
-    x = _to_nsc(xd, last)
+    x = to_nsc(xd, last)
     N, H, W, C = x.shape
     wshape = (wd.shape[0], wd.shape[-1]) + tuple(wd.shape[1:-1]) if last else tuple(wd.shape)
     O, Cg = wshape[:2]
     kernel = wshape[2:]
-    K = _prod(kernel)
+    K = prod(kernel)
     if C != Cg * groups or O % groups:
         raise ValueError(f'{op}: input has {C} channels (shape {data.shape}); the weight '
                          f'{weight.shape} with groups={groups} expects {Cg * groups} and '
@@ -158,18 +176,7 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
     if min(out) < 1:
         raise ValueError(f'{op}: kernel {tuple(kernel)} (dilation {dilate}) is larger than the '
                          f'padded input (input shape {data.shape}, padding {pad})')
-    off = _to_nsc(offset._data.astype(wd.dtype, copy=False), last)
-    if off.shape != (N,) + out + (2 * K * dgroups,):
-        raise ValueError(f'{op}: offset shape {offset.shape} does not match the output '
-                         f'{out} with {2 * K * dgroups} offset channels')
-    off = off.reshape(N, out[0], out[1], dgroups, K, 2)
-    mk = None
-    if mask is not None:
-        mk = _to_nsc(mask._data.astype(wd.dtype, copy=False), last)
-        if mk.shape != (N,) + out + (K * dgroups,):
-            raise ValueError(f'{op}: mask shape {mask.shape} does not match the output {out} '
-                             f'with {K * dgroups} mask channels')
-        mk = mk.reshape(N, out[0], out[1], dgroups, K)
+    off, mk = _offsets_and_mask(offset, mask, wd.dtype, last, (N,) + out, K, dgroups, op)
     Cd = C // dgroups
     xg = xp.ascontiguousarray(x).reshape(N, H, W, dgroups, Cd)
     py, px = _sample_grid(xp, off, (H, W), kernel, stride, pad, dilate, out, x.dtype)
@@ -180,47 +187,64 @@ def _deformable(data, offset, mask, weight, bias, stride, pad, dilate, groups, d
     # (N, OH, OW, dg, K, Cd) -> (G, M, K*Cg), columns ordered (kernel offset, channel)
     col = vals.transpose(0, 1, 2, 4, 3, 5).reshape(M, K, C)
     col = col.reshape(M, K, groups, Cg).transpose(2, 0, 1, 3).reshape(groups, M, K * Cg)
-    wm = _weight_matrix(wd, last).reshape(groups, O // groups, -1)
-    y = _gemm(xp, col, wm).reshape((N,) + out + (O,))
+    wm = weight_matrix(wd, last).reshape(groups, O // groups, -1)
+    y = gemm_groups(xp, col, wm).reshape((N,) + out + (O,))
     if bias is not None:
         y += bias._data.astype(y.dtype, copy=False)
-    result = _from_nsc(y, last)
+    result = from_nsc(y, last)
     need = needs_grad(data, offset, mask, weight, bias)
     if need is None:
         return _wrap(result, data._ctx)
     in_dtype = data.dtype
 
     def backward(g):
-        g = _to_nsc(g, last)
-        gx = goff = gmask = gw = gb = None
+        g = to_nsc(g, last)
         g2 = xp.ascontiguousarray(g).reshape(M, O)
+        gx = goff = gmask = gw = gb = None
         if need[0] or need[1] or need[2]:
-            if groups == 1:
-                gcol = threaded_matmul(g2, wm[0]).reshape(1, M, -1)
-            else:
-                gcol = threaded_matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
-            gvals = gcol.reshape(groups, M, K, Cg).transpose(1, 2, 0, 3).reshape(
-                (N,) + out + (K, dgroups, Cd)).transpose(0, 1, 2, 4, 3, 5)
-            gs = gvals * mk[..., None] if mk is not None else gvals
-            if need[0]:
-                gx = bil.input_grad(xp, gs, xg.shape).reshape(N, H, W, C)
-                gx = _from_nsc(gx, last)
+            gx, goff, gmask = _sample_grads(xp, g2, wm, bil, mk, samples, xg.shape, out,
+                                            groups, need)
+            if gx is not None:
+                gx = from_nsc(gx.reshape(N, H, W, C), last)
                 if gx.dtype != in_dtype:
                     gx = gx.astype(in_dtype)
-            if need[1]:
-                gy_, gx_ = bil.position_grads(gs)
-                goff = xp.stack([gy_, gx_], axis=-1).reshape((N,) + out + (-1,))
-                goff = _from_nsc(goff, last).astype(offset.dtype, copy=False)
-            if need[2]:
-                gmask = (gvals * samples).sum(axis=-1).reshape((N,) + out + (-1,))
-                gmask = _from_nsc(gmask, last).astype(mask.dtype, copy=False)
+            if goff is not None:
+                goff = from_nsc(goff, last).astype(offset.dtype, copy=False)
+            if gmask is not None:
+                gmask = from_nsc(gmask, last).astype(mask.dtype, copy=False)
         if need[3]:
-            gw = _weight_from_matrix(_weight_grad(xp, g, col, groups), wshape, last)
+            gw = weight_from_matrix(weight_grad(xp, g, col, groups), wshape, last)
         if need[4]:
             gb = g2.sum(axis=0)
         return gx, goff, gmask, gw, gb
     return record_op(backward, (data, offset, mask, weight, bias), result, data._ctx,
                      need=need, name='deformable_convolution')
+
+
+def _sample_grads(xp, g2, wm, bil, mk, samples, x_shape, out, groups, need):
+    """Gradients of the input (N, H, W, dg, Cd), the offsets and the mask, channels-last,
+    from the output gradient ``g2`` (M, O): the columns' gradient ``g2 @ wm`` taken back
+    through the (modulated) bilinear samples."""
+    N, _, _, dgroups, Cd = x_shape
+    M = g2.shape[0]
+    K = samples.shape[-2]
+    Cg = wm.shape[2] // K
+    if groups == 1:
+        gcol = threaded_matmul(g2, wm[0]).reshape(1, M, -1)
+    else:
+        gcol = threaded_matmul(g2.reshape(M, groups, -1).transpose(1, 0, 2), wm)
+    gvals = gcol.reshape(groups, M, K, Cg).transpose(1, 2, 0, 3).reshape(
+        (N,) + out + (K, dgroups, Cd)).transpose(0, 1, 2, 4, 3, 5)
+    gs = gvals * mk[..., None] if mk is not None else gvals
+    gx = goff = gmask = None
+    if need[0]:
+        gx = bil.input_grad(xp, gs, x_shape)
+    if need[1]:
+        gy_, gx_ = bil.position_grads(gs)
+        goff = xp.stack([gy_, gx_], axis=-1).reshape((N,) + out + (-1,))
+    if need[2]:
+        gmask = (gvals * samples).sum(axis=-1).reshape((N,) + out + (-1,))
+    return gx, goff, gmask
 
 
 def deformable_convolution(data, offset, weight, bias=None, stride=1, pad=0, dilate=1,

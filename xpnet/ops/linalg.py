@@ -62,8 +62,7 @@ def batch_dot(a, b, transpose_a=False, transpose_b=False):
     if at.shape[-1] != bt.shape[-2] or at.shape[:-2] != bt.shape[:-2]:
         raise ValueError(f'batch_dot: shapes {a.shape} and {b.shape} are not aligned '
                          f'(transpose_a={transpose_a}, transpose_b={transpose_b})')
-    xp = a.xp
-    y = xp.matmul(at, bt)
+    y = _mt(at, bt)
     need = _need(a, b)
     if need is None:
         return _wrap(y, a._ctx)
@@ -71,11 +70,9 @@ def batch_dot(a, b, transpose_a=False, transpose_b=False):
     def backward(g):
         ga = gb = None
         if need[0]:
-            ga = xp.matmul(bt, g.swapaxes(-1, -2)) if transpose_a else \
-                xp.matmul(g, bt.swapaxes(-1, -2))
+            ga = _mt(bt, g.swapaxes(-1, -2)) if transpose_a else _mt(g, bt.swapaxes(-1, -2))
         if need[1]:
-            gb = xp.matmul(g.swapaxes(-1, -2), at) if transpose_b else \
-                xp.matmul(at.swapaxes(-1, -2), g)
+            gb = _mt(g.swapaxes(-1, -2), at) if transpose_b else _mt(at.swapaxes(-1, -2), g)
         return ga, gb
     return record_op(backward, (a, b), y, a._ctx, name='batch_dot')
 
@@ -87,7 +84,7 @@ def matmul(a, b):
     ad, bd = promote(a, b)
     xp = a.xp
     try:
-        y = xp.matmul(ad, bd)
+        y = _mt(ad, bd)
     except ValueError as err:
         raise ValueError(f'matmul: shapes {a.shape} and {b.shape} are not aligned: {err}') \
             from None
@@ -104,9 +101,9 @@ def matmul(a, b):
             g2 = xp.expand_dims(g2, -2)
         if bd.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
-        ga = unbroadcast(xp.matmul(g2, b2.swapaxes(-1, -2)), a2.shape).reshape(sa) \
+        ga = unbroadcast(_mt(g2, b2.swapaxes(-1, -2)), a2.shape).reshape(sa) \
             if need[0] else None
-        gb = unbroadcast(xp.matmul(a2.swapaxes(-1, -2), g2), b2.shape).reshape(sb) \
+        gb = unbroadcast(_mt(a2.swapaxes(-1, -2), g2), b2.shape).reshape(sb) \
             if need[1] else None
         return ga, gb
     return record_op(backward, (a, b), y, a._ctx, name='matmul')

@@ -21,11 +21,9 @@ Example::
 """
 import numpy as np
 
-from ._base import _wrap, needs_grad, record_op
+from ._base import _wrap, int_tuple, needs_grad, record_op
 from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
-from ..backend.memory import prime_host_allocator
-from .conv import (_check_rank, _from_nsc, _pad_nsc, _prod, _to_nsc,
-                   _tuple, normalize_layout)
+from ._im2col import check_rank, from_nsc, normalize_layout, pad_nsc, prod, to_nsc
 
 __all__ = ['pooling', 'pool_output_size']
 
@@ -47,12 +45,12 @@ def _pool_args(data, kernel, stride, pad, layout, global_pool, op):
     if nd < 1 or nd > 3:
         raise ValueError(f'{op}: pooling supports 1 to 3 spatial axes, got input shape '
                          f'{data.shape}')
-    _check_rank(data, nd, layout, op)
+    check_rank(data, nd, layout, op)
     if global_pool:
         return nd, last, None, None, None
-    kernel = _tuple(kernel, nd, 'pool_size', op, 1)
-    stride = kernel if stride is None else _tuple(stride, nd, 'strides', op, 1)
-    pad = _tuple(pad, nd, 'padding', op, 0)
+    kernel = int_tuple(kernel, nd, 'pool_size', op, 1)
+    stride = kernel if stride is None else int_tuple(stride, nd, 'strides', op, 1)
+    pad = int_tuple(pad, nd, 'padding', op, 0)
     return nd, last, kernel, stride, pad
 
 
@@ -72,7 +70,7 @@ def _divisor(xp, size, kernel, stride, pad, out, count_include_pad, dtype):
             constant = False
         per_dim.append(cnt)
     if constant:
-        return float(_prod(kernel))
+        return float(prod(kernel))
     div = per_dim[0].astype(np.float64)
     for c in per_dim[1:]:
         div = np.multiply.outer(div, c)
@@ -113,8 +111,7 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
     nd, last, kernel, stride, pad = _pool_args(data, kernel, stride, pad, layout, global_pool,
                                                op)
     xp = data.xp
-    prime_host_allocator(xp)
-    x = _to_nsc(data._data, last)
+    x = to_nsc(data._data, last)
     if global_pool:
         return _global_pool(data, xp, x, nd, last, pool_type)
     size = x.shape[1:-1]
@@ -126,113 +123,137 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         if p >= k:
             raise ValueError(f'{op}: padding {pad} must be smaller than pool_size {kernel}')
     out = pool_output_size(size, kernel, stride, pad, ceil_mode)
-    extent = tuple(max(s + 2 * p, (o - 1) * st + k)
-                   for s, p, o, st, k in zip(size, pad, out, stride, kernel))
-    need = needs_grad(data)
-    # A window reduction is separable: reduce the innermost spatial axis first, then the
-    # next... (sum(k) strided passes instead of prod(k), over shrinking arrays). For max,
-    # the first maximum of each 1-D window is kept, which is the first maximum of the whole
-    # window in row-major order (the smallest row holding one, then its smallest column).
-    axes = list(range(nd - 1, -1, -1))
+    window = _Windows(kernel, stride, pad, size, out)
     if pool_type == 'max':
-        fill = -np.inf if x.dtype.kind == 'f' else np.iinfo(x.dtype).min
-        keep_arg = need is not None
-        N = x.shape[0]
-        # On the host a large input is pooled in batch blocks over the host pool (each
-        # block runs the whole separable chain; one hand-off for several passes).
-        split = worth_splitting(x)
+        return _max_pool(data, x, window, last)
+    return _sum_pool(data, x, window, last, pool_type, count_include_pad)
 
-        def forward_part(lo, hi):
-            cur = _pad_nsc(xp, x[lo:hi], pad, extent, fill)
-            args, shapes = [], []
-            for d in axes:
-                shapes.append(cur.shape)
-                wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
-                best, arg = _max_along(xp, cur, wins, keep_arg)
-                args.append(arg)
-                cur = best
-            return cur, args, shapes
-        parts = map_parts(forward_part, N) if split else [forward_part(0, N)]
-        bounds = [0]
-        for p in parts:
-            bounds.append(bounds[-1] + p[0].shape[0])
-        cur = parts[0][0] if len(parts) == 1 else xp.concatenate([p[0] for p in parts])
-        # Ceil-mode windows holding no input element start in (or past) the right padding.
-        for axis, (n, s, p, sz) in enumerate(zip(out, stride, pad, size), 1):
-            first_empty = next((o for o in range(n) if o * s - p >= sz), n)
-            if first_empty < n:
-                cur[(slice(None),) * axis + (slice(first_empty, None),)] = 0
-        result = _from_nsc(cur, last)
-        if need is None:
-            return _wrap(result, data._ctx)
-        crop = _crop(pad, size)
 
-        uncropped = tuple(extent) == tuple(size)
+class _Windows:
+    """The windows of one pooling: kernel, stride, padding, the input and output sizes, the
+    padded extent they read, and the spatial axes in reduction order (innermost first:
+    a window reduction is separable, ``sum(k)`` strided passes instead of ``prod(k)``)."""
 
-        def backward(g):
-            g = _to_nsc(g, last)
-            # the blocks' gradients go straight into one buffer when nothing is cropped
-            gx = xp.empty(x.shape, dtype=g.dtype) if len(parts) > 1 else None
+    def __init__(self, kernel, stride, pad, size, out):
+        self.kernel, self.stride, self.pad, self.size, self.out = kernel, stride, pad, size, out
+        self.extent = tuple(max(s + 2 * p, (o - 1) * st + k)
+                            for s, p, o, st, k in zip(size, pad, out, stride, kernel))
+        self.axes = list(range(len(kernel) - 1, -1, -1))
 
-            def backward_part(i):
-                lo, hi = bounds[i], bounds[i + 1]
-                _, args, shapes = parts[i]
-                gp = g[lo:hi]
-                for j, (d, arg, shape) in enumerate(zip(axes[::-1], args[::-1], shapes[::-1])):
-                    last_step = gx is not None and uncropped and j == len(axes) - 1
-                    gin = _grad_buffer(xp, shape, gp.dtype, d, kernel[d], stride[d], out[d],
-                                       out=gx[lo:hi] if last_step else None)
-                    wins = _axis_windows(len(shape), d, kernel[d], stride[d], out[d])
-                    _scatter_max(xp, gp, arg, gin, wins, stride[d] >= kernel[d])
-                    gp = gin
-                if gx is None:
-                    return gp[crop]
-                if not uncropped:
-                    gx[lo:hi] = gp[crop]
+    def along(self, ndim, d):
+        """Index tuples of the kernel offsets along spatial axis ``d`` (see
+        :func:`_axis_windows`)."""
+        return _axis_windows(ndim, d, self.kernel[d], self.stride[d], self.out[d])
+
+    def grad_buffer(self, xp, shape, dtype, d, out=None):
+        return _grad_buffer(xp, shape, dtype, d, self.kernel[d], self.stride[d], self.out[d],
+                            out=out)
+
+
+def _max_pool(data, x, win, last):
+    """Max pooling, one spatial axis at a time. For each 1-D window the first maximum is
+    kept, which is the first maximum of the whole window in row-major order (the smallest
+    row holding one, then its smallest column). On the host a large input is pooled in
+    batch blocks over the host pool (each block runs the whole separable chain; one
+    hand-off for several passes)."""
+    xp = data.xp
+    fill = -np.inf if x.dtype.kind == 'f' else np.iinfo(x.dtype).min
+    need = needs_grad(data)
+
+    def forward_part(lo, hi):
+        cur = pad_nsc(xp, x[lo:hi], win.pad, win.extent, fill)
+        args, shapes = [], []
+        for d in win.axes:
+            shapes.append(cur.shape)
+            cur, arg = _max_along(xp, cur, win.along(cur.ndim, d), need is not None)
+            args.append(arg)
+        return cur, args, shapes
+    N = x.shape[0]
+    parts = map_parts(forward_part, N) if worth_splitting(x) else [forward_part(0, N)]
+    bounds = [0]
+    for p in parts:
+        bounds.append(bounds[-1] + p[0].shape[0])
+    cur = parts[0][0] if len(parts) == 1 else xp.concatenate([p[0] for p in parts])
+    # Ceil-mode windows holding no input element start in (or past) the right padding.
+    for axis, (n, s, p, sz) in enumerate(zip(win.out, win.stride, win.pad, win.size), 1):
+        first_empty = next((o for o in range(n) if o * s - p >= sz), n)
+        if first_empty < n:
+            cur[(slice(None),) * axis + (slice(first_empty, None),)] = 0
+    result = from_nsc(cur, last)
+    if need is None:
+        return _wrap(result, data._ctx)
+    crop = _crop(win.pad, win.size)
+    uncropped = tuple(win.extent) == tuple(win.size)
+
+    def backward(g):
+        g = to_nsc(g, last)
+        # the blocks' gradients go straight into one buffer when nothing is cropped
+        gx = xp.empty(x.shape, dtype=g.dtype) if len(parts) > 1 else None
+
+        def backward_part(i):
+            lo, hi = bounds[i], bounds[i + 1]
+            _, args, shapes = parts[i]
+            gp = g[lo:hi]
+            for j, (d, arg, shape) in enumerate(zip(win.axes[::-1], args[::-1], shapes[::-1])):
+                last_step = gx is not None and uncropped and j == len(win.axes) - 1
+                gin = win.grad_buffer(xp, shape, gp.dtype, d,
+                                      out=gx[lo:hi] if last_step else None)
+                _scatter_max(xp, gp, arg, gin, win.along(len(shape), d),
+                             win.stride[d] >= win.kernel[d])
+                gp = gin
             if gx is None:
-                return (_from_nsc(backward_part(0), last),)
-            run_parts(lambda lo, hi: [backward_part(i) for i in range(lo, hi)],
-                      len(parts), len(parts))
-            return (_from_nsc(gx, last),)
-        return record_op(backward, (data,), result, data._ctx, name='max_pooling')
+                return gp[crop]
+            if not uncropped:
+                gx[lo:hi] = gp[crop]
+        if gx is None:
+            return (from_nsc(backward_part(0), last),)
+        run_parts(lambda lo, hi: [backward_part(i) for i in range(lo, hi)],
+                  len(parts), len(parts))
+        return (from_nsc(gx, last),)
+    return record_op(backward, (data,), result, data._ctx, name='max_pooling')
 
-    cur = _pad_nsc(xp, x, pad, extent, 0)
+
+def _sum_pool(data, x, win, last, pool_type, count_include_pad):
+    """Average or sum pooling: window sums one spatial axis at a time, then the divisor."""
+    xp = data.xp
+    cur = pad_nsc(xp, x, win.pad, win.extent, 0)
     if cur.dtype.kind != 'f':
         cur = cur.astype(np.float32)
     shapes = []
-    for d in axes:
+    for d in win.axes:
         shapes.append(cur.shape)
-        wins = _axis_windows(cur.ndim, d, kernel[d], stride[d], out[d])
+        wins = win.along(cur.ndim, d)
         total = cur[wins[0]].copy()
-        for win in wins[1:]:
-            total += cur[win]
+        for w in wins[1:]:
+            total += cur[w]
         cur = total
-    div = 1.0 if pool_type == 'sum' else _divisor(xp, size, kernel, stride, pad, out,
-                                                  count_include_pad, cur.dtype)
+    div = 1.0 if pool_type == 'sum' else _divisor(xp, win.size, win.kernel, win.stride,
+                                                  win.pad, win.out, count_include_pad,
+                                                  cur.dtype)
     scalar = isinstance(div, float)
     if scalar and div != 1.0:
         cur *= 1.0 / div
     elif not scalar:
         cur /= div
-    result = _from_nsc(cur, last)
-    if need is None:
+    result = from_nsc(cur, last)
+    if needs_grad(data) is None:
         return _wrap(result, data._ctx)
 
     def backward_avg(g):
-        g = _to_nsc(g, last)
+        g = to_nsc(g, last)
         if scalar:
             g = g * (1.0 / div) if div != 1.0 else g
         else:
             g = g / div
-        for d, shape in zip(axes[::-1], shapes[::-1]):
-            gin = _grad_buffer(xp, shape, g.dtype, d, kernel[d], stride[d], out[d])
-            for win in _axis_windows(len(shape), d, kernel[d], stride[d], out[d]):
-                if stride[d] >= kernel[d]:
-                    gin[win] = g
+        for d, shape in zip(win.axes[::-1], shapes[::-1]):
+            gin = win.grad_buffer(xp, shape, g.dtype, d)
+            for w in win.along(len(shape), d):
+                if win.stride[d] >= win.kernel[d]:
+                    gin[w] = g
                 else:
-                    gin[win] += g
+                    gin[w] += g
             g = gin
-        return (_from_nsc(g[_crop(pad, size)], last),)
+        return (from_nsc(g[_crop(win.pad, win.size)], last),)
     return record_op(backward_avg, (data,), result, data._ctx, name='avg_pooling')
 
 
@@ -260,7 +281,7 @@ def _max_along(xp, cur, wins, need_arg):
 def _scatter_max(xp, g, arg, gin, wins, disjoint):
     """Backward of :func:`_max_along`: ``g`` to the arg-max offset of each window, into
     ``gin`` (assigned when the windows are ``disjoint``, else accumulated). A product with
-    the mask, not where() (~13x slower here); only a non-finite g differs: NaN instead of
+    the mask, not where() (much slower here); only a non-finite g differs: NaN instead of
     0 beside the arg-max."""
     if arg.dtype == np.bool_:
         first = xp.logical_not(arg)
@@ -305,22 +326,22 @@ def _axis_windows(ndim, d, k, s, o):
 
 def _global_pool(data, xp, x, nd, last, pool_type):
     N, C = x.shape[0], x.shape[-1]
-    P = _prod(x.shape[1:-1])
+    P = prod(x.shape[1:-1])
     keep = (N,) + (1,) * nd + (C,)
     flat = x.reshape(N, P, C)
     need = needs_grad(data)
     if pool_type == 'max':
         arg = flat.argmax(axis=1)                                  # first maximum
         y = xp.take_along_axis(flat, arg[:, None, :], axis=1).reshape(keep)
-        result = _from_nsc(y, last)
+        result = from_nsc(y, last)
         if need is None:
             return _wrap(result, data._ctx)
 
         def backward(g):
-            g = _to_nsc(g, last).reshape(N, 1, C)
+            g = to_nsc(g, last).reshape(N, 1, C)
             hit = xp.arange(P).reshape(1, P, 1) == arg[:, None, :]
             gx = xp.where(hit, g, 0).astype(g.dtype, copy=False).reshape(x.shape)
-            return (_from_nsc(gx, last),)
+            return (from_nsc(gx, last),)
         return record_op(backward, (data,), result, data._ctx, name='global_max_pooling')
     if flat.dtype.kind == 'f':
         total = _mm(xp.ones(P, dtype=flat.dtype), flat)     # N GEMVs: 3x a sum()
@@ -328,12 +349,12 @@ def _global_pool(data, xp, x, nd, last, pool_type):
         total = flat.sum(axis=1, dtype=np.float32)
     scale = 1.0 if pool_type == 'sum' else 1.0 / P
     y = (total * scale if scale != 1.0 else total).reshape(keep)
-    result = _from_nsc(y, last)
+    result = from_nsc(y, last)
     if need is None:
         return _wrap(result, data._ctx)
 
     def backward_avg(g):
-        g = _to_nsc(g, last)
+        g = to_nsc(g, last)
         gx = xp.broadcast_to(g * scale if scale != 1.0 else g, x.shape)
-        return (_from_nsc(gx, last),)
+        return (from_nsc(gx, last),)
     return record_op(backward_avg, (data,), result, data._ctx, name='global_avg_pooling')

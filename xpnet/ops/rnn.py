@@ -18,10 +18,12 @@ Example::
 
     y, hT, cT = rnn_sequence(x, h0, c0, wi, wh, bi, bh, mode='lstm')   # x: (T, N, C)
 """
+import contextlib
+
 import numpy as np
 
 from ..backend import to_device
-from ..backend.blas import single_thread_blas
+from ..backend.blas import single_thread_blas, threaded_blas
 from ..backend.hostpool import threaded_matmul
 from ._base import _wrap, needs_grad, record_multi, record_op, same_ctx
 
@@ -42,6 +44,14 @@ def rnn_gates(mode):
 # xpnet.backend.blas), and so do the whole-sequence products below _SMALL_SEQ.
 _SMALL_STEP = 1 << 23
 _SMALL_SEQ = 1 << 25
+
+
+def _blas(xp, single):
+    """How a block of host products uses the BLAS's threads: one thread (small products)
+    or the BLAS's own threads (see ``xpnet/backend/blas.py``); nothing for devices."""
+    if xp is not np:
+        return contextlib.nullcontext()
+    return single_thread_blas() if single else threaded_blas()
 
 
 _VECTORS = {}
@@ -145,307 +155,357 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
     rnn_gates(mode)
     for a in (h0, i2h_weight, h2h_weight):
         same_ctx(x, a, mode)
-    xp = x.xp
-    ctx = x._ctx
-    wi, wh = i2h_weight._data, h2h_weight._data
-    dt = wi.dtype
-    xd = x._data.astype(dt, copy=False)
-    bi = None if i2h_bias is None else i2h_bias._data
-    bh = None if h2h_bias is None else h2h_bias._data
-    wr = None if h2r_weight is None else h2r_weight._data
-    is_lstm = mode == 'lstm'
-    h0d = h0._data.astype(dt, copy=False)
-    c0d = c0._data.astype(dt, copy=False) if is_lstm else None
-    vl = None
-    if valid_length is not None:
-        vl = valid_length._data if hasattr(valid_length, '_data') else \
-            to_device(valid_length, ctx)
-        vl = vl.reshape(-1) if vl.ndim == 2 and vl.shape[1] == 1 else vl
-    T, N, C, G, H, P = _check_shapes(mode, xd, wi, wh, bi, bh, wr, h0d, c0d, vl)
-    if T == 0:
-        raise ValueError(f'{mode}: the input sequence is empty (shape {xd.shape})')
-    order = range(T - 1, -1, -1) if reverse else range(T)
-
-    x2 = xd.reshape(T * N, C)
-    small_seq = xp is np and T * N * G * max(C, P) < _SMALL_SEQ
-    with single_thread_blas(small_seq):
-        xw = threaded_matmul(x2, wi.T).reshape(T, N, G)    # i2h of every step at once
-    if mode == 'gru':
-        if bi is not None:
-            xw += bi
-    else:
-        if bi is not None:
-            xw += bi
-        if bh is not None:
-            xw += bh
-    whT = wh.T
-    # S[k] is the state entering the k-th processed step (k = position, not time index).
-    S = xp.empty((T + 1, N, P), dtype=dt)
-    S[0] = h0d
-    Cs = None
-    if is_lstm:
-        Cs = xp.empty((T + 1, N, H), dtype=dt)
-        Cs[0] = c0d
-    act_mask = None
-    if vl is not None:
-        act_mask = xp.arange(T).reshape(T, 1) < vl.reshape(1, N)       # (T, N) bool
-        act_mask = act_mask.reshape(T, N, 1)
-        ys = xp.zeros((T, N, P), dtype=dt) if return_sequence else None
-    aux = {}
-    tmp = xp.empty((N, G), dtype=dt)
-    cand = xp.empty((N, P), dtype=dt) if vl is not None else None
-
-    small = xp is np and N * G * P < _SMALL_STEP
-    with single_thread_blas(small), np.errstate(over='ignore'):
-        if is_lstm:
-            neg, du, dw = _lstm_vectors(ctx, H, dt)
-            gslice = (slice(None), slice(2 * H, 3 * H))
-            tcs = xp.empty((T, N, H), dtype=dt)
-            hh = xp.empty((T, N, H), dtype=dt) if wr is not None else None
-            clipped = None
-            if state_clip is not None:
-                clipped = xp.empty((T, N, H), dtype=bool)
-            tmpH = xp.empty((N, H), dtype=dt)
-            wrT = wr.T if wr is not None else None
-            for k, t in enumerate(order):
-                a = xw[t]
-                xp.matmul(S[k], whT, out=tmp)
-                a += tmp
-                _lstm_gates_(xp, a, neg, gslice)
-                i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                cn = Cs[k + 1]
-                xp.multiply(f, Cs[k], out=cn)
-                xp.multiply(i, g, out=tmpH)
-                cn += tmpH
-                if state_clip is not None:
-                    lo, hi, clip_nan = state_clip
-                    if clip_nan:
-                        xp.copyto(cn, lo, where=xp.isnan(cn))
-                    xp.less_equal(lo, cn, out=clipped[t])
-                    clipped[t] &= cn <= hi
-                    xp.clip(cn, lo, hi, out=cn)
-                tc = tcs[t]
-                xp.tanh(cn, out=tc)
-                if wr is None:
-                    hn = S[k + 1] if vl is None else cand
-                    xp.multiply(o, tc, out=hn)
-                else:
-                    xp.multiply(o, tc, out=hh[t])
-                    hn = S[k + 1] if vl is None else cand
-                    xp.matmul(hh[t], wrT, out=hn)
-                if vl is not None:
-                    m = act_mask[t]
-                    xp.copyto(S[k + 1], S[k])
-                    xp.copyto(S[k + 1], hn, where=m)
-                    xp.copyto(cn, Cs[k], where=~m)
-                    if return_sequence:
-                        xp.copyto(ys[t], hn, where=m)
-            aux.update(tcs=tcs, hh=hh, clipped=clipped)
-        elif mode == 'gru':
-            hws = xp.empty((T, N, G), dtype=dt)
-            tmpH = xp.empty((N, H), dtype=dt)
-            for k, t in enumerate(order):
-                a = xw[t]
-                hw = hws[t]
-                xp.matmul(S[k], whT, out=hw)
-                if bh is not None:
-                    hw += bh
-                rz = a[:, :2 * H]
-                rz += hw[:, :2 * H]
-                _sigmoid_(xp, rz)
-                r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-                xp.multiply(r, hw[:, 2 * H:], out=tmpH)
-                n += tmpH
-                xp.tanh(n, out=n)
-                hn = S[k + 1] if vl is None else cand
-                xp.subtract(S[k], n, out=hn)            # h' = n + z * (h - n)
-                hn *= z
-                hn += n
-                if vl is not None:
-                    m = act_mask[t]
-                    xp.copyto(S[k + 1], S[k])
-                    xp.copyto(S[k + 1], hn, where=m)
-                    if return_sequence:
-                        xp.copyto(ys[t], hn, where=m)
-            aux['hws'] = hws
-        else:
-            relu = mode == 'rnn_relu'
-            for k, t in enumerate(order):
-                a = xw[t]
-                xp.matmul(S[k], whT, out=tmp)
-                a += tmp
-                if relu:
-                    xp.maximum(a, 0, out=a)
-                else:
-                    xp.tanh(a, out=a)
-                if vl is None:
-                    S[k + 1] = a
-                else:
-                    m = act_mask[t]
-                    xp.copyto(S[k + 1], S[k])
-                    xp.copyto(S[k + 1], a, where=m)
-                    if return_sequence:
-                        xp.copyto(ys[t], a, where=m)
-
-    outs = []
-    if return_sequence:
-        if vl is not None:
-            y = ys
-        else:
-            y = S[:0:-1] if reverse else S[1:]
-        outs.append(y)
-    outs.append(S[T].copy())
-    if is_lstm:
-        outs.append(Cs[T].copy())
-
-    inputs = (x, h0, c0 if is_lstm else None, i2h_weight, h2h_weight, i2h_bias, h2h_bias,
-              h2r_weight)
+    s = _Sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias, h2h_bias, h2r_weight, mode,
+                  valid_length, reverse, state_clip, return_sequence)
+    step = _FORWARD_STEPS[mode]
+    with _blas(s.xp, s.small), np.errstate(over='ignore'):
+        for k, t in enumerate(s.order):
+            step(s, k, t)
+    outs = s.outputs()
+    inputs = (x, h0, c0 if mode == 'lstm' else None, i2h_weight, h2h_weight, i2h_bias,
+              h2h_bias, h2r_weight)
     need = needs_grad(*inputs)
     if need is None:
-        return [_wrap(o, ctx) for o in outs]
-
-    acts = xw
-    hin = S[T - 1::-1] if reverse else S[:T]      # state entering the step at time t
+        return [_wrap(o, s.ctx) for o in outs]
 
     def backward(grads):
         if len(outs) == 1:          # the engine hands a single output's gradient unwrapped
             grads = [grads]
-        gi = 0
-        dy = None
-        if return_sequence:
-            dy = grads[0]
-            gi = 1
-        dS = grads[gi]
-        dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
-        dC = None
-        if is_lstm:
-            dC = grads[gi + 1]
-            dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
-        dGx = xp.empty((T, N, G), dtype=dt)
-        dGh = dGx if mode != 'gru' else xp.empty((T, N, G), dtype=dt)
-        dR = xp.empty((T, N, P), dtype=dt) if wr is not None else None
-        dh = xp.empty((N, P), dtype=dt)
-        keep = None
-        if is_lstm:
-            tcs, clipped = aux['tcs'], aux['clipped']
-            dc = xp.empty((N, H), dtype=dt)
-            dtmp = xp.empty((N, H), dtype=dt)
-            deriv = xp.empty((N, G), dtype=dt)
-        elif mode == 'gru':
-            hws = aux['hws']
-            dtmp = xp.empty((N, H), dtype=dt)
-        with single_thread_blas(small):
-            for k in range(T - 1, -1, -1):
-                t = order[k]
-                # dh: gradient of the step's candidate output (masked), keep: passthrough part.
-                if dy is not None:
-                    xp.add(dS, dy[t], out=dh)
-                else:
-                    dh[...] = dS
-                if act_mask is not None:
-                    m = act_mask[t]
-                    dh *= m
-                    keep = ~m
-                dg = dGx[t]
-                if is_lstm:
-                    a = acts[t]
-                    i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                    if wr is not None:
-                        dR[t] = dh
-                        dhh = dh @ wr
-                    else:
-                        dhh = dh
-                    tc = tcs[t]
-                    # dc = dhh * o * (1 - tc^2) + dC (masked)
-                    xp.multiply(tc, tc, out=dc)
-                    xp.subtract(1, dc, out=dc)
-                    dc *= o
-                    dc *= dhh
-                    if keep is not None:
-                        xp.multiply(dC, m, out=dtmp)
-                        dc += dtmp
-                    else:
-                        dc += dC
-                    if clipped is not None:
-                        dc *= clipped[t]
-                    xp.multiply(dc, g, out=dg[:, :H])
-                    xp.multiply(dc, Cs[k], out=dg[:, H:2 * H])
-                    xp.multiply(dc, i, out=dg[:, 2 * H:3 * H])
-                    xp.multiply(dhh, tc, out=dg[:, 3 * H:])
-                    xp.subtract(du, a, out=deriv)
-                    deriv *= a
-                    deriv += dw
-                    dg *= deriv
-                    if keep is not None:
-                        dC *= keep
-                        xp.multiply(dc, f, out=dtmp)
-                        dC += dtmp
-                    else:
-                        xp.multiply(dc, f, out=dC)
-                    dprev = dg @ wh
-                elif mode == 'gru':
-                    a = acts[t]
-                    r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-                    hw_n = hws[t][:, 2 * H:]
-                    dgh = dGh[t]
-                    dn = dg[:, 2 * H:]
-                    xp.multiply(n, n, out=dn)              # dn_pre = dh * (1 - z) * (1 - n^2)
-                    xp.subtract(1, dn, out=dn)
-                    xp.subtract(1, z, out=dtmp)
-                    dn *= dtmp
-                    dn *= dh
-                    xp.multiply(dn, r, out=dgh[:, 2 * H:])
-                    dr = dg[:, :H]                         # dr_pre = dn_pre * hw_n * r * (1 - r)
-                    xp.subtract(1, r, out=dr)
-                    dr *= r
-                    dr *= hw_n
-                    dr *= dn
-                    dzp = dg[:, H:2 * H]                   # dz_pre = dh * (h - n) * z * (1 - z)
-                    xp.subtract(hin[t], n, out=dzp)
-                    dzp *= dh
-                    xp.subtract(1, z, out=dtmp)
-                    dzp *= dtmp
-                    dzp *= z
-                    dgh[:, :2 * H] = dg[:, :2 * H]
-                    dprev = dgh @ wh
-                    xp.multiply(dh, z, out=dtmp)
-                    dprev += dtmp
-                else:
-                    a = acts[t]
-                    if mode == 'rnn_relu':
-                        xp.multiply(dh, a > 0, out=dg)
-                    else:
-                        xp.multiply(a, a, out=dg)
-                        xp.subtract(1, dg, out=dg)
-                        dg *= dh
-                    dprev = dg @ wh
-                if keep is not None:
-                    dS *= keep
-                    dprev += dS
-                dS = dprev
+        return _sequence_backward(s, grads, need, x.dtype, h0.dtype,
+                                  c0.dtype if mode == 'lstm' else None)
+    return record_multi(backward, inputs, outs, s.ctx, need=need, name=f'{mode}_sequence')
 
-        with single_thread_blas(small_seq):
-            TN = T * N
-            dGx2 = dGx.reshape(TN, G)
-            gx = gwi = gwh = gbi = gbh = gwr = None
-            if need[0]:
-                gx = threaded_matmul(dGx2, wi).reshape(T, N, C).astype(x.dtype, copy=False)
-            if need[3]:
-                gwi = threaded_matmul(dGx2.T, x2)
-            dGh2 = dGh.reshape(TN, G)
-            if need[4]:
-                gwh = dGh2.T @ hin.reshape(TN, P)
-            if need[5] and i2h_bias is not None:
-                gbi = dGx2.sum(axis=0)
-            if need[6] and h2h_bias is not None:
-                gbh = dGh2.sum(axis=0) if (mode == 'gru' or gbi is None) else gbi.copy()
-            if need[7] and wr is not None:
-                gwr = dR.reshape(TN, P).T @ aux['hh'].reshape(TN, H)
-        gh0 = dS.astype(h0.dtype, copy=False) if need[1] else None
-        gc0 = dC.astype(c0.dtype, copy=False) if is_lstm and need[2] else None
-        return gx, gh0, gc0, gwi, gwh, gbi, gbh, gwr
 
-    return record_multi(backward, inputs, outs, ctx, need=need, name=f'{mode}_sequence')
+class _Sequence:
+    """One sequence op's arrays: the data, the states of every step and what the backward
+    steps of its mode need (the step functions below read and write them)."""
+
+    def __init__(self, x, h0, c0, i2h_weight, h2h_weight, i2h_bias, h2h_bias, h2r_weight,
+                 mode, valid_length, reverse, state_clip, return_sequence):
+        xp = self.xp = x.xp
+        self.ctx, self.mode = x._ctx, mode
+        self.wi, self.wh = wi, wh = i2h_weight._data, h2h_weight._data
+        dt = self.dt = wi.dtype
+        xd = x._data.astype(dt, copy=False)
+        bi = None if i2h_bias is None else i2h_bias._data
+        self.bh = bh = None if h2h_bias is None else h2h_bias._data
+        self.wr = wr = None if h2r_weight is None else h2r_weight._data
+        h0d = h0._data.astype(dt, copy=False)
+        c0d = c0._data.astype(dt, copy=False) if mode == 'lstm' else None
+        vl = None
+        if valid_length is not None:
+            vl = valid_length._data if hasattr(valid_length, '_data') else \
+                to_device(valid_length, self.ctx)
+            vl = vl.reshape(-1) if vl.ndim == 2 and vl.shape[1] == 1 else vl
+        T, N, C, G, H, P = _check_shapes(mode, xd, wi, wh, bi, bh, self.wr, h0d, c0d, vl)
+        if T == 0:
+            raise ValueError(f'{mode}: the input sequence is empty (shape {xd.shape})')
+        self.T, self.N, self.C, self.G, self.H, self.P = T, N, C, G, H, P
+        self.order = range(T - 1, -1, -1) if reverse else range(T)
+        self.reverse, self.state_clip, self.return_sequence = reverse, state_clip, \
+            return_sequence
+        self.x2 = xd.reshape(T * N, C)
+        self.small_seq = xp is np and T * N * G * max(C, P) < _SMALL_SEQ
+        self.small = xp is np and N * G * P < _SMALL_STEP
+        with _blas(xp, self.small_seq):
+            xw = threaded_matmul(self.x2, wi.T).reshape(T, N, G)   # i2h of every step
+        if bi is not None:
+            xw += bi
+        if bh is not None and mode != 'gru':      # GRU's h2h bias is inside the reset gate
+            xw += bh
+        self.xw = xw                              # pre-activations -> activations in place
+        self.whT = wh.T
+        # S[k] is the state entering the k-th processed step (k = position, not time index).
+        self.S = xp.empty((T + 1, N, P), dtype=dt)
+        self.S[0] = h0d
+        self.Cs = None
+        self.mask = self.ys = self.cand = None
+        if vl is not None:
+            mask = xp.arange(T).reshape(T, 1) < vl.reshape(1, N)       # (T, N) bool
+            self.mask = mask.reshape(T, N, 1)
+            self.ys = xp.zeros((T, N, P), dtype=dt) if return_sequence else None
+            self.cand = xp.empty((N, P), dtype=dt)
+        self.tmp = xp.empty((N, G), dtype=dt)
+        if mode == 'lstm':
+            self.Cs = xp.empty((T + 1, N, H), dtype=dt)
+            self.Cs[0] = c0d
+            self.neg, self.du, self.dw = _lstm_vectors(self.ctx, H, dt)
+            self.tcs = xp.empty((T, N, H), dtype=dt)
+            self.hh = xp.empty((T, N, H), dtype=dt) if wr is not None else None
+            self.clipped = xp.empty((T, N, H), dtype=bool) if state_clip is not None else None
+            self.wrT = wr.T if wr is not None else None
+        if mode == 'gru':
+            self.hws = xp.empty((T, N, G), dtype=dt)
+        if mode in ('lstm', 'gru'):
+            self.tmpH = xp.empty((N, H), dtype=dt)
+
+    def candidate(self, k):
+        """Where step ``k`` writes its new state: the state itself, or a scratch row to be
+        merged under the valid-length mask (:meth:`commit`)."""
+        return self.S[k + 1] if self.mask is None else self.cand
+
+    def commit(self, k, t, hn):
+        """Under a valid-length mask: the new state is ``hn`` where step ``t`` runs, the old
+        one elsewhere; the output is ``hn`` there and zero elsewhere."""
+        xp, m = self.xp, self.mask[t]
+        xp.copyto(self.S[k + 1], self.S[k])
+        xp.copyto(self.S[k + 1], hn, where=m)
+        if self.return_sequence:
+            xp.copyto(self.ys[t], hn, where=m)
+
+    def outputs(self):
+        """``[y, h_T, (c_T)]`` as the op returns them."""
+        outs = []
+        T = self.T
+        if self.return_sequence:
+            if self.ys is not None:
+                outs.append(self.ys)
+            else:
+                outs.append(self.S[:0:-1] if self.reverse else self.S[1:])
+        outs.append(self.S[T].copy())
+        if self.mode == 'lstm':
+            outs.append(self.Cs[T].copy())
+        return outs
+
+    def states_in(self):
+        """(T, N, P): the state entering the step at each time index."""
+        return self.S[self.T - 1::-1] if self.reverse else self.S[:self.T]
+
+
+# ---- forward steps: step k (position) at time index t, activations kept in s.xw[t] -----------
+
+def _rnn_forward_step(s, k, t):
+    xp, a = s.xp, s.xw[t]
+    xp.matmul(s.S[k], s.whT, out=s.tmp)
+    a += s.tmp
+    if s.mode == 'rnn_relu':
+        xp.maximum(a, 0, out=a)
+    else:
+        xp.tanh(a, out=a)
+    if s.mask is None:
+        s.S[k + 1] = a
+    else:
+        s.commit(k, t, a)
+
+
+def _lstm_forward_step(s, k, t):
+    xp, a, H = s.xp, s.xw[t], s.H
+    xp.matmul(s.S[k], s.whT, out=s.tmp)
+    a += s.tmp
+    _lstm_gates_(xp, a, s.neg, (slice(None), slice(2 * H, 3 * H)))
+    i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    cn = s.Cs[k + 1]
+    xp.multiply(f, s.Cs[k], out=cn)
+    xp.multiply(i, g, out=s.tmpH)
+    cn += s.tmpH
+    if s.state_clip is not None:
+        lo, hi, clip_nan = s.state_clip
+        if clip_nan:
+            xp.copyto(cn, lo, where=xp.isnan(cn))
+        xp.less_equal(lo, cn, out=s.clipped[t])
+        s.clipped[t] &= cn <= hi
+        xp.clip(cn, lo, hi, out=cn)
+    tc = s.tcs[t]
+    xp.tanh(cn, out=tc)
+    hn = s.candidate(k)
+    if s.wr is None:
+        xp.multiply(o, tc, out=hn)
+    else:
+        xp.multiply(o, tc, out=s.hh[t])
+        xp.matmul(s.hh[t], s.wrT, out=hn)
+    if s.mask is not None:
+        s.commit(k, t, hn)
+        xp.copyto(cn, s.Cs[k], where=~s.mask[t])
+
+
+def _gru_forward_step(s, k, t):
+    xp, a, H = s.xp, s.xw[t], s.H
+    hw = s.hws[t]
+    xp.matmul(s.S[k], s.whT, out=hw)
+    if s.bh is not None:
+        hw += s.bh
+    rz = a[:, :2 * H]
+    rz += hw[:, :2 * H]
+    _sigmoid_(xp, rz)
+    r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+    xp.multiply(r, hw[:, 2 * H:], out=s.tmpH)
+    n += s.tmpH
+    xp.tanh(n, out=n)
+    hn = s.candidate(k)
+    xp.subtract(s.S[k], n, out=hn)            # h' = n + z * (h - n)
+    hn *= z
+    hn += n
+    if s.mask is not None:
+        s.commit(k, t, hn)
+
+
+_FORWARD_STEPS = {'rnn_relu': _rnn_forward_step, 'rnn_tanh': _rnn_forward_step,
+                  'lstm': _lstm_forward_step, 'gru': _gru_forward_step}
+
+
+# ---- backward ----------------------------------------------------------------------------------
+
+class _Grads:
+    """The backward pass's buffers: the gate gradients of every step (``dGx`` for the input
+    products; GRU's recurrent products get their own ``dGh``) and per-step scratch."""
+
+    def __init__(self, s, dC):
+        xp, T, N, G, H, P, dt = s.xp, s.T, s.N, s.G, s.H, s.P, s.dt
+        self.dGx = xp.empty((T, N, G), dtype=dt)
+        self.dGh = self.dGx if s.mode != 'gru' else xp.empty((T, N, G), dtype=dt)
+        self.dR = xp.empty((T, N, P), dtype=dt) if s.wr is not None else None
+        self.dC = dC
+        if s.mode in ('lstm', 'gru'):
+            self.dtmp = xp.empty((N, H), dtype=dt)
+        if s.mode == 'lstm':
+            self.dc = xp.empty((N, H), dtype=dt)
+            self.deriv = xp.empty((N, G), dtype=dt)
+
+
+def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
+    """Walk the steps in reverse (each mode's backward step gives the gate gradients of its
+    step and the gradient of the state entering it), then the parameter and input gradients
+    as whole-sequence products."""
+    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
+    gi = 1 if s.return_sequence else 0
+    dy = grads[0] if s.return_sequence else None
+    dS = grads[gi]
+    dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
+    dC = None
+    if s.mode == 'lstm':
+        dC = grads[gi + 1]
+        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
+    b = _Grads(s, dC)
+    dh = xp.empty((N, P), dtype=dt)
+    step = _BACKWARD_STEPS[s.mode]
+    hin = s.states_in()
+    with _blas(xp, s.small):
+        for k in range(s.T - 1, -1, -1):
+            t = s.order[k]
+            # dh: gradient of the step's candidate output (masked), keep: passthrough part.
+            if dy is not None:
+                xp.add(dS, dy[t], out=dh)
+            else:
+                dh[...] = dS
+            keep = None
+            if s.mask is not None:
+                dh *= s.mask[t]
+                keep = ~s.mask[t]
+            dprev = step(s, b, k, t, dh, keep, hin)
+            if keep is not None:
+                dS *= keep
+                dprev += dS
+            dS = dprev
+    gh0 = dS.astype(h_dtype, copy=False) if need[1] else None
+    gc0 = b.dC.astype(c_dtype, copy=False) if s.mode == 'lstm' and need[2] else None
+    gx, gwi, gwh, gbi, gbh, gwr = _sequence_products(s, b, need, hin, x_dtype)
+    return gx, gh0, gc0, gwi, gwh, gbi, gbh, gwr
+
+
+def _rnn_backward_step(s, b, k, t, dh, keep, hin):
+    xp, a, dg = s.xp, s.xw[t], b.dGx[t]
+    if s.mode == 'rnn_relu':
+        xp.multiply(dh, a > 0, out=dg)
+    else:
+        xp.multiply(a, a, out=dg)
+        xp.subtract(1, dg, out=dg)
+        dg *= dh
+    return dg @ s.wh
+
+
+def _lstm_backward_step(s, b, k, t, dh, keep, hin):
+    xp, a, H, dg, dc, dC = s.xp, s.xw[t], s.H, b.dGx[t], b.dc, b.dC
+    i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    if s.wr is not None:
+        b.dR[t] = dh
+        dhh = dh @ s.wr
+    else:
+        dhh = dh
+    tc = s.tcs[t]
+    # dc = dhh * o * (1 - tc^2) + dC (masked)
+    xp.multiply(tc, tc, out=dc)
+    xp.subtract(1, dc, out=dc)
+    dc *= o
+    dc *= dhh
+    if keep is not None:
+        xp.multiply(dC, s.mask[t], out=b.dtmp)
+        dc += b.dtmp
+    else:
+        dc += dC
+    if s.clipped is not None:
+        dc *= s.clipped[t]
+    xp.multiply(dc, g, out=dg[:, :H])
+    xp.multiply(dc, s.Cs[k], out=dg[:, H:2 * H])
+    xp.multiply(dc, i, out=dg[:, 2 * H:3 * H])
+    xp.multiply(dhh, tc, out=dg[:, 3 * H:])
+    xp.subtract(s.du, a, out=b.deriv)
+    b.deriv *= a
+    b.deriv += s.dw
+    dg *= b.deriv
+    if keep is not None:
+        dC *= keep
+        xp.multiply(dc, f, out=b.dtmp)
+        dC += b.dtmp
+    else:
+        xp.multiply(dc, f, out=dC)
+    return dg @ s.wh
+
+
+def _gru_backward_step(s, b, k, t, dh, keep, hin):
+    xp, a, H, dg, dtmp = s.xp, s.xw[t], s.H, b.dGx[t], b.dtmp
+    r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+    hw_n = s.hws[t][:, 2 * H:]
+    dgh = b.dGh[t]
+    dn = dg[:, 2 * H:]
+    xp.multiply(n, n, out=dn)              # dn_pre = dh * (1 - z) * (1 - n^2)
+    xp.subtract(1, dn, out=dn)
+    xp.subtract(1, z, out=dtmp)
+    dn *= dtmp
+    dn *= dh
+    xp.multiply(dn, r, out=dgh[:, 2 * H:])
+    dr = dg[:, :H]                         # dr_pre = dn_pre * hw_n * r * (1 - r)
+    xp.subtract(1, r, out=dr)
+    dr *= r
+    dr *= hw_n
+    dr *= dn
+    dzp = dg[:, H:2 * H]                   # dz_pre = dh * (h - n) * z * (1 - z)
+    xp.subtract(hin[t], n, out=dzp)
+    dzp *= dh
+    xp.subtract(1, z, out=dtmp)
+    dzp *= dtmp
+    dzp *= z
+    dgh[:, :2 * H] = dg[:, :2 * H]
+    dprev = dgh @ s.wh
+    xp.multiply(dh, z, out=dtmp)
+    dprev += dtmp
+    return dprev
+
+
+_BACKWARD_STEPS = {'rnn_relu': _rnn_backward_step, 'rnn_tanh': _rnn_backward_step,
+                   'lstm': _lstm_backward_step, 'gru': _gru_backward_step}
+
+
+def _sequence_products(s, b, need, hin, x_dtype):
+    """Input, weight and bias gradients from the gate gradients of all steps at once."""
+    T, N, G, H, P = s.T, s.N, s.G, s.H, s.P
+    gx = gwi = gwh = gbi = gbh = gwr = None
+    with _blas(s.xp, s.small_seq):
+        TN = T * N
+        dGx2 = b.dGx.reshape(TN, G)
+        if need[0]:
+            gx = threaded_matmul(dGx2, s.wi).reshape(T, N, s.C).astype(x_dtype, copy=False)
+        if need[3]:
+            gwi = threaded_matmul(dGx2.T, s.x2)
+        dGh2 = b.dGh.reshape(TN, G)
+        if need[4]:
+            gwh = dGh2.T @ hin.reshape(TN, P)
+        if need[5]:
+            gbi = dGx2.sum(axis=0)
+        if need[6]:
+            gbh = dGh2.sum(axis=0) if (s.mode == 'gru' or gbi is None) else gbi.copy()
+        if need[7] and s.wr is not None:
+            gwr = b.dR.reshape(TN, P).T @ s.hh.reshape(TN, H)
+    return gx, gwi, gwh, gbi, gbh, gwr
 
 
 # ---- gate arithmetic of one step, gates along any axis (convolutional cells) -----------------

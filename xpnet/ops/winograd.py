@@ -7,8 +7,8 @@ elementwise products per tile and channel pair instead of 144 (Lavin & Gray, 201
 
 The input and output transforms are separable: ``B^T d B`` of every tile is two 1-D
 passes, each one GEMM with K = 6 over all tiles (:func:`_transform`; a third of the
-multiplies of one GEMM with the 36x36 Kronecker matrix ``B^T (x) B^T``, measured 1.03
-against 1.29 ms for CIFAR's input tiles on one core); the weight transform uses
+multiplies of one GEMM with the 36x36 Kronecker matrix ``B^T (x) B^T``); the weight
+transform uses
 ``KG = G (x) G`` (36x9) once. The channel contraction is a batch of 36 GEMMs
 ``(tiles, C) @ (C, O)``. The backward pass is the exact adjoint of the same products:
 ``dM = A g A^T`` once, then ``dU = V^T dM`` (weight) and ``dV = dM U^T`` (input), whose
@@ -20,16 +20,14 @@ chain, walking its samples in cache-sized chunks, with scratch allocated once); 
 gradient ``dU`` is returned as a function, which the convolution op runs as a background
 job (``backend.hostpool.defer``) while the backward pass goes on.
 
-Measured (2 cores, forward + backward of one layer, batch 32), before the split over
-threads: 32x32 images 16->16 channels 8.0 ms against 10.2 ms for im2col + GEMM, 16x16
-images 32->64 5.8 against 9.2 ms; 8->8 channels break even and 3->32 is 1.4x slower, hence
-the 16-channel threshold. CIFAR's 32->32 layer now: forward 5.7 ms, input gradient 4.5 ms.
-The transformed input kept for the weight gradient is 9.4 MB instead of the 37.7 MB column
-matrix; the transformed output gradient (9.4 MB) lives until the weight gradient is done.
+With few channels the transforms cost more than the multiplies they save (8->8 channels
+break even), hence the 16-channel threshold; the transformed input kept for the weight
+gradient is a quarter of the column matrix (timings and sizes: ``docs/performance.md``).
+The transformed output gradient lives until the weight gradient is done.
 
 Numerics: the transforms multiply by up to 8 and divide by up to 24, so float32 results
-carry about 10x the rounding error of a direct sum (measured: max error 6e-6 of the largest
-output for 288-term dot products, against 7e-7 direct) -- well inside the 1e-4 relative
+carry about 10x the rounding error of a direct sum (max error 6e-6 of the largest output for
+288-term dot products, against 7e-7 direct) -- well inside the 1e-4 relative
 tolerance of the MXNet parity bar. :func:`use_winograd` only selects it for layers where it
 is faster (enough channels), so small layers keep the direct path.
 
@@ -42,6 +40,7 @@ Example::
 import numpy as np
 
 from ..backend import hostpool
+from ..backend.memory import scratch
 
 __all__ = ['use_winograd', 'winograd_forward', 'winograd_backward', 'WINOGRAD']
 
@@ -135,21 +134,22 @@ def _view(xp, a, shape):
 
 
 def _run(xp, fn, n, nbytes):
-    """``fn(lo, hi)`` over the batch: split over the host pool on the CPU when the
+    """``fn(lo, hi)`` over the batch: on the CPU in parts over the host pool when the
     scratch of the whole batch (``nbytes``) is large enough to pay for the hand-off (see
-    ``xpnet/backend/hostpool.py``), whole otherwise and on devices."""
-    if xp is np and hostpool.can_split_blas() and nbytes >= hostpool.SPLIT_BYTES:
-        hostpool.run_parts(fn, n)
-    else:
+    ``xpnet/backend/hostpool.py``), else as one part (the BLAS on one thread either way);
+    whole on devices."""
+    if xp is not np:
         fn(0, n)
+        return
+    split = hostpool.can_split_blas() and nbytes >= hostpool.SPLIT_BYTES
+    hostpool.run_parts(fn, n, None if split else 1)
 
 
 def _transform(xp, A, src, tmp, out):
     """``out[i, j, :] = sum_{a, b} A[i, a] A[j, b] src[a, b, :]``: the 2-D transform
     ``A d A^T`` of every tile, as two 1-D passes through ``tmp`` -- two GEMMs with K = 6
     or 4 instead of one with the Kronecker matrix (K = 36 or 16): a third of the
-    multiplies (measured for CIFAR's input tiles on one core: 1.03 against 1.29 ms; in
-    the whole training step, where two parts share the memory bandwidth, the same)."""
+    multiplies, and faster also when two parts share the memory bandwidth."""
     p, q = A.shape
     L = src.size // (q * q)
     t = tmp[:p * q * L]
@@ -160,9 +160,8 @@ def _transform(xp, A, src, tmp, out):
 
 # Each part walks its samples in chunks whose largest scratch array holds about this many
 # bytes: for a large batch a part touches one chunk's scratch, not its whole share (the
-# buffers are allocated whole but only touched pages cost memory). Measured at CIFAR size:
-# no speed difference down to 1 MB chunks (cache reuse does not pay for itself), slower
-# below (more NumPy calls, each of which may wait for the GIL).
+# buffers are allocated whole but only touched pages cost memory). Smaller chunks buy no
+# cache reuse and cost NumPy calls, each of which may wait for the GIL.
 CHUNK_BYTES = 1 << 23
 
 
@@ -175,7 +174,13 @@ class _Workspace:
     def __init__(self, xp, dtype, n_samples, *per_sample):
         self.per_sample = per_sample
         self.chunk = max(1, CHUNK_BYTES // (max(per_sample) * np.dtype(dtype).itemsize))
-        self.bufs = [xp.empty(n_samples * p, dtype=dtype) for p in per_sample]
+        self.bufs = [scratch.take(xp, (n_samples * p,), dtype) for p in per_sample]
+
+    def release(self):
+        """Hand the regions back to the scratch pool (reused by the next call)."""
+        for b in self.bufs:
+            scratch.give(b)
+        self.bufs = None
 
     def chunks(self, lo, hi):
         """``(c0, c1)`` sample ranges covering ``[lo, hi)``."""
@@ -225,7 +230,7 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
     w9 = xp.ascontiguousarray(wm.reshape(O, 9, C).transpose(1, 2, 0)).reshape(9, C * O)
     U = hostpool.matmul(KG, w9.astype(dtype, copy=False)).reshape(36, C, O)
     b = None if bias is None else bias.astype(dtype, copy=False)
-    V = xp.empty((36, N, tt, C), dtype=dtype)
+    V = scratch.take(xp, (36, N, tt, C), dtype)
     # scratch: the input tiles, then (once V holds their transform) the channel products,
     # in the same memory; the padded input
     R = 36 * max(C, O) * tt
@@ -251,6 +256,9 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
             else:
                 full[c0:c1] = src
     _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
+    work.release()
+    if not keep[1]:
+        scratch.give(V)
     y = full.reshape(N, 4 * th, 4 * tw, O)
     if (OH, OW) != (4 * th, 4 * tw):
         y = y[:, :OH, :OW]
@@ -261,13 +269,36 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
     return y, saved
 
 
-def winograd_backward(xp, g, saved, need_x, need_w):
+def _add_tiles(xp, t, gp):
+    """Add the 6x6 input-gradient tiles ``t`` (6, 6, n, th, tw, C) (stride 4, offset-major;
+    modified) into the padded image ``gp`` (n, 4 th + 2, 4 tw + 2, C), which they cover."""
+    n, th, tw, C = t.shape[2:]
+    last_r, last_c = th - 1, tw - 1
+    # 6x6 tiles at stride 4 overlap by two rows and columns. Fold the overlaps while the
+    # tiles are still offset-major (a shift by one tile along th or tw: long contiguous
+    # runs), then place the disjoint 4x4 cores and the spill past the last tile row/column
+    # (3x faster than adding strided 6x6 margins into the image).
+    t[0:2, :, :, 1:] += t[4:6, :, :, :-1]
+    t[0:4, 0:2, :, :, 1:] += t[0:4, 4:6, :, :, :-1]
+    t[4:6, 0:2, :, last_r, 1:] += t[4:6, 4:6, :, last_r, :-1]
+    _view(xp, gp[:, :4 * th, :4 * tw], (n, th, 4, tw, 4, C))[...] = \
+        t[:4, :4].transpose(2, 3, 0, 4, 1, 5)
+    _view(xp, gp[:, 4 * th:, :4 * tw], (n, 2, tw, 4, C))[...] = \
+        t[4:6, :4, :, last_r].transpose(2, 0, 3, 1, 4)
+    _view(xp, gp[:, :4 * th, 4 * tw:], (n, th, 4, 2, C))[...] = \
+        t[:4, 4:6, :, :, last_c].transpose(2, 3, 0, 1, 4)
+    gp[:, 4 * th:, 4 * tw:] = t[4:6, 4:6, :, last_r, last_c].transpose(2, 0, 1, 3)
+
+
+def winograd_backward(xp, g, saved, need_x, need_w, release=False):
     """Gradients of :func:`winograd_forward` for the output gradient ``g`` (N, *out, O).
 
     Returns ``(gx, weight_grad)``: gx (N, H, W, C) (or None), computed here (split over
     the batch on the host like the forward pass), and a function computing the weight
     gradient as an (O, 9*C) matrix in ``wm``'s column order (or None): the caller may run
-    it later, off the critical path (see ``backend.hostpool.defer``).
+    it later, off the critical path (see ``backend.hostpool.defer``). ``release``: the
+    graph is freed after this pass, so the saved transformed input goes back to the scratch
+    pool once the weight gradient is done.
     """
     V, U, (N, H, W, C), pad, (OH, OW), (th, tw) = saved
     tt = th * tw
@@ -279,11 +310,10 @@ def winograd_backward(xp, g, saved, need_x, need_w):
     R = 36 * max(C, O) * tt
     work = _Workspace(xp, dtype, N, R, R)
     # the output-gradient tiles' transform dM is kept whole for the weight gradient
-    dM_all = xp.empty((36, N, tt, O), dtype=dtype) if need_w else None
+    dM_all = scratch.take(xp, (36, N, tt, O), dtype) if need_w else None
     if need_x:
         gpad = xp.empty((N, 4 * th + 2, 4 * tw + 2, C), dtype=dtype)
     Ut = U.transpose(0, 2, 1) if need_x else None
-    last_r, last_c = th - 1, tw - 1
 
     def part(lo, hi):
         for c0, c1 in work.chunks(lo, hi):
@@ -310,23 +340,11 @@ def winograd_backward(xp, g, saved, need_x, need_w):
         xp.matmul(dM, Ut, out=dV)
         dX = work.get(1, lo, n, (36, n * tt * C))
         _transform(xp, B, dV, work.get(0, lo, n, (36 * n * tt * C,)), dX)
-        t = dX.reshape(6, 6, n, th, tw, C)
-        # 6x6 tiles at stride 4 overlap by two rows and columns. Fold the overlaps while
-        # the tiles are still offset-major (a shift by one tile along th or tw: long
-        # contiguous runs), then place the disjoint 4x4 cores and the spill past the last
-        # tile row/column (3x faster than adding strided 6x6 margins into the image).
-        t[0:2, :, :, 1:] += t[4:6, :, :, :-1]
-        t[0:4, 0:2, :, :, 1:] += t[0:4, 4:6, :, :, :-1]
-        t[4:6, 0:2, :, last_r, 1:] += t[4:6, 4:6, :, last_r, :-1]
-        gp = gpad[c0:c1]
-        _view(xp, gp[:, :4 * th, :4 * tw], (n, th, 4, tw, 4, C))[...] = \
-            t[:4, :4].transpose(2, 3, 0, 4, 1, 5)
-        _view(xp, gp[:, 4 * th:, :4 * tw], (n, 2, tw, 4, C))[...] = \
-            t[4:6, :4, :, last_r].transpose(2, 0, 3, 1, 4)
-        _view(xp, gp[:, :4 * th, 4 * tw:], (n, th, 4, 2, C))[...] = \
-            t[:4, 4:6, :, :, last_c].transpose(2, 3, 0, 1, 4)
-        gp[:, 4 * th:, 4 * tw:] = t[4:6, 4:6, :, last_r, last_c].transpose(2, 0, 1, 3)
+        _add_tiles(xp, dX.reshape(6, 6, n, th, tw, C), gpad[c0:c1])
     _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
+    work.release()
+    if release and not need_w and V is not None:
+        scratch.give(V)
     gx = None
     if need_x:
         ph, pw = pad
@@ -335,6 +353,9 @@ def winograd_backward(xp, g, saved, need_x, need_w):
     def weight_grad():
         dU = hostpool.matmul(dM_all.reshape(36, N * tt, O).transpose(0, 2, 1),
                              V.reshape(36, N * tt, C))                   # (36, O, C)
+        scratch.give(dM_all)
+        if release:
+            scratch.give(V)
         gw9 = hostpool.matmul(KGt, dU.reshape(36, O * C)).reshape(9, O, C)   # (k, o, c)
         return xp.ascontiguousarray(gw9.transpose(1, 0, 2)).reshape(O, 9 * C)
     return gx, (weight_grad if need_w else None)

@@ -88,6 +88,10 @@ def main(argv=None):
     start = time.time()
     history = est.fit(train_data, val_data=val_data, epochs=args.epochs,
                       event_handlers=handlers)
+    try:
+        history.plot(os.path.join(args.out, 'history.png'))
+    except ImportError as err:          # matplotlib is optional: pip install 'xpnet[plot]'
+        print(f'no plot: {err}')
     final = est.evaluate(val_data)['validation accuracy']     # the restored best weights
     accuracies = history['validation accuracy']
     best = max(range(len(accuracies)), key=lambda i: -1 if accuracies[i] != accuracies[i]
@@ -95,10 +99,6 @@ def main(argv=None):
     print(f'validation accuracy {final:.4f}; best epoch {history.epoch[best]} '
           f'(validation accuracy {accuracies[best]:.4f}) of {len(history)} epochs, '
           f'{time.time() - start:.1f}s; outputs in {args.out}')
-    try:
-        history.plot(os.path.join(args.out, 'history.png'))
-    except ImportError as err:          # matplotlib is optional: pip install 'xpnet[plot]'
-        print(f'no plot: {err}')
     return final
 
 

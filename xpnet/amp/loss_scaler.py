@@ -27,12 +27,19 @@ Example::
 """
 import numpy as np
 
+from .. import autograd
 from ..backend import to_device
 from ..ndarray import NDArray, _wrap
 
 __all__ = ['LossScaler']
 
 _F32 = np.dtype(np.float32)
+# NumPy's warnings about overflowed gradients are noise: detecting them is the point (a
+# GPU warns about nothing; the state is thread-local, so nothing of the user's changes)
+
+
+def _quiet():
+    return np.errstate(over='ignore', invalid='ignore', divide='ignore')
 
 
 class LossScaler:
@@ -103,16 +110,18 @@ class LossScaler:
 
     # ---- the step ---------------------------------------------------------------------------
     def scale(self, loss):
-        """``loss * scale`` (recorded: its gradient is the scale), in float32; marks the
-        coming gradients as scaled."""
+        """``loss * scale`` in float32, recorded (inside ``autograd.record()`` or not) so
+        that ``backward`` reaches the loss's graph; marks the coming gradients as scaled."""
         if not isinstance(loss, NDArray):
             raise TypeError(f'amp.scale_loss: expected an NDArray loss (or a list of them), '
                             f'got {type(loss).__name__}')
-        if loss.dtype != _F32:
-            loss = loss.astype(_F32)
         self.armed = True
         self._unscaled = False
-        return loss * _wrap(self.scale_on(loss.context), loss.context)
+        # recorded even outside autograd.record(): backward() follows the loss's graph
+        with autograd.record(train_mode=autograd.is_training()):
+            if loss.dtype != _F32:
+                loss = loss.astype(_F32)
+            return loss * _wrap(self.scale_on(loss.context), loss.context)
 
     def unscale(self, params):
         """Divide the gradients of ``params`` (every replica) by the scale, in place. No-op
@@ -121,7 +130,7 @@ class LossScaler:
             return
         inverses = {}
         for g, ctx, _ in _gradients(params):
-            with ctx.use():
+            with ctx.use(), _quiet():
                 inv = inverses.get(ctx)
                 if inv is None:
                     inv = inverses[ctx] = (1 / self.scale_on(ctx)).astype(g.dtype)
@@ -133,7 +142,7 @@ class LossScaler:
         replicas (identical to the others once reduced)."""
         grads = [g for g, _, k in _gradients(params) if k == 0]
         xp = self._ctx.xp
-        with self._ctx.use():
+        with self._ctx.use(), _quiet():
             partials = xp.zeros(len(grads), dtype=_F32)
             for i, g in enumerate(grads):      # one reduction each, straight into its slot
                 xp.sum(g, dtype=_F32, out=partials[i:i + 1].reshape(()))
@@ -143,7 +152,7 @@ class LossScaler:
         """``update(index, weight, grad, state)`` undone on the device where this step's
         gradients overflowed."""
         arrays = [weight] + _state_arrays(state)
-        with weight.context.use():
+        with weight.context.use(), _quiet():       # an overflowed update computes infs/NaNs
             saved = [a._data.copy() for a in arrays]
             update(index, weight, grad, state)
             flag = self._overflow if weight.context == self._ctx else \

@@ -82,8 +82,7 @@ def prefetch_to_devices(batches, ctx_list, batch_axis=0, even_split=True):
                 stage.wait(event)
             _release_done(inflight)
             yield current
-    finally:
-        _read_ahead(it, 0)
+    finally:     # a batch read ahead and never handed out stays uncounted (see _read_ahead)
         close = getattr(it, 'close', None)
         if close is not None and it is not batches:
             close()
@@ -113,12 +112,15 @@ def _start(batch, stages, key, inflight):
         if host is None:
             continue
         parts = _split(host, len(stages), key[1], key[2])
+        if parts is None:
+            continue
         copies = [stage.copy(part) for stage, part in zip(stages, parts)]
         fields[f] = _attach(fields[f], key, copies)
         hosts.extend(parts)
+    if not hosts:
+        return batch, [None] * len(stages)
     events = [stage.record() for stage in stages]
-    if hosts:
-        inflight.append((events, hosts))
+    inflight.append((events, hosts))
     return (type(batch)(fields) if isinstance(batch, tuple) else fields), events
 
 
@@ -139,9 +141,14 @@ def _host_array(field):
 
 
 def _split(host, parts, batch_axis, even_split):
+    """The slices split_and_load makes; None where it would raise (it then raises when the
+    batch is used, not a batch early)."""
     if parts == 1:
         return [host]
-    size = _check_split(tuple(host.shape), parts, batch_axis, even_split)
+    try:
+        size = _check_split(tuple(host.shape), parts, batch_axis, even_split)
+    except ValueError:
+        return None
     return [host[_slice(host.ndim, batch_axis, s, e)] for s, e in _section_bounds(size, parts)]
 
 

@@ -22,14 +22,6 @@ from estimator_helpers import make_data, make_estimator, make_loader, params_of
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _amp_off():
-    """Every test starts and ends with AMP off (amp.init is process-wide)."""
-    amp._reset()
-    yield
-    amp._reset()
-
-
 def _x(ctx, shape, seed=0, dtype=np.float32):
     return nd.array(np.random.RandomState(seed).uniform(-1, 1, shape).astype(dtype), ctx=ctx)
 
@@ -94,6 +86,25 @@ def test_normalization_statistics_in_float32(ctx):
     for blk in (ln, gn, inorm):
         out = blk(h)
         assert out.dtype == F32 and np.isfinite(out.asnumpy()).all()
+
+
+def test_sync_batchnorm_statistics_in_float32(ctx_list):
+    amp.init()
+    bn = nn.SyncBatchNorm(in_channels=3)
+    bn.initialize(ctx=ctx_list)
+    h = _x(ctx_list[0], (8, 3)).asnumpy().astype(np.float16) * 100 + 1000
+    parts = xpnet.utils.split_and_load(h, ctx_list)
+    parts = [p.astype('float16') for p in parts]
+
+    def run(x):
+        with autograd.record():
+            return bn(x)
+    outs = xpnet.parallel.parallel_apply(run, [(p,) for p in parts],
+                                         contexts=[p.context for p in parts])
+    assert [o.dtype for o in outs] == [F16, F16]
+    mean = h.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(bn.running_mean.data(ctx_list[0]).asnumpy(), 0.1 * mean,
+                               rtol=1e-5)
 
 
 @pytest.mark.parametrize('make, shape', [

@@ -270,10 +270,12 @@ def test_the_gradients_after_allreduce_are_the_true_gradients(ctx):
     ref = {k: p.grad().asnumpy().copy() for k, p in net.collect_params().items()}
     _backward(net, trainer, ctx)
     trainer.allreduce_grads()            # unscales: clipping or reading may follow
+    got = {k: p.grad().asnumpy().copy() for k, p in net.collect_params().items()}
     amp.unscale(trainer)                 # MXNet's explicit call: already done, a no-op
     for k, p in net.collect_params().items():
-        np.testing.assert_allclose(p.grad().asnumpy(), ref[k], rtol=2e-2,
+        np.testing.assert_allclose(got[k], ref[k], rtol=2e-2,
                                    atol=2e-3 * np.abs(ref[k]).max(), err_msg=k)
+        np.testing.assert_array_equal(p.grad().asnumpy(), got[k], err_msg=k)
     trainer.update(5)
     assert trainer._amp_loss_scaler.loss_scale == 2.0 ** 16
 
@@ -304,17 +306,31 @@ def test_scale_loss_takes_lists_and_needs_a_scaler(ctx):
             pass
 
 
-def test_an_amp_step_reads_nothing_back_on_the_device():
-    ctx = sim(1)
+@pytest.mark.parametrize('kind', ['sim', 'gpu'])
+def test_an_amp_step_reads_nothing_back_on_the_device(kind):
+    if kind == 'gpu' and not xpnet.num_gpus():
+        pytest.skip('needs a GPU')
+    ctx = sim(1) if kind == 'sim' else xpnet.gpu(0)
+    if kind == 'sim':
+        no_sync = simulated.allow_synchronize
+    else:
+        import cupyx
+        no_sync = cupyx.allow_synchronize
     net, trainer = _setup(ctx)
-    _backward(net, trainer, ctx)
-    trainer.step(5)
-    with simulated.counting() as c, simulated.allow_synchronize(False):
-        _backward(net, trainer, ctx, seed=1)
+    data = [(_x(ctx, (5, 4), seed), nd.array(np.arange(5) % 3, ctx=ctx)) for seed in range(3)]
+    loss_fn = xpnet.loss.SoftmaxCrossEntropyLoss()
+
+    def step(x, y, overflow=False):
+        with autograd.record():
+            with amp.scale_loss(loss_fn(net(x), y), trainer) as scaled:
+                autograd.backward(scaled)
+        if overflow:
+            net[0].weight.grad()[...] = np.inf     # a fill on the device
         trainer.step(5)
-        _backward(net, trainer, ctx, seed=2, crafted=None)
-        net[0].weight.grad()[...] = np.inf       # a host write: a copy up, no read back
-        trainer.step(5)
+    step(*data[0])
+    with ctx.use(), simulated.counting() as c, no_sync(False):
+        step(*data[1])
+        step(*data[2], overflow=True)
     assert c.syncs == 0
     assert trainer._amp_loss_scaler.loss_scale == 2.0 ** 15
 
@@ -457,6 +473,25 @@ def test_bfloat16_names_the_dtype_and_the_device():
         make_estimator(ctx=sim(1), amp='bfloat16')
     with pytest.raises(ValueError, match='amp must be'):
         make_estimator(amp='float64')
+
+
+def test_clipping_and_accumulation_see_unscaled_gradients():
+    from xpnet.handlers import GradientUpdateHandler
+    results = []
+    for use_amp in (False, True):
+        xpnet.random.seed(3)
+        est = make_estimator(ctx=sim(1), lr=0.5, amp=use_amp)
+        if use_amp:     # a scale that never overflows here: both runs make the same updates
+            est.trainer._amp_loss_scaler.load_state_dict({'loss_scale': 256.0, 'unskipped': 0})
+        est.fit(make_loader(), epochs=2, event_handlers=[
+            GradientUpdateHandler(accumulate=2, clip_global_norm=0.05)])
+        results.append(params_of(est.net))
+    xpnet.random.seed(3)
+    start = params_of(make_estimator(ctx=sim(1)).net)
+    for k in results[0]:
+        moved = np.abs(results[0][k] - start[k]).max()
+        assert moved > 0.01, k
+        np.testing.assert_allclose(results[1][k], results[0][k], atol=0.02 * moved, err_msg=k)
 
 
 def test_estimator_amp_is_on_only_while_it_runs():

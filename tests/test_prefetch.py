@@ -210,19 +210,20 @@ def _fit(ctx, processor=None, loader_kwargs=None):
     return est, seen
 
 
-def test_the_estimator_trains_the_same_with_batches_copied_ahead():
-    est, seen = _fit(sim(1), loader_kwargs={'pin_memory': True, 'pin_device_id': sim(0)})
+@pytest.mark.parametrize('contexts', [[sim(1)], [sim(0), sim(1)]], ids=['sim1', 'sim01'])
+def test_the_estimator_trains_the_same_with_batches_copied_ahead(contexts):
+    est, seen = _fit(contexts, loader_kwargs={'pin_memory': True, 'pin_device_id': sim(0)})
     assert all(seen.preloaded) and len(seen.preloaded) == 8
+    plain, plain_seen = _fit(contexts, processor=_OwnBatchProcessor())
+    assert not any(plain_seen.preloaded)       # a custom fit_batch gets the loader's batches
+    # copying ahead adds no host synchronisation to a step, and changes no number
+    assert np.diff(seen.syncs).tolist() == np.diff(plain_seen.syncs).tolist()
+    for k, v in params_of(est.net).items():
+        np.testing.assert_array_equal(v, params_of(plain.net)[k], err_msg=k)
     ref, ref_seen = _fit(xpnet.cpu())
     assert not any(ref_seen.preloaded)
     for k, v in params_of(est.net).items():
         np.testing.assert_allclose(v, params_of(ref.net)[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    plain, plain_seen = _fit(sim(1), processor=_OwnBatchProcessor())
-    assert not any(plain_seen.preloaded)       # a custom fit_batch gets the loader's batches
-    # copying ahead adds no host synchronisation to a step
-    assert np.diff(seen.syncs).tolist() == np.diff(plain_seen.syncs).tolist()
-    for k, v in params_of(est.net).items():
-        np.testing.assert_array_equal(v, params_of(plain.net)[k], err_msg=k)
 
 
 class _OwnBatchProcessor(BatchProcessor):

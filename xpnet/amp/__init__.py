@@ -56,11 +56,11 @@ def _resolve(target_dtype, devices=('cpu',)):
     if name == 'float16':
         return np.dtype(np.float16)
     for device in devices:
-        check_device_dtype(name, device)
+        _check_device_dtype(name, device)
     return np.dtype('bfloat16')
 
 
-def check_device_dtype(name, device):
+def _check_device_dtype(name, device):
     """Raise ``ValueError`` if the array module of ``device`` (``'cpu'``, ``'gpu'`` or a
     Context) has no dtype ``name``."""
     from ..backend import Context

@@ -242,7 +242,7 @@ def check_amp(amp, trainer, contexts):
         raise ValueError(f"amp must be False, True, 'float16' or 'bfloat16', got {amp!r}")
     from .. import amp as _amp
     for ctx in contexts:
-        _amp.check_device_dtype(name, ctx)
+        _amp._check_device_dtype(name, ctx)
     current = _amp.target_dtype()
     if current is not None and current.name != name:
         raise ValueError(f'Estimator(amp={amp!r}): AMP is already on in this process with '

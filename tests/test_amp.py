@@ -525,7 +525,7 @@ def test_amp_off_wrapped_ops_launch_what_the_ops_do():
         assert c.kernels == raw.kernels and got.dtype == expected.dtype, name
 
 
-# ---- it trains -------------------------------------------------------------------------------------
+# ---- it trains ------------------------------------------------------------------------------
 
 def _digits_accuracy(use_amp, epochs=5):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples'))

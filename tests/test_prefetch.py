@@ -187,7 +187,7 @@ def test_pin_memory_on_a_gpu_pins_through_cupy():
                                   batch[0].asnumpy())
 
 
-# ---- inside the Estimator ------------------------------------------------------------------------
+# ---- inside the Estimator -------------------------------------------------------------------
 
 class _Seen(BatchBegin, BatchEnd):
     def __init__(self):

@@ -174,8 +174,10 @@ class LossScaler:
         scale, unskipped = self._state()
         xp = self._ctx.xp
         with self._ctx.use():
-            self._scale, self._unskipped = self._next_state(xp)(self._overflow, scale,
-                                                                unskipped)
+            new_scale, new_unskipped = self._next_state(xp)(self._overflow, scale, unskipped)
+            # float32 whatever type a fused kernel gives its Python-float constants
+            self._scale = new_scale.astype(_F32, copy=False)
+            self._unskipped = new_unskipped.astype(_F32, copy=False)
         self._version += 1
         self._overflow = None
         self.armed = self._unscaled = False
@@ -217,14 +219,15 @@ class LossScaler:
 
 
 def _gradients(params):
-    """``(gradient array, context, replica index)`` of each replica of ``params`` that has a
-    gradient (the values of a row-sparse one)."""
+    """``(gradient array, context, replica index)`` of each replica of ``params`` whose
+    gradient was written since the last update (the values of a row-sparse one); a stale
+    buffer holds an unscaled gradient already."""
     for p in params:
         if p.grad_req == 'null':
             continue
         for k, d in enumerate(p._data or ()):
             buf = d._grad
-            if buf is None:
+            if buf is None or not d._fresh_grad:
                 continue
             sparse = getattr(buf, '_sparse', None)
             yield (sparse.values if sparse is not None else buf._data), d.context, k

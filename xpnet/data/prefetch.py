@@ -114,9 +114,12 @@ def _start(batch, stages, key, inflight):
         parts = _split(host, len(stages), key[1], key[2])
         if parts is None:
             continue
-        copies = [stage.copy(part) for stage, part in zip(stages, parts)]
+        copies = []
+        for stage, part in zip(stages, parts):
+            device, source = stage.copy(part)
+            copies.append(device)
+            hosts.append(source)
         fields[f] = _attach(fields[f], key, copies)
-        hosts.extend(parts)
     if not hosts:
         return batch, [None] * len(stages)
     events = [stage.record() for stage in stages]
@@ -194,7 +197,8 @@ class _Stage:
         self._ordered = False      # the side stream waited for the consumer's queued work
 
     def copy(self, host):
-        """``host`` copied to this device on the side stream (an NDArray)."""
+        """``(NDArray, source)``: ``host`` copied to this device on the side stream, and the
+        (contiguous) host array the copy reads, to keep until it is done."""
         xp, ctx = self.xp, self.ctx
         host = np.ascontiguousarray(host)
         with ctx.use():
@@ -203,7 +207,7 @@ class _Stage:
                 self.stream.wait_event(xp.cuda.get_current_stream().record())
                 self._ordered = True
             out.set(host, stream=self.stream)
-        return _wrap(out, ctx)
+        return _wrap(out, ctx), host
 
     def record(self):
         """An event after the copies issued since the last one."""

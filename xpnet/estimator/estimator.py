@@ -131,6 +131,7 @@ class Estimator(TrainingStateMixin):
             non-finite loss on some rank; always True in a single process). Only then may
             ``train_end`` handlers communicate: after an exception of one rank alone the
             others are elsewhere, and a collective would wait for them forever.
+        amp: the AMP type name (``'float16'``) when ``amp`` was given, else None.
         training: True while ``fit`` runs.
         evaluating: True while ``evaluate`` runs (also when called during ``fit``).
         validated_this_epoch: True once ``evaluate`` has run in the current epoch.

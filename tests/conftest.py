@@ -59,6 +59,13 @@ def _current_device_zero():
 
 
 @pytest.fixture(autouse=True)
+def _amp_off():
+    """AMP (``xpnet.amp.init()``, process-wide) never leaks from one test into the next."""
+    yield
+    xpnet.amp._reset()
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state."""
     xpnet.random.seed(0)

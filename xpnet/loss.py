@@ -39,6 +39,7 @@ from .backend import to_device
 from .backend.checks import check_labels
 from .layers.block import HybridBlock
 from .ndarray import NDArray, _wrap
+from .ops._amp import target as _amp_target
 
 __all__ = ['Loss', 'L2Loss', 'L1Loss', 'SigmoidBinaryCrossEntropyLoss', 'SigmoidBCELoss',
            'SoftmaxCrossEntropyLoss', 'SoftmaxCELoss', 'KLDivLoss', 'HuberLoss', 'HingeLoss',
@@ -74,6 +75,11 @@ def _as_float(pred):
 
 def _cast(x, dtype):
     return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _float32(x, low):
+    """``x`` in float32 when it is an NDArray of AMP's low-precision type."""
+    return x.astype(np.float32) if isinstance(x, NDArray) and x.dtype == low else x
 
 
 def _reshape_to(x, pred, name, arg='label', ref='prediction'):
@@ -184,6 +190,12 @@ class Loss(HybridBlock):
 
     def __repr__(self):
         return f'{type(self).__name__}(batch_axis={self._batch_axis}, w={self._weight})'
+
+    def __call__(self, *args, **kwargs):
+        low = _amp_target()
+        if low is not None:     # under xpnet.amp every loss computes in float32
+            args = tuple(_float32(a, low) for a in args)
+        return super().__call__(*args, **kwargs)
 
     def _finish(self, loss, sample_weight, how='mean'):
         """Weighting and the reduction to ``(batch,)`` shared by the elementwise losses."""

@@ -112,6 +112,7 @@ class Trainer:
         self._reduced = False       # allreduce_grads() ran since the last update
         self._dist = _distributed_reducer(kvstore, self._params, bucket_mb)
         self._dist_steps = 0
+        self._amp_loss_scaler = None   # set by xpnet.amp.init_trainer
 
     # ---- setup -------------------------------------------------------------------------
     def _check_contexts(self):
@@ -199,6 +200,8 @@ class Trainer:
                 if p.grad_req != 'null' and p._data is not None:
                     _allreduce(p._data)
         self._reduced = True
+        if self._amp_loss_scaler is not None:   # true gradients from here on (clipping...)
+            self._amp_loss_scaler.unscale(self._params)
 
     def update(self, batch_size, ignore_stale_grad=False):
         """Apply the optimizer with gradients scaled by ``1/batch_size``.
@@ -264,6 +267,9 @@ class Trainer:
                     continue
             todo.append(i)
         optimizer = self._optimizer
+        scaler = self._amp_loss_scaler
+        # AMP: a device flag, set when the scaled gradients overflowed, undoes the updates
+        skip = None if scaler is None else scaler.begin_update(self._params)
         for i in todo:
             datas = self._params[i]._data
             weight = datas[0]
@@ -274,7 +280,11 @@ class Trainer:
                 state = self._states.get(i, _MISSING)
                 if state is _MISSING:
                     state = self._states[i] = optimizer.create_state_multi_precision(i, weight)
-                optimizer.update_multi_precision(i, weight, grad, state)
+                if skip is None:
+                    optimizer.update_multi_precision(i, weight, grad, state)
+                else:
+                    scaler.masked_update(optimizer.update_multi_precision, i, weight, grad,
+                                         state)
             if len(datas) > 1:
                 rows = grad.indices if sparse is not None and \
                     optimizer.updates_rows_only(grad) else None
@@ -283,6 +293,8 @@ class Trainer:
                 d._fresh_grad = False
                 if d._grad is not None:
                     d._grad._sparse = None
+        if skip is not None:
+            scaler.finish_update()
         self._reduced = False
 
     def zero_grad(self):
@@ -296,7 +308,8 @@ class Trainer:
         """The optimizer's states and bookkeeping: ``{'arrays': {key: host ndarray},
         'meta': JSON-able dict}``. Restoring it with :meth:`load_state_dict` continues
         training bit-identically (momentum and Adam moments, per-parameter update counts,
-        ``num_update`` and the learning-rate scheduler's state)."""
+        ``num_update``, the learning-rate scheduler's state and, with AMP, the loss
+        scaler's)."""
         arrays, entries = {}, []
         for i, (name, p) in enumerate(zip(self._names, self._params)):
             entry = {'index': i, 'name': name,
@@ -306,6 +319,8 @@ class Trainer:
             entries.append(entry)
         meta = {'format': _FORMAT, 'version': 2, 'optimizer': self._optimizer.state_dict(),
                 'params': entries}
+        if self._amp_loss_scaler is not None:
+            meta['amp'] = self._amp_loss_scaler.state_dict()
         return {'arrays': arrays, 'meta': meta}
 
     def load_state_dict(self, state, _source='state_dict'):
@@ -342,6 +357,8 @@ class Trainer:
         self._optimizer.load_state_dict(meta['optimizer'])
         self._optimizer.param_dict = dict(enumerate(self._params))
         self._states = states
+        if self._amp_loss_scaler is not None and meta.get('amp') is not None:
+            self._amp_loss_scaler.load_state_dict(meta['amp'])
 
     def save_states(self, fname):
         """Write the optimizer states to ``fname`` (``.npz``: arrays plus the JSON metadata,
@@ -531,6 +548,13 @@ def _check_meta(meta, optimizer, source):
     for key in ('index_update_count', 'lr_mult', 'wd_mult', 'idx2name'):
         if not _is_pairs(opt_state.get(key, None if key == 'index_update_count' else [])):
             bad(f'optimizer {key}')
+    amp = meta.get('amp')
+    if amp is not None and not (isinstance(amp, dict) and
+                                isinstance(amp.get('loss_scale'), (int, float)) and
+                                0 < amp['loss_scale'] < math.inf and
+                                type(amp.get('unskipped')) is int and amp['unskipped'] >= 0 and
+                                isinstance(amp.get('armed', False), bool)):
+        bad('AMP loss scaler state')
     sched = opt_state.get('lr_scheduler')
     if sched is not None and not (isinstance(sched, dict) and isinstance(sched.get('type'), str)
                                   and all(isinstance(k, str) and not k.startswith('__') and

@@ -104,6 +104,9 @@ def split_and_load(data, ctx_list, batch_axis=0, even_split=True):
     ctx_list = [Context(c) for c in ctx_list]
     if not ctx_list:
         raise ValueError('split_and_load: ctx_list is empty')
+    copies = getattr(data, '_device_copies', None)
+    if copies is not None and copies[0] == (tuple(ctx_list), batch_axis, even_split):
+        return list(copies[1])      # copied ahead by xpnet.data.prefetch_to_devices
     if not isinstance(data, NDArray):
         host = data if is_array(data) else np.asarray(data)
         dtype = np.float32 if host.dtype.kind in 'fc' else None

@@ -348,11 +348,19 @@ class SimArray:
         return np.array(a, order=order, copy=True)
 
     def set(self, arr, stream=None):
-        """Copy host data into this array (host to device)."""
+        """Copy host data into this array (host to device); as CuPy's, only from a
+        ``numpy.ndarray`` of the same dtype and shape."""
         if self._dev != _tls.dev:
             _wrong_device('ndarray.set', self._dev, _tls.dev)
+        if not isinstance(arr, np.ndarray):
+            raise SimTypeError('Only numpy.ndarray can be set to cupy.ndarray')
+        if arr.dtype != self._a.dtype:
+            raise SimTypeError(f'{arr.dtype} array cannot be set to {self._a.dtype} array')
+        if arr.shape != self._a.shape:
+            raise ValueError(f'Shape mismatch. Old shape: {self._a.shape}, new shape: '
+                             f'{arr.shape}')
         _count(_HTOD, 1, 'set')
-        self._a[...] = np.asarray(arr)
+        self._a[...] = arr
 
     def item(self, *args):
         return self._read('item').item(*args)

@@ -333,9 +333,27 @@ def _rsqrt(x):
     return 1.0 / np.sqrt(x)
 
 
-def _pinned(fn):
-    """``cupyx.empty_pinned`` and friends: host arrays (page-locked on a GPU)."""
-    return lambda *args, **kwargs: fn(*args, **kwargs)
+class SimPinnedMemory(bytearray):
+    """The stand-in for CuPy's pinned host memory (``backend.pinned.is_pinned`` knows it)."""
+
+
+def _pinned(like):
+    """``cupyx.empty_pinned``/``zeros_pinned`` (``like=False``) and their ``*_like_pinned``
+    forms: NumPy arrays over a :class:`SimPinnedMemory` buffer (zero-filled, as pages are)."""
+    def alloc(shape_or_array, dtype=None, order='C', subok=None, shape=None):
+        if like:
+            a = np.asarray(shape_or_array)
+            shape = a.shape if shape is None else shape
+            dtype = a.dtype if dtype is None else dtype
+            order = 'C' if order in ('K', 'A') else order
+        else:
+            shape, dtype = shape_or_array, float if dtype is None else dtype
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return np.ndarray(shape, dtype=dtype, buffer=SimPinnedMemory(max(nbytes, 1)),
+                          order=order)
+    return alloc
 
 
 class _ErrState:
@@ -365,8 +383,8 @@ def _build():
         'scatter_add': lambda a, i, v: a.scatter_add(i, v),
         'scatter_max': lambda a, i, v: a.scatter_max(i, v),
         'scatter_min': lambda a, i, v: a.scatter_min(i, v),
-        'empty_pinned': _pinned(np.empty), 'zeros_pinned': _pinned(np.zeros),
-        'empty_like_pinned': _pinned(np.empty_like), 'zeros_like_pinned': _pinned(np.zeros_like),
+        'empty_pinned': _pinned(False), 'zeros_pinned': _pinned(False),
+        'empty_like_pinned': _pinned(True), 'zeros_like_pinned': _pinned(True),
     })
     top = _SimModule('cupy', np, {
         'ndarray': SimArray, 'ufunc': _SimUfunc, 'cuda': _SimCuda(),

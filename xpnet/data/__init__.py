@@ -12,9 +12,11 @@ Example::
 from .dataset import *  # noqa: F401,F403
 from .sampler import *  # noqa: F401,F403
 from .dataloader import *  # noqa: F401,F403
-from . import dataset, sampler, dataloader, vision, text  # noqa: F401
+from .prefetch import *  # noqa: F401,F403
+from . import dataset, sampler, dataloader, prefetch, vision, text  # noqa: F401
 from .dataset import __all__ as _d
 from .sampler import __all__ as _s
 from .dataloader import __all__ as _l
+from .prefetch import __all__ as _p
 
-__all__ = _d + _s + _l + ['vision', 'text']
+__all__ = _d + _s + _l + _p + ['vision', 'text']

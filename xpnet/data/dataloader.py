@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from ..backend import cpu, to_host
+from ..backend.pinned import pinned_allocator
 from ..ndarray import NDArray, _wrap
 from . import sampler as _sampler
 from .dataset import _gather_array
@@ -91,6 +92,28 @@ def default_batchify_fn(data):
     return _wrap(arr, cpu(0))
 
 
+_UNRESOLVED = object()
+
+
+def _pin(batch, alloc):
+    """``batch`` with its host arrays copied into pinned memory (same structure and types)."""
+    if isinstance(batch, NDArray):
+        if batch.context.device_type != 'cpu':
+            return batch
+        return _wrap(_pin(batch._data, alloc), batch.context)
+    if isinstance(batch, np.ndarray):
+        if batch.dtype.kind not in 'biufc' or batch.size == 0:
+            return batch
+        out = alloc(batch.shape, batch.dtype)
+        np.copyto(out, batch)
+        return out
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, '_fields'):
+        return type(batch)(_pin(b, alloc) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _pin(v, alloc) for k, v in batch.items()}
+    return batch
+
+
 class _SampleError(Exception):
     """Which sample of a batch failed (raised from the original error)."""
 
@@ -120,8 +143,12 @@ class DataLoader:
         batchify_fn: collates a list of samples into a batch; default
             :func:`default_batchify_fn`.
         num_workers: background worker threads (0: load in the consumer's thread).
-        pin_memory, pin_device_id: accepted for Gluon compatibility; batches are always
-            returned on cpu(0) (host arrays), which CuPy copies to the GPU directly.
+        pin_memory: return batches in page-locked ("pinned") host memory, from which the
+            copy to a GPU is asynchronous (the Estimator copies the next batch while the
+            current one trains). Batches stay cpu(0) NDArrays. Without a GPU on this
+            machine it does nothing (there is nothing to copy to).
+        pin_device_id: the GPU whose driver pins the memory (an ordinal; a Context also
+            works, e.g. ``xpnet.backend.sim(0)``, the simulated device's stand-in).
         prefetch: batches loaded ahead when ``num_workers > 0`` (default ``2*num_workers``,
             at least 1).
         thread_pool: accepted for Gluon compatibility; workers are always threads.
@@ -175,8 +202,11 @@ class DataLoader:
         self._num_workers = int(num_workers)
         self._prefetch = max(0, int(prefetch) if prefetch is not None else 2 * self._num_workers)
         self._timeout = timeout
-        self._pin_memory = pin_memory
+        self._pin_memory = bool(pin_memory)
         self._pin_device_id = pin_device_id
+        self._pin_alloc = _UNRESOLVED   # the pinned allocator, found at the first batch
+        if self._pin_memory:
+            pinned_allocator(pin_device_id, check_only=True)
         self._thread_pool = thread_pool
         self._batchify_fn = default_batchify_fn if batchify_fn is None else batchify_fn
         # Vectorized batches for array-backed datasets (exactly the default per-sample result).
@@ -201,6 +231,17 @@ class DataLoader:
 
     # ---- loading ---------------------------------------------------------------------------
     def _load(self, indices, stop=None):
+        """The batch of ``indices`` (in pinned memory with ``pin_memory``)."""
+        batch = self._load_batch(indices, stop)
+        if self._pin_memory:
+            alloc = self._pin_alloc
+            if alloc is _UNRESOLVED:
+                alloc = self._pin_alloc = pinned_allocator(self._pin_device_id)
+            if alloc is not None:
+                batch = _pin(batch, alloc)
+        return batch
+
+    def _load_batch(self, indices, stop):
         """The batch of ``indices``. In a worker (``stop`` given) a failing sample raises
         ``_SampleError`` naming it, and a set ``stop`` abandons the batch."""
         if self._gather is not None:
@@ -241,13 +282,14 @@ class DataLoader:
 
         During an epoch: the epoch's order (the samplers' states at its start, including
         the rollover remainder carried into it) and the number of batches already yielded
-        to the consumer (prefetched batches do not count). Between epochs: the remainder
+        to the consumer (batches loaded ahead, by workers or by the Estimator's device
+        prefetcher, do not count). Between epochs: the remainder
         waiting for the next epoch. Save ``xpnet.random.get_state()`` with it to make the
         following epochs' shuffles match too.
         """
         progress = self._progress
         if progress is not None and not progress.finished:
-            inner = dict(progress.start, batches_done=progress.done)
+            inner = dict(progress.start, batches_done=progress.done - progress.ahead)
         elif self._stateful:
             inner = self._batch_sampler.state_dict()
         else:
@@ -275,11 +317,12 @@ class DataLoader:
 
 
 class _Progress:
-    """Where the latest iteration of a loader is: shared by the loader and its iterator."""
-    __slots__ = ('start', 'done', 'finished')
+    """Where the latest iteration of a loader is: shared by the loader and its iterator.
+    ``ahead``: batches the consumer has read but not used yet (a device prefetcher)."""
+    __slots__ = ('start', 'done', 'finished', 'ahead')
 
     def __init__(self, start, done):
-        self.start, self.done, self.finished = start, done, False
+        self.start, self.done, self.finished, self.ahead = start, done, False, 0
 
 
 class _LoaderIter:
@@ -359,6 +402,11 @@ class _LoaderIter:
         self._progress.done += 1
         self._fill()
         return value
+
+    def _read_ahead(self, n):
+        """The consumer holds ``n`` batches it has not used yet: ``state_dict()`` does not
+        count them (``xpnet.data.prefetch_to_devices`` reads one batch ahead)."""
+        self._progress.ahead = n
 
     def _finish(self):
         self._progress.finished = True

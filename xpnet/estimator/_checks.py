@@ -10,7 +10,7 @@ from ..ndarray import NDArray
 
 __all__ = ['check_count', 'check_loader', 'check_loss', 'check_metrics', 'default_metrics',
            'validation_metrics', 'check_context', 'initialize_net', 'check_trainer',
-           'check_batch_processor', 'check_handler_metrics']
+           'check_batch_processor', 'check_handler_metrics', 'check_amp']
 
 TRAIN, VAL = 'training ', 'validation '
 
@@ -230,3 +230,22 @@ def check_handler_metrics(handlers, estimator):
                     'metric of this estimator, so nothing updates it; pass metrics from '
                     f'estimator.train_metrics or estimator.val_metrics ({names}), or add a '
                     'MetricHandler that updates it')
+
+
+def check_amp(amp, trainer, contexts):
+    """The AMP target type name for ``Estimator(amp=...)`` (None when off); attaches a loss
+    scaler to ``trainer`` when on."""
+    if amp is False or amp is None:
+        return None
+    name = 'float16' if amp is True else amp
+    if name not in ('float16', 'bfloat16'):
+        raise ValueError(f"amp must be False, True, 'float16' or 'bfloat16', got {amp!r}")
+    from .. import amp as _amp
+    for ctx in contexts:
+        _amp._check_device_dtype(name, ctx)
+    current = _amp.target_dtype()
+    if current is not None and current.name != name:
+        raise ValueError(f'Estimator(amp={amp!r}): AMP is already on in this process with '
+                         f'target_dtype {current.name!r}')
+    _amp._attach_scaler(trainer)
+    return name

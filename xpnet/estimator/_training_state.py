@@ -31,7 +31,13 @@ class TrainingStateMixin:
         if not callable(getattr(self.train_data, 'state_dict', None)):
             return None, False
         if point is None:
-            return self.train_data.state_dict(), False
+            state = self.train_data.state_dict()
+            done = self.progress.epoch_batches
+            if self.progress.mid_epoch:     # the device prefetcher may have read ahead
+                rewound, finished = rewind_loader_state(state, done)
+                if rewound is not None:
+                    return rewound, finished
+            return state, False
         if point.loader is not None:
             return point.loader, point.loader_finished
         state, finished = rewind_loader_state(self.train_data.state_dict(),

@@ -82,7 +82,7 @@ class BatchProcessor:
                 with autograd.record():
                     y_hat = estimator.net(x)
                     l = _apply_loss(estimator.loss, y_hat, y)
-                l.backward()
+                _backward(estimator, l)
                 return y_hat, l
             outs = parallel_apply(device_pass, list(zip(data, label)),
                                   contexts=[x.context for x in data])
@@ -91,8 +91,20 @@ class BatchProcessor:
             pred = [run_on(x.context, estimator.net, x) for x in data]
             loss = [run_on(x.context, _apply_loss, estimator.loss, y_hat, y)
                     for x, y_hat, y in zip(data, pred, label)]
-        autograd.backward(loss)       # every node's backward runs on its own device
+        _backward(estimator, loss)    # every node's backward runs on its own device
         return data, label, pred, loss
+
+
+def _backward(estimator, loss):
+    """Backward of ``loss`` (an NDArray or a list), scaled by the trainer's AMP loss scaler
+    when it has one (``amp.init_trainer``, ``Estimator(amp=True)``)."""
+    scaler = getattr(estimator.trainer, '_amp_loss_scaler', None)
+    if scaler is None:
+        autograd.backward(loss)
+        return
+    from .. import amp
+    with amp.scale_loss(loss, estimator.trainer) as scaled:
+        autograd.backward(scaled)
 
 
 def _has_sync_layers(net):

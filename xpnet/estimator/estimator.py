@@ -15,6 +15,7 @@ Example::
         EarlyStoppingHandler(monitor=est.val_metrics[0], patience=3)])
     history['validation accuracy']
 """
+import contextlib
 import logging
 import sys
 import time
@@ -23,11 +24,13 @@ from .. import autograd
 from .. import distributed as dist
 from .._events import (batch_size_of, categorize_handlers, check_event_handlers, is_stateful,
                        sort_handlers)
+from ..data.prefetch import prefetch_to_devices, prefetches
 from ..ndarray import NDArray
 from . import _checks
 from . import _distributed
 from ._state import RandomTracker, ResumePoint
 from ._training_state import TrainingStateMixin
+from .batch_processor import BatchProcessor
 from .history import History
 from .progress import Progress
 
@@ -93,6 +96,20 @@ class Estimator(TrainingStateMixin):
             parameters.
         val_loss: loss used for validation (default ``loss``).
         batch_processor: a :class:`BatchProcessor` (``fit_batch``/``evaluate_batch``).
+        amp: mixed precision (:mod:`xpnet.amp`) for this estimator's ``fit``, ``evaluate``
+            and ``lr_find``: ``True`` (or ``'float16'``; ``'bfloat16'`` where the array
+            module has it) turns AMP on while they run (and off after, unless
+            ``amp.init()`` turned it on for the whole process) and attaches a dynamic loss
+            scaler to the trainer, whose state checkpoints keep. Default False: the
+            process-wide setting applies (a trainer given ``amp.init_trainer`` still has
+            its losses scaled).
+
+    On a device context (a GPU, or several) the Estimator copies the next batch's data
+    and label to the devices while the current batch trains (see
+    :func:`xpnet.data.prefetch_to_devices`; with ``DataLoader(pin_memory=True)`` the copy
+    is fully asynchronous), when ``batch_processor`` uses :class:`BatchProcessor`'s own
+    ``fit_batch``/``evaluate_batch``. A ``batch_begin`` handler must then not change the
+    batch's arrays in place: their device copy is already made.
 
     Under MPI (``mpiexec -n N``, see ``docs/distributed.md``) every rank runs ``fit`` on
     its shard of the data: only rank 0 logs and writes files (:attr:`is_writer`), metric
@@ -114,6 +131,7 @@ class Estimator(TrainingStateMixin):
             non-finite loss on some rank; always True in a single process). Only then may
             ``train_end`` handlers communicate: after an exception of one rank alone the
             others are elsewhere, and a collective would wait for them forever.
+        amp: the AMP type name (``'float16'``) when ``amp`` was given, else None.
         training: True while ``fit`` runs.
         evaluating: True while ``evaluate`` runs (also when called during ``fit``).
         validated_this_epoch: True once ``evaluate`` has run in the current epoch.
@@ -127,7 +145,7 @@ class Estimator(TrainingStateMixin):
 
     def __init__(self, net, loss, train_metrics=None, val_metrics=None, initializer=None,
                  trainer=None, context=None, val_net=None, val_loss=None,
-                 batch_processor=None):
+                 batch_processor=None, amp=False):
         from ..layers import Block
         if not isinstance(net, Block):
             raise ValueError(f'net must be an xpnet Block, got {type(net).__name__}')
@@ -149,6 +167,7 @@ class Estimator(TrainingStateMixin):
             dist.broadcast_parameters(net.collect_params())   # every rank starts alike
         self.trainer = _checks.check_trainer(trainer, net, self._ranks)
         self.batch_processor = _checks.check_batch_processor(batch_processor)
+        self.amp = _checks.check_amp(amp, self.trainer, self.context)
 
         self.max_epoch = self.max_batch = self.train_data = None
         self.batch_axis = 0
@@ -303,9 +322,11 @@ class Estimator(TrainingStateMixin):
         self.evaluating = True
         self.eval_progress = Progress()
         try:
-            with autograd.pause(train_mode=False):
+            with autograd.pause(train_mode=False), self._amp_scope():
                 self._call(events['epoch_begin'])
-                for batch in self._validation_batches(val_data, batch_axis):
+                for batch in self._device_batches(
+                        self._validation_batches(val_data, batch_axis), batch_axis,
+                        'evaluate_batch'):
                     self._call(events['batch_begin'], batch=batch)
                     data, label, pred, loss = self.evaluate_batch(batch, batch_axis)
                     self.eval_progress.complete_batch(batch_size_of(loss))
@@ -383,9 +404,10 @@ class Estimator(TrainingStateMixin):
         self._pending_handler_states = self._pending_metric_states = None
         self.training = True
         try:
-            self._begin_training(events)
-            while not self.stop_training and not self.progress.limit_reached():
-                self._fit_epoch(train_data, events, batch_axis)
+            with self._amp_scope():
+                self._begin_training(events)
+                while not self.stop_training and not self.progress.limit_reached():
+                    self._fit_epoch(train_data, events, batch_axis)
         except BaseException as err:
             self._after_event = []
             self._end_training(events, err)
@@ -426,7 +448,8 @@ class Estimator(TrainingStateMixin):
             self._load_metric_states(self.train_metrics, *self._pending_metric_states)
             self._pending_metric_states = None
         batch_begin, batch_end = events['batch_begin'], events['batch_end']
-        batches = () if self._epoch_batches_done else train_data
+        batches = () if self._epoch_batches_done else \
+            self._device_batches(train_data, batch_axis, 'fit_batch')
         self._epoch_batches_done = False
         for batch in batches:
             if batch_begin:
@@ -457,6 +480,23 @@ class Estimator(TrainingStateMixin):
             stop = dist.any_rank(stop or self.stop_training)
         if stop:
             self.stop_training = True
+
+    def _amp_scope(self):
+        """AMP on while fit/evaluate/lr_find run, with ``amp=True``."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        from .. import amp
+        return amp._scope(self.amp)
+
+    def _device_batches(self, batches, batch_axis, method):
+        """``batches`` with the next one copied to the devices ahead, where that helps:
+        device contexts and BatchProcessor's own ``method`` (which loads (data, label)
+        with split_and_load)."""
+        if not prefetches(self.context) or \
+                getattr(type(self.batch_processor), method) is not getattr(BatchProcessor,
+                                                                           method):
+            return batches
+        return prefetch_to_devices(batches, self.context, batch_axis)
 
     def _call(self, calls, **kwargs):
         stop = False
@@ -627,4 +667,5 @@ class Estimator(TrainingStateMixin):
             est.trainer.set_learning_rate(result.suggested_lr)
         """
         from .lr_finder import lr_find
-        return lr_find(self, train_data, start_lr, end_lr, num_batches)
+        with self._amp_scope():
+            return lr_find(self, train_data, start_lr, end_lr, num_batches)

@@ -27,6 +27,7 @@ from .. import distributed as dist
 from ..autograd import _state, needs_grad, record_op
 from ..backend import to_device
 from ..ndarray import _wrap
+from ..ops._amp import target as amp_target
 from ..ops._base import norm_axis
 from .normalization import BatchNorm
 
@@ -132,10 +133,14 @@ class SyncBatchNorm(BatchNorm):
             gamma.data[...] = 1
         ctxs = self.gamma.list_ctx()
         rank = ctxs.index(ctx) if self._num_devices is None else _rank_of(ctx, ctxs)
-        return _sync_batch_norm(x, gamma, beta, self.running_mean.data(ctx),
-                                self.running_var.data(ctx), self._rendezvous, rank,
-                                self._epsilon, self._momentum, not self._scale,
-                                ranks > 1)
+        low = amp_target()
+        low = low if low is not None and x.dtype == low else None
+        if low is not None:             # xpnet.amp: statistics in float32, as BatchNorm
+            x = x.astype('float32')
+        y = _sync_batch_norm(x, gamma, beta, self.running_mean.data(ctx),
+                             self.running_var.data(ctx), self._rendezvous, rank,
+                             self._epsilon, self._momentum, not self._scale, ranks > 1)
+        return y if low is None else y.astype(low)
 
     def __repr__(self):
         return f'SyncBatchNorm(num_devices={self._num_devices}, eps={self._epsilon}, ' \

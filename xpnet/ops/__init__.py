@@ -15,7 +15,8 @@
 
 Layers compose these; ``xpnet.nd`` re-exports them under MXNet's names. Every public op
 seen from here runs under its data's device (``_base.on_device``); calls between ops inside
-a module are already there.
+a module are already there. Ops with a mixed-precision policy (``_amp.POLICIES``) also cast
+their inputs while ``xpnet.amp`` is on.
 """
 import sys
 import types
@@ -34,6 +35,7 @@ from .rnn import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 
 from .. import ndarray as _ndarray
+from ._amp import POLICIES as _AMP_POLICIES, on_device_amp as _on_device_amp
 from ._base import on_device as _on_device
 
 
@@ -41,7 +43,9 @@ def _place_ops_on_device(namespace):
     for name, fn in list(namespace.items()):
         if not name.startswith('_') and isinstance(fn, types.FunctionType) \
                 and fn.__module__.startswith(__name__ + '.'):
-            namespace[name] = _on_device(fn)
+            # ops with a mixed-precision policy also cast their inputs under xpnet.amp
+            namespace[name] = _on_device_amp(fn, name) if name in _AMP_POLICIES \
+                else _on_device(fn)
 
 
 _place_ops_on_device(globals())

@@ -264,17 +264,23 @@ class Trainer:
                     continue
             todo.append(i)
         optimizer = self._optimizer
+        weights, grads, states = [], [], []
         for i in todo:
-            datas = self._params[i]._data
-            weight = datas[0]
+            weight = self._params[i]._data[0]
             buf = weight._grad
             sparse = getattr(buf, '_sparse', None)
-            grad = sparse if sparse is not None else buf
-            with weight.context.use():     # CuPy computes on the current device
-                state = self._states.get(i, _MISSING)
-                if state is _MISSING:
+            weights.append(weight)
+            grads.append(sparse if sparse is not None else buf)
+            state = self._states.get(i, _MISSING)
+            if state is _MISSING:
+                with weight.context.use():     # CuPy computes on the current device
                     state = self._states[i] = optimizer.create_state_multi_precision(i, weight)
-                optimizer.update_multi_precision(i, weight, grad, state)
+            states.append(state)
+        # all at once: on a device one multi-tensor kernel per device and dtype
+        optimizer.update_many(todo, weights, grads, states)
+        for i, grad in zip(todo, grads):
+            datas = self._params[i]._data
+            weight, sparse = datas[0], grad if getattr(grad, 'is_row_sparse', False) else None
             if len(datas) > 1:
                 rows = grad.indices if sparse is not None and \
                     optimizer.updates_rows_only(grad) else None

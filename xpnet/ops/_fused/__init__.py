@@ -1,0 +1,13 @@
+"""The fused device paths of the ops: each a function of its own that an op picks (for
+CuPy and the simulated device, float32/float64; see :func:`xpnet.backend.kernels.fused`)
+and that returns the op's output with its backward, built from the kernels of
+:mod:`xpnet.backend.kernels` plus cuBLAS products. The CPU paths are untouched.
+
+- ``dense``: fully-connected layers (bias + activation and their gradients fused);
+- ``loss``: sparse softmax cross-entropy (forward and backward from one kernel);
+- ``dropout``: masks drawn on the device (Philox, keyed by ``xpnet.random``'s state);
+- ``norm``: training-mode BatchNorm (+ ReLU);
+- ``conv``: im2col + GEMM convolutions, GEMM + gather col2im input gradients;
+- ``pool``: max / average pooling;
+- ``rnn``: one gate kernel per recurrent step, forward and backward.
+"""

@@ -1,0 +1,33 @@
+"""Dropout on a device: the mask is drawn on the device by a counter-based generator
+(Philox4x32-10) at a position of ``xpnet.random``'s device stream, and drawn again in the
+backward pass instead of being kept: one kernel each way, nothing copied from the host."""
+from ... import random as _random
+from ...backend.kernels import elementwise as _ew
+from .._base import _wrap, record_op, tracked
+
+__all__ = ['dropout']
+
+
+def dropout(x, p, mshape):
+    """``x`` with the dropout mask of rate ``p`` (shape ``mshape``: ``x``'s, or 1 along
+    the shared ``axes``) applied; float data on a device."""
+    xp = x.xp
+    xd = x._data
+    shared = tuple(mshape) != tuple(xd.shape)
+    n = 1
+    for s in mshape:
+        n *= int(s)
+    key, base = _random.device_stream(-(-n // 4))
+    if shared:
+        mask = _ew.dropout_mask(xp, mshape, xd.dtype, p, key, base)
+        y = xd * mask
+    else:
+        y = _ew.dropout(xp, xp.ascontiguousarray(xd), p, key, base)
+    if not tracked(x):
+        return _wrap(y, x._ctx)
+
+    def backward(g):
+        if shared:
+            return (g * mask,)
+        return (_ew.dropout(xp, xp.ascontiguousarray(g), p, key, base),)
+    return record_op(backward, (x,), y, x._ctx, name='dropout')

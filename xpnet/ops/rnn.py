@@ -157,10 +157,15 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
         same_ctx(x, a, mode)
     s = _Sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias, h2h_bias, h2r_weight, mode,
                   valid_length, reverse, state_clip, return_sequence)
-    step = _FORWARD_STEPS[mode]
-    with _blas(s.xp, s.small), np.errstate(over='ignore'):
-        for k, t in enumerate(s.order):
-            step(s, k, t)
+    from ._fused import rnn as _device
+    on_device = _device.applies(s)           # one GEMM and one gate kernel per step
+    if on_device:
+        _device.forward(s)
+    else:
+        step = _FORWARD_STEPS[mode]
+        with _blas(s.xp, s.small), np.errstate(over='ignore'):
+            for k, t in enumerate(s.order):
+                step(s, k, t)
     outs = s.outputs()
     inputs = (x, h0, c0 if mode == 'lstm' else None, i2h_weight, h2h_weight, i2h_bias,
               h2h_bias, h2r_weight)
@@ -171,8 +176,8 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
     def backward(grads):
         if len(outs) == 1:          # the engine hands a single output's gradient unwrapped
             grads = [grads]
-        return _sequence_backward(s, grads, need, x.dtype, h0.dtype,
-                                  c0.dtype if mode == 'lstm' else None)
+        run = _device.backward if on_device else _sequence_backward
+        return run(s, grads, need, x.dtype, h0.dtype, c0.dtype if mode == 'lstm' else None)
     return record_multi(backward, inputs, outs, s.ctx, need=need, name=f'{mode}_sequence')
 
 
@@ -198,6 +203,7 @@ class _Sequence:
                 to_device(valid_length, self.ctx)
             vl = vl.reshape(-1) if vl.ndim == 2 and vl.shape[1] == 1 else vl
         T, N, C, G, H, P = _check_shapes(mode, xd, wi, wh, bi, bh, self.wr, h0d, c0d, vl)
+        self.vl = vl
         if T == 0:
             raise ValueError(f'{mode}: the input sequence is empty (shape {xd.shape})')
         self.T, self.N, self.C, self.G, self.H, self.P = T, N, C, G, H, P

@@ -249,7 +249,7 @@ def gru_forward(xp, a, hw, bh, h_prev, h_new, y, vl, t):
 
     def standin():
         if bh is not None:
-            hw += bh
+            hw[...] = hw + bh
         r = 1 / (1 + xp.exp(-(a[:, :H] + hw[:, :H])))
         z = 1 / (1 + xp.exp(-(a[:, H:2 * H] + hw[:, H:2 * H])))
         nn = xp.tanh(a[:, 2 * H:] + r * hw[:, 2 * H:])

@@ -422,6 +422,10 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
     wd = weight._data
     xd = _input_data(data, wd)
     O, C = geo.wshape[0], geo.wshape[1] * geo.groups
+    from ._fused import conv as _device
+    if _device.applies(xp, xd.dtype, geo):      # im2col + one GEMM (Winograd is for CPUs)
+        return _device.convolution(data, weight, bias, xd, wd, geo,
+                                   needs_grad(data, weight, bias))
     if use_winograd(xp, geo.kernel, geo.stride, geo.dilate, geo.groups, C, O, xd.dtype):
         path = _forward_winograd
     elif _unfold_channels_first(xd, geo.last, geo.groups, C, geo.kernel, geo.out):

@@ -112,7 +112,11 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                                                op)
     xp = data.xp
     x = to_nsc(data._data, last)
+    from ._fused import pool as _device
+    device = _device.applies(xp, x.dtype)
     if global_pool:
+        if device and pool_type != 'max':
+            return _device.global_avg_pool(data, x, nd, last, pool_type)
         return _global_pool(data, xp, x, nd, last, pool_type)
     size = x.shape[1:-1]
     for s, k, p in zip(size, kernel, pad):
@@ -123,6 +127,11 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         if p >= k:
             raise ValueError(f'{op}: padding {pad} must be smaller than pool_size {kernel}')
     out = pool_output_size(size, kernel, stride, pad, ceil_mode)
+    if device:                  # one kernel forward, one backward
+        if pool_type == 'max':
+            return _device.max_pool(data, x, kernel, stride, pad, out, last)
+        return _device.avg_pool(data, x, kernel, stride, pad, out, last, pool_type,
+                                count_include_pad)
     window = _Windows(kernel, stride, pad, size, out)
     if pool_type == 'max':
         return _max_pool(data, x, window, last)

@@ -106,6 +106,8 @@ class FiniteGuard:
         point, counts, num_update = saved
         opt = estimator.trainer.optimizer
         opt._index_update_count, opt.num_update = dict(counts), num_update
+        if point is not None:
+            point.valid = True       # the later batches changed nothing it describes
         estimator._resume_point = point
 
     def _forget_before(self, batches):

@@ -4,8 +4,9 @@ A check of host (NumPy) data raises at once. A check of device data (CuPy, the s
 device) cannot look at its result without waiting for the device, so
 :func:`device_assert` keeps the failure flag *on the device* instead, in a per-thread,
 per-device registry, and :func:`flush_device_checks` raises at the next point where xpnet
-reads data back to the host anyway (``NDArray.asnumpy()``/``item()``/``float()``, every
-metric ``update``). All flags pending on one device are read together, with one transfer.
+reads data back to the host anyway (``NDArray.asnumpy()``/``item()``/``float()``, a
+metric's ``get()``, a checkpoint). All flags pending on one device are read together, with
+one transfer.
 The cost on a device is one kernel per check (fused kernels write straight into the
 pending flag, see :func:`device_flag`; a generic check costs the comparison, ``any`` and an
 OR) and nothing else; the error surfaces at most one read-back late, naming what was

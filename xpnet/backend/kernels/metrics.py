@@ -22,7 +22,7 @@ __device__ __forceinline__ void xp_accumulate(double* acc, double s, double n) {
 // Accuracy of (rows, classes) scores: arg-max (first maximum; NaN wins) == label.
 extern "C" __global__ void accuracy(const T* pred, const L* label, i64 rows, int classes,
                                     double* acc, int* bad) {
-    __shared__ double shm[1024];
+    __shared__ double shm[256];
     double hits = 0.0;
     bool wrong = false;
     for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
@@ -44,7 +44,7 @@ extern "C" __global__ void accuracy(const T* pred, const L* label, i64 rows, int
 
 // Loss: the sum and the number of the values.
 extern "C" __global__ void sum_values(const T* x, i64 n, double* acc) {
-    __shared__ double shm[1024];
+    __shared__ double shm[256];
     double s = 0.0;
     for (i64 k = threadIdx.x; k < n; k += blockDim.x) s += (double)x[k];
     s = xp_block_sum(s, shm);
@@ -56,7 +56,7 @@ extern "C" __global__ void sum_values(const T* x, i64 n, double* acc) {
 extern "C" __global__ void pick_log_sum(const T* pred, const L* label, i64 rows, int classes,
                                         double eps, double floor_, double ignore,
                                         int use_ignore, double* acc, int* bad) {
-    __shared__ double shm[1024];
+    __shared__ double shm[256];
     double s = 0.0, cnt = 0.0;
     bool wrong = false;
     for (i64 r = threadIdx.x; r < rows; r += blockDim.x) {
@@ -98,7 +98,7 @@ def accuracy(xp, pred2, label, acc, bad):
     lab = label.reshape(-1)
 
     def cuda():
-        _fn(xp, 'accuracy', pred2, lab)((1,), (1024,), (pred2, xp.ascontiguousarray(lab),
+        _fn(xp, 'accuracy', pred2, lab)((1,), (256,), (pred2, xp.ascontiguousarray(lab),
                                                        np.int64(rows), np.int32(classes),
                                                        acc, bad))
 
@@ -117,7 +117,7 @@ def sum_values(xp, x, acc):
 
     def cuda():
         FAMILY.function(xp, 'sum_values', T=ctype(flat.dtype), L='int')(
-            (1,), (1024,), (xp.ascontiguousarray(flat), np.int64(flat.size), acc))
+            (1,), (256,), (xp.ascontiguousarray(flat), np.int64(flat.size), acc))
 
     def standin():
         _add(xp, acc, flat.sum(dtype=np.float64), flat.size)
@@ -133,7 +133,7 @@ def pick_log_sum(xp, pred2, label, acc, bad, eps, floor, ignore_label=None):
 
     def cuda():
         _fn(xp, 'pick_log_sum', pred2, lab)(
-            (1,), (1024,), (pred2, xp.ascontiguousarray(lab), np.int64(rows),
+            (1,), (256,), (pred2, xp.ascontiguousarray(lab), np.int64(rows),
                             np.int32(classes), np.float64(eps), np.float64(floor),
                             np.float64(0 if ignore_label is None else ignore_label),
                             np.int32(ignore_label is not None), acc, bad))

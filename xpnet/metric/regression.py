@@ -15,24 +15,12 @@ __all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
 # ---- regression ---------------------------------------------------------------------------------
 
 def _regression_pair(label, pred, name):
-    lab = _host(label)
-    p = _host(pred)
-    if lab.ndim == 1:
-        lab = lab.reshape(-1, 1)
-    if p.ndim == 1:
-        p = p.reshape(-1, 1)
-    if lab.shape[:1] != p.shape[:1]:
-        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not match '
-                         f'prediction shape {tuple(_host(pred).shape)} (different batch sizes)')
-    try:
-        return lab.astype(numpy.float64) - p.astype(numpy.float64)
-    except ValueError:
-        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not broadcast '
-                         f'with prediction shape {tuple(_host(pred).shape)}') from None
+    return _regression_difference(numpy, _host(label), _host(pred), name)
 
 
 def _regression_difference(xp, lab, p, name):
-    """:func:`_regression_pair` of device arrays, on the device."""
+    """``label - prediction`` in float64 (1-D arrays as columns), on the arrays' device;
+    ``ValueError`` naming both shapes when they do not fit."""
     shape_l, shape_p = tuple(lab.shape), tuple(p.shape)
     if lab.ndim == 1:
         lab = lab.reshape(-1, 1)

@@ -373,14 +373,7 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     step and the gradient of the state entering it), then the parameter and input gradients
     as whole-sequence products."""
     xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
-    gi = 1 if s.return_sequence else 0
-    dy = grads[0] if s.return_sequence else None
-    dS = grads[gi]
-    dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
-    dC = None
-    if s.mode == 'lstm':
-        dC = grads[gi + 1]
-        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
+    dy, dS, dC = _output_grads(s, grads)
     b = _Grads(s, dC)
     dh = xp.empty((N, P), dtype=dt)
     step = _BACKWARD_STEPS[s.mode]
@@ -406,6 +399,21 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     gc0 = b.dC.astype(c_dtype, copy=False) if s.mode == 'lstm' and need[2] else None
     gx, gwi, gwh, gbi, gbh, gwr = _sequence_products(s, b, need, hin, x_dtype)
     return gx, gh0, gc0, gwi, gwh, gbi, gbh, gwr
+
+
+def _output_grads(s, grads):
+    """``(dy, dS, dC)``: the gradients of the outputs, of the last state (a fresh array,
+    zeros without one) and, for LSTM, of the last cell state (likewise)."""
+    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
+    gi = 1 if s.return_sequence else 0
+    dy = grads[0] if s.return_sequence else None
+    dS = grads[gi]
+    dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
+    dC = None
+    if s.mode == 'lstm':
+        dC = grads[gi + 1]
+        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
+    return dy, dS, dC
 
 
 def _rnn_backward_step(s, b, k, t, dh, keep, hin):

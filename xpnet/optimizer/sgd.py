@@ -114,19 +114,21 @@ class SGD(Optimizer):
     def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
         """All tensors of one device and dtype in one multi-tensor kernel."""
         from ..backend.kernels.optim import sgd_update
-        moms = _momenta(self.momentum, states)
-        rescale, clip, momentum = float(self.rescale_grad), self._clip, float(self.momentum)
-
-        def standin():
-            skipped_standin(xp, skip, ws + [m for m in moms if m is not None], lambda: [
-                sgd_kernel(xp, w, g, m, lr, wd, rescale, clip, momentum)
-                for w, g, m, lr, wd in zip(ws, gs, moms, lrs, wds)])
-        sgd_update(xp, table, ws, gs, moms, lrs, wds, rescale, clip, momentum, skip, standin)
+        _momentum_update(self, sgd_kernel, sgd_update, xp, table, ws, gs, states, lrs, wds,
+                         skip)
 
 
-def _momenta(momentum, states):
-    """The momentum arrays of SGD/NAG states (None without momentum)."""
-    return [None if s is None or momentum <= 0 else _data(s) for s in states]
+def _momentum_update(opt, kernel, launch, xp, table, ws, gs, states, lrs, wds, skip):
+    """SGD's or NAG's multi-tensor update: ``launch`` (the device kernel's launcher) with
+    ``kernel`` (the NumPy kernel) per tensor as the simulated device's stand-in."""
+    moms = [None if s is None or opt.momentum <= 0 else _data(s) for s in states]
+    rescale, clip, momentum = float(opt.rescale_grad), opt._clip, float(opt.momentum)
+
+    def standin():
+        skipped_standin(xp, skip, ws + [m for m in moms if m is not None], lambda: [
+            kernel(xp, w, g, m, lr, wd, rescale, clip, momentum)
+            for w, g, m, lr, wd in zip(ws, gs, moms, lrs, wds)])
+    launch(xp, table, ws, gs, moms, lrs, wds, rescale, clip, momentum, skip, standin)
 
 
 SGD._fused_step_owner = SGD
@@ -170,14 +172,8 @@ class NAG(Optimizer):
     def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
         """All tensors of one device and dtype in one multi-tensor kernel."""
         from ..backend.kernels.optim import nag_update
-        moms = _momenta(self.momentum, states)
-        rescale, clip, momentum = float(self.rescale_grad), self._clip, float(self.momentum)
-
-        def standin():
-            skipped_standin(xp, skip, ws + [m for m in moms if m is not None], lambda: [
-                nag_kernel(xp, w, g, m, lr, wd, rescale, clip, momentum)
-                for w, g, m, lr, wd in zip(ws, gs, moms, lrs, wds)])
-        nag_update(xp, table, ws, gs, moms, lrs, wds, rescale, clip, momentum, skip, standin)
+        _momentum_update(self, nag_kernel, nag_update, xp, table, ws, gs, states, lrs, wds,
+                         skip)
 
 
 NAG._fused_step_owner = NAG

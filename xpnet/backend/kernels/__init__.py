@@ -79,17 +79,28 @@ typedef unsigned int u32;
 typedef unsigned long long u64;
 #define XP_INF __longlong_as_double(0x7ff0000000000000LL)
 
-// Sum of one value per thread over the whole block (up to 1024 threads), in a fixed
-// order; every thread gets the result. `shm` holds blockDim.x * blockDim.y entries.
-template <typename A>
-__device__ __forceinline__ A xp_block_sum(A v, A* shm) {
+struct XpSum {
+    template <typename A> __device__ __forceinline__ A operator()(A a, A b) const {
+        return a + b;
+    }
+};
+struct XpMax {                                  // NaN wins, as NumPy's max
+    template <typename A> __device__ __forceinline__ A operator()(A a, A b) const {
+        return (b > a || b != b) ? b : a;
+    }
+};
+
+// One value per thread reduced over the whole block (up to 1024 threads) in a fixed
+// order; every thread gets the result. `shm` holds one entry per thread.
+template <typename A, typename Op>
+__device__ __forceinline__ A xp_block_reduce(A v, A* shm, Op op) {
     const int nt = blockDim.x * blockDim.y * blockDim.z;
     const int tid = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
     __syncthreads();
     shm[tid] = v;
     __syncthreads();
     for (int s = 512; s > 0; s >>= 1) {
-        if (tid < s && tid + s < nt) shm[tid] += shm[tid + s];
+        if (tid < s && tid + s < nt) shm[tid] = op(shm[tid], shm[tid + s]);
         __syncthreads();
     }
     A out = shm[0];
@@ -97,25 +108,11 @@ __device__ __forceinline__ A xp_block_sum(A v, A* shm) {
     return out;
 }
 
-// Maximum over the block, as xp_block_sum.
 template <typename A>
-__device__ __forceinline__ A xp_block_max(A v, A* shm) {
-    const int nt = blockDim.x * blockDim.y * blockDim.z;
-    const int tid = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
-    __syncthreads();
-    shm[tid] = v;
-    __syncthreads();
-    for (int s = 512; s > 0; s >>= 1) {
-        if (tid < s && tid + s < nt) {
-            A o = shm[tid + s];
-            if (o > shm[tid] || o != o) shm[tid] = o;     // NaN wins, as NumPy's max
-        }
-        __syncthreads();
-    }
-    A out = shm[0];
-    __syncthreads();
-    return out;
-}
+__device__ __forceinline__ A xp_block_sum(A v, A* shm) { return xp_block_reduce(v, shm, XpSum()); }
+
+template <typename A>
+__device__ __forceinline__ A xp_block_max(A v, A* shm) { return xp_block_reduce(v, shm, XpMax()); }
 
 // The "last block" of a multi-block reduction: every block calls this after writing its
 // partial results; it returns true in exactly one block (the last to arrive), which then
@@ -148,6 +145,56 @@ __device__ __forceinline__ uint4 xp_philox(uint4 c, uint2 k) {
 
 __device__ __forceinline__ float xp_uniform(u32 word) {
     return (float)(word >> 8) * 5.9604644775390625e-08f;      // [0, 1) in steps of 2^-24
+}
+
+// Column sums of a (rows, C) matrix over a grid (ceil(C / 32), row blocks) of (32, 8)
+// blocks: each thread passes its column's two partial sums (a1, a2) over its rows; they
+// are added over the block's rows, written per block to `partial` (2 * row blocks, C), and
+// the last block adds the blocks' in block order. Returns true in the threads holding the
+// totals (t1, t2): threadIdx.y == 0 of the last block, c < C.
+__device__ __forceinline__ bool xp_column_totals(double a1, double a2, int c, int C,
+                                                 double* partial, unsigned int* counter,
+                                                 double* t1, double* t2) {
+    __shared__ double s1[32 * 8], s2[32 * 8];
+    const int tid = threadIdx.y * 32 + threadIdx.x;
+    s1[tid] = a1;
+    s2[tid] = a2;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        double u1 = 0.0, u2 = 0.0;
+        for (int j = 0; j < (int)blockDim.y; ++j) { u1 += s1[j * 32 + threadIdx.x];
+                                                    u2 += s2[j * 32 + threadIdx.x]; }
+        partial[(2 * (i64)blockIdx.y) * C + c] = u1;
+        partial[(2 * (i64)blockIdx.y + 1) * C + c] = u2;
+    }
+    if (!xp_last_block(counter + blockIdx.x, gridDim.y) || threadIdx.y != 0 || c >= C)
+        return false;
+    double u1 = 0.0, u2 = 0.0;
+    for (unsigned int b = 0; b < gridDim.y; ++b) {
+        u1 += __ldcg(partial + (2 * (i64)b) * C + c);
+        u2 += __ldcg(partial + (2 * (i64)b + 1) * C + c);
+    }
+    *t1 = u1;
+    *t2 = u2;
+    return true;
+}
+
+// (n, z, y, x, c) of a flat index into a C-contiguous (N, D, H, W, C) array.
+__device__ __forceinline__ void xp_unravel5(i64 idx, int D, int H, int W, int C, i64& n,
+                                            int& z, int& y, int& x, int& c) {
+    c = (int)(idx % C); idx /= C;
+    x = (int)(idx % W); idx /= W;
+    y = (int)(idx % H); idx /= H;
+    z = (int)(idx % D);
+    n = idx / D;
+}
+
+// The output position along one axis whose window (stride s, padding p, dilation d) reads
+// input position i at kernel offset k, or -1 when there is none.
+__device__ __forceinline__ int xp_window_of(int i, int k, int p, int d, int s, int O) {
+    const int t = i + p - k * d;
+    if (t < 0 || t % s) return -1;
+    return t / s < O ? t / s : -1;
 }
 
 __device__ __forceinline__ float xp_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }

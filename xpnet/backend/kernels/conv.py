@@ -25,17 +25,14 @@ extern "C" __global__ void im2col(const T* x, T* col, i64 sN, i64 sD, i64 sH, i6
     const i64 total = (i64)N * OD * OH * OW * cols;
     for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (i64)gridDim.x * blockDim.x) {
-        i64 row = idx / cols;
+        const i64 row = idx / cols;
         const i64 cc = idx - row * cols;
-        int c;
-        i64 kk;
-        if (c_first) { c = (int)(cc / K); kk = cc - (i64)c * K; }
-        else { kk = cc / C; c = (int)(cc - kk * C); }
+        const int c = (int)(c_first ? cc / K : cc % C);
+        const i64 kk = c_first ? cc % K : cc / C;
         const int kx = (int)(kk % KW), ky = (int)((kk / KW) % KH), kz = (int)(kk / ((i64)KW * KH));
-        const int ox = (int)(row % OW); row /= OW;
-        const int oy = (int)(row % OH); row /= OH;
-        const int oz = (int)(row % OD);
-        const i64 n = row / OD;
+        i64 n;
+        int oz, oy, ox, unused;
+        xp_unravel5(row, OD, OH, OW, 1, n, oz, oy, ox, unused);
         const int iz = oz * sd - pd + kz * dd, iy = oy * sh - ph + ky * dh,
                   ix = ox * sw - pw + kx * dw;
         T v = (T)0;
@@ -45,6 +42,7 @@ extern "C" __global__ void im2col(const T* x, T* col, i64 sN, i64 sD, i64 sH, i6
     }
 }
 
+// Each input element sums the column entries that read it (a gather: deterministic).
 extern "C" __global__ void col2im(const T* col, T* gx, int N, int D, int H, int W, int C,
                                   int KD, int KH, int KW, int OD, int OH, int OW, int sd,
                                   int sh, int sw, int pd, int ph, int pw, int dd, int dh,
@@ -54,28 +52,19 @@ extern "C" __global__ void col2im(const T* col, T* gx, int N, int D, int H, int 
     const i64 total = (i64)N * D * H * W * C;
     for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        i64 r = idx / C;
-        const int ix = (int)(r % W); r /= W;
-        const int iy = (int)(r % H); r /= H;
-        const int iz = (int)(r % D);
-        const i64 n = r / D;
+        i64 n;
+        int iz, iy, ix, c;
+        xp_unravel5(idx, D, H, W, C, n, iz, iy, ix, c);
         T acc = (T)0;
         for (int kz = 0; kz < KD; ++kz) {
-            const int tz = iz + pd - kz * dd;
-            if (tz < 0 || tz % sd) continue;
-            const int oz = tz / sd;
-            if (oz >= OD) continue;
+            const int oz = xp_window_of(iz, kz, pd, dd, sd, OD);
+            if (oz < 0) continue;
             for (int ky = 0; ky < KH; ++ky) {
-                const int ty = iy + ph - ky * dh;
-                if (ty < 0 || ty % sh) continue;
-                const int oy = ty / sh;
-                if (oy >= OH) continue;
+                const int oy = xp_window_of(iy, ky, ph, dh, sh, OH);
+                if (oy < 0) continue;
                 for (int kx = 0; kx < KW; ++kx) {
-                    const int tx = ix + pw - kx * dw;
-                    if (tx < 0 || tx % sw) continue;
-                    const int ox = tx / sw;
-                    if (ox >= OW) continue;
+                    const int ox = xp_window_of(ix, kx, pw, dw, sw, OW);
+                    if (ox < 0) continue;
                     const i64 row = ((n * OD + oz) * OH + oy) * OW + ox;
                     const i64 kk = ((i64)kz * KH + ky) * KW + kx;
                     acc += col[row * cols + (c_first ? (i64)c * K + kk : kk * C + c)];

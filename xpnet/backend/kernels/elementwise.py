@@ -41,12 +41,10 @@ extern "C" __global__ void bias_act(T* y, const T* bias, i64 rows, int cols, int
 }
 
 // gz = act'(y) * g (if gz is not NULL) and gb[c] = sum over rows of gz (if gb is not
-// NULL). Grid (ceil(cols / 32), row blocks), block (32, 8): each block sums its rows per
-// column in a fixed order, the last block adds the blocks' partials in block order.
+// NULL): grid (ceil(cols / 32), row blocks), block (32, 8), see xp_column_totals.
 extern "C" __global__ void act_bias_grad(const T* g, const T* y, T* gz, T* gb,
                                          double* partial, unsigned int* counter, i64 rows,
                                          int cols, int act, i64 rows_per_block) {
-    __shared__ double shm[32 * 8];
     const int c = blockIdx.x * 32 + threadIdx.x;
     const i64 r0 = (i64)blockIdx.y * rows_per_block;
     const i64 r1 = min(r0 + rows_per_block, rows);
@@ -59,19 +57,9 @@ extern "C" __global__ void act_bias_grad(const T* g, const T* y, T* gz, T* gb,
             acc += (double)v;
         }
     }
-    if (!gb) return;                    // the same for every thread of the launch
-    shm[threadIdx.y * 32 + threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < cols) {
-        double s = 0.0;
-        for (int j = 0; j < (int)blockDim.y; ++j) s += shm[j * 32 + threadIdx.x];
-        partial[(i64)blockIdx.y * cols + c] = s;
-    }
-    if (xp_last_block(counter + blockIdx.x, gridDim.y) && threadIdx.y == 0 && c < cols) {
-        double s = 0.0;
-        for (unsigned int b = 0; b < gridDim.y; ++b) s += __ldcg(partial + (i64)b * cols + c);
-        gb[c] = (T)s;
-    }
+    double total, unused;
+    if (gb && xp_column_totals(acc, 0.0, c, cols, partial, counter, &total, &unused))
+        gb[c] = (T)total;
 }
 
 // out[r, c] = a[r, c] * s[r]
@@ -156,7 +144,7 @@ def act_bias_grad(xp, g, y, act, want_gz=True, want_gb=True):
     def cuda():
         nby = int(max(1, min(256, rows // 256)))
         per = -(-rows // nby)
-        partial = xp.empty((nby, cols), dtype=np.float64) if gb is not None else None
+        partial = xp.empty((2 * nby, cols), dtype=np.float64) if gb is not None else None
         nbx = -(-cols // 32)
         FAMILY.function(xp, 'act_bias_grad', **_types(g))(
             (nbx, nby), (32, 8), (g, y, gz, gb, partial, counters(xp, nbx), np.int64(rows),

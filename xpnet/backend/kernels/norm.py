@@ -19,7 +19,6 @@ SOURCE = r'''
 extern "C" __global__ void bn_stats(const T* x, i64 R, int C, i64 rows_per_block,
                                     double* partial, unsigned int* counter, T* mean, T* var,
                                     T* invstd, T* run_mean, T* run_var, T momentum, double eps) {
-    __shared__ double s1[32 * 8], s2[32 * 8];
     const int c = blockIdx.x * 32 + threadIdx.x;
     const i64 r0 = (i64)blockIdx.y * rows_per_block;
     const i64 r1 = min(r0 + rows_per_block, R);
@@ -32,34 +31,18 @@ extern "C" __global__ void bn_stats(const T* x, i64 R, int C, i64 rows_per_block
             a2 += d * d;
         }
     }
-    const int tid = threadIdx.y * 32 + threadIdx.x;
-    s1[tid] = a1;
-    s2[tid] = a2;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-        double t1 = 0.0, t2 = 0.0;
-        for (int j = 0; j < (int)blockDim.y; ++j) { t1 += s1[j * 32 + threadIdx.x];
-                                                    t2 += s2[j * 32 + threadIdx.x]; }
-        partial[(2 * (i64)blockIdx.y) * C + c] = t1;
-        partial[(2 * (i64)blockIdx.y + 1) * C + c] = t2;
-    }
-    if (xp_last_block(counter + blockIdx.x, gridDim.y) && threadIdx.y == 0 && c < C) {
-        double t1 = 0.0, t2 = 0.0;
-        for (unsigned int b = 0; b < gridDim.y; ++b) {
-            t1 += __ldcg(partial + (2 * (i64)b) * C + c);
-            t2 += __ldcg(partial + (2 * (i64)b + 1) * C + c);
-        }
-        const double md = t1 / (double)R;
-        double v = t2 / (double)R - md * md;
-        if (v < 0.0) v = 0.0;
-        const T m = (T)((double)x[c] + md);
-        mean[c] = m;
-        var[c] = (T)v;
-        invstd[c] = (T)(1.0 / sqrt(v + eps));
-        if (run_mean) {
-            run_mean[c] = run_mean[c] * momentum + ((T)1 - momentum) * m;
-            run_var[c] = run_var[c] * momentum + ((T)1 - momentum) * (T)v;
-        }
+    double t1, t2;
+    if (!xp_column_totals(a1, a2, c, C, partial, counter, &t1, &t2)) return;
+    const double md = t1 / (double)R;
+    double v = t2 / (double)R - md * md;
+    if (v < 0.0) v = 0.0;
+    const T m = (T)((double)x[c] + md);
+    mean[c] = m;
+    var[c] = (T)v;
+    invstd[c] = (T)(1.0 / sqrt(v + eps));
+    if (run_mean) {
+        run_mean[c] = run_mean[c] * momentum + ((T)1 - momentum) * m;
+        run_var[c] = run_var[c] * momentum + ((T)1 - momentum) * (T)v;
     }
 }
 
@@ -86,7 +69,6 @@ extern "C" __global__ void bn_grad_stats(const T* g, const T* y, const T* x, con
                                          const T* invstd, i64 R, int C, i64 rows_per_block,
                                          double* partial, unsigned int* counter, T* dgamma,
                                          T* dbeta, int relu) {
-    __shared__ double s1[32 * 8], s2[32 * 8];
     const int c = blockIdx.x * 32 + threadIdx.x;
     const i64 r0 = (i64)blockIdx.y * rows_per_block;
     const i64 r1 = min(r0 + rows_per_block, R);
@@ -100,23 +82,8 @@ extern "C" __global__ void bn_grad_stats(const T* g, const T* y, const T* x, con
             a2 += (double)(gv * ((x[k] - m) * is));
         }
     }
-    const int tid = threadIdx.y * 32 + threadIdx.x;
-    s1[tid] = a1;
-    s2[tid] = a2;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-        double t1 = 0.0, t2 = 0.0;
-        for (int j = 0; j < (int)blockDim.y; ++j) { t1 += s1[j * 32 + threadIdx.x];
-                                                    t2 += s2[j * 32 + threadIdx.x]; }
-        partial[(2 * (i64)blockIdx.y) * C + c] = t1;
-        partial[(2 * (i64)blockIdx.y + 1) * C + c] = t2;
-    }
-    if (xp_last_block(counter + blockIdx.x, gridDim.y) && threadIdx.y == 0 && c < C) {
-        double t1 = 0.0, t2 = 0.0;
-        for (unsigned int b = 0; b < gridDim.y; ++b) {
-            t1 += __ldcg(partial + (2 * (i64)b) * C + c);
-            t2 += __ldcg(partial + (2 * (i64)b + 1) * C + c);
-        }
+    double t1, t2;
+    if (xp_column_totals(a1, a2, c, C, partial, counter, &t1, &t2)) {
         dbeta[c] = (T)t1;
         dgamma[c] = (T)t2;
     }

@@ -17,6 +17,30 @@ __all__ = ['max_pool', 'max_pool_backward', 'avg_pool', 'avg_pool_backward']
 SOURCE = r'''
 #define XP_POOL_ARGS int N, int D, int H, int W, int C, int KD, int KH, int KW, int OD, \
     int OH, int OW, int sd, int sh, int sw, int pd, int ph, int pw
+#define XP_FOR_OUTPUTS for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; \
+    idx < (i64)N * OD * OH * OW * C; idx += (i64)gridDim.x * blockDim.x)
+#define XP_FOR_INPUTS for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; \
+    idx < (i64)N * D * H * W * C; idx += (i64)gridDim.x * blockDim.x)
+// The windows of output (oz, oy, ox) over the input: body runs for each input element
+// (iz, iy, ix) inside it at kernel offset (kz, ky, kx).
+#define XP_FOR_WINDOW(body) \
+    for (int kz = 0; kz < KD; ++kz) { const int iz = oz * sd - pd + kz; \
+        if (iz < 0 || iz >= D) continue; \
+        for (int ky = 0; ky < KH; ++ky) { const int iy = oy * sh - ph + ky; \
+            if (iy < 0 || iy >= H) continue; \
+            for (int kx = 0; kx < KW; ++kx) { const int ix = ox * sw - pw + kx; \
+                if (ix < 0 || ix >= W) continue; body } } }
+// The outputs whose windows hold input (iz, iy, ix): body runs for each output
+// (oz, oy, ox) at kernel offset (kz, ky, kx).
+#define XP_FOR_OUTPUTS_OF(body) \
+    for (int kz = 0; kz < KD; ++kz) { const int oz = xp_window_of(iz, kz, pd, 1, sd, OD); \
+        if (oz < 0) continue; \
+        for (int ky = 0; ky < KH; ++ky) { const int oy = xp_window_of(iy, ky, ph, 1, sh, OH); \
+            if (oy < 0) continue; \
+            for (int kx = 0; kx < KW; ++kx) { \
+                const int ox = xp_window_of(ix, kx, pw, 1, sw, OW); \
+                if (ox < 0) continue; \
+                const i64 o = (((n * OD + oz) * OH + oy) * OW + ox) * C + c; body } } }
 
 __device__ __forceinline__ int xp_window_count(int o, int s, int p, int k, int size,
                                                int include_pad) {
@@ -26,139 +50,72 @@ __device__ __forceinline__ int xp_window_count(int o, int s, int p, int k, int s
     return cnt > 0 ? cnt : 0;
 }
 
+__device__ __forceinline__ int xp_divisor(int oz, int oy, int ox, XP_POOL_ARGS,
+                                          int include_pad) {
+    const int div = xp_window_count(oz, sd, pd, KD, D, include_pad) *
+                    xp_window_count(oy, sh, ph, KH, H, include_pad) *
+                    xp_window_count(ox, sw, pw, KW, W, include_pad);
+    return div > 0 ? div : 1;
+}
+
 extern "C" __global__ void max_pool(const T* x, T* y, int* arg, i64 sN, i64 sD, i64 sH,
                                     i64 sW, i64 sC, XP_POOL_ARGS) {
-    const i64 total = (i64)N * OD * OH * OW * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        i64 r = idx / C;
-        const int ox = (int)(r % OW); r /= OW;
-        const int oy = (int)(r % OH); r /= OH;
-        const int oz = (int)(r % OD);
-        const i64 n = r / OD;
+    XP_FOR_OUTPUTS {
+        i64 n;
+        int oz, oy, ox, c;
+        xp_unravel5(idx, OD, OH, OW, C, n, oz, oy, ox, c);
         T best = (T)0;
         int a = -1;
-        for (int kz = 0; kz < KD; ++kz) {
-            const int iz = oz * sd - pd + kz;
-            if (iz < 0 || iz >= D) continue;
-            for (int ky = 0; ky < KH; ++ky) {
-                const int iy = oy * sh - ph + ky;
-                if (iy < 0 || iy >= H) continue;
-                for (int kx = 0; kx < KW; ++kx) {
-                    const int ix = ox * sw - pw + kx;
-                    if (ix < 0 || ix >= W) continue;
-                    const T v = x[n * sN + iz * sD + iy * sH + ix * sW + c * sC];
-                    if (a < 0 || v > best || (v != v && best == best)) {
-                        best = v;
-                        a = (kz * KH + ky) * KW + kx;
-                    }
-                }
-            }
-        }
+        XP_FOR_WINDOW(
+            const T v = x[n * sN + iz * sD + iy * sH + ix * sW + c * sC];
+            if (a < 0 || v > best || (v != v && best == best)) {
+                best = v;
+                a = (kz * KH + ky) * KW + kx;
+            })
         y[idx] = best;
         arg[idx] = a;
     }
 }
 
 extern "C" __global__ void max_pool_grad(const T* g, const int* arg, T* gx, XP_POOL_ARGS) {
-    const i64 total = (i64)N * D * H * W * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        i64 r = idx / C;
-        const int ix = (int)(r % W); r /= W;
-        const int iy = (int)(r % H); r /= H;
-        const int iz = (int)(r % D);
-        const i64 n = r / D;
+    XP_FOR_INPUTS {
+        i64 n;
+        int iz, iy, ix, c;
+        xp_unravel5(idx, D, H, W, C, n, iz, iy, ix, c);
         T acc = (T)0;
-        for (int kz = 0; kz < KD; ++kz) {
-            const int tz = iz + pd - kz;
-            if (tz < 0 || tz % sd || tz / sd >= OD) continue;
-            for (int ky = 0; ky < KH; ++ky) {
-                const int ty = iy + ph - ky;
-                if (ty < 0 || ty % sh || ty / sh >= OH) continue;
-                for (int kx = 0; kx < KW; ++kx) {
-                    const int tx = ix + pw - kx;
-                    if (tx < 0 || tx % sw || tx / sw >= OW) continue;
-                    const i64 o = (((n * OD + tz / sd) * OH + ty / sh) * OW + tx / sw) * C + c;
-                    if (arg[o] == (kz * KH + ky) * KW + kx) acc += g[o];
-                }
-            }
-        }
+        XP_FOR_OUTPUTS_OF(if (arg[o] == (kz * KH + ky) * KW + kx) acc += g[o];)
         gx[idx] = acc;
     }
 }
 
 extern "C" __global__ void avg_pool(const T* x, T* y, i64 sN, i64 sD, i64 sH, i64 sW,
                                     i64 sC, XP_POOL_ARGS, int include_pad, int is_sum) {
-    const i64 total = (i64)N * OD * OH * OW * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        i64 r = idx / C;
-        const int ox = (int)(r % OW); r /= OW;
-        const int oy = (int)(r % OH); r /= OH;
-        const int oz = (int)(r % OD);
-        const i64 n = r / OD;
+    XP_FOR_OUTPUTS {
+        i64 n;
+        int oz, oy, ox, c;
+        xp_unravel5(idx, OD, OH, OW, C, n, oz, oy, ox, c);
         T acc = (T)0;
-        for (int kz = 0; kz < KD; ++kz) {
-            const int iz = oz * sd - pd + kz;
-            if (iz < 0 || iz >= D) continue;
-            for (int ky = 0; ky < KH; ++ky) {
-                const int iy = oy * sh - ph + ky;
-                if (iy < 0 || iy >= H) continue;
-                for (int kx = 0; kx < KW; ++kx) {
-                    const int ix = ox * sw - pw + kx;
-                    if (ix < 0 || ix >= W) continue;
-                    acc += x[n * sN + iz * sD + iy * sH + ix * sW + c * sC];
-                }
-            }
-        }
-        if (!is_sum) {
-            int div = xp_window_count(oz, sd, pd, KD, D, include_pad) *
-                      xp_window_count(oy, sh, ph, KH, H, include_pad) *
-                      xp_window_count(ox, sw, pw, KW, W, include_pad);
-            acc /= (T)(div > 0 ? div : 1);
-        }
+        XP_FOR_WINDOW(acc += x[n * sN + iz * sD + iy * sH + ix * sW + c * sC];)
+        if (!is_sum)
+            acc /= (T)xp_divisor(oz, oy, ox, N, D, H, W, C, KD, KH, KW, OD, OH, OW, sd, sh,
+                                 sw, pd, ph, pw, include_pad);
         y[idx] = acc;
     }
 }
 
 extern "C" __global__ void avg_pool_grad(const T* g, T* gx, XP_POOL_ARGS, int include_pad,
                                          int is_sum) {
-    const i64 total = (i64)N * D * H * W * C;
-    for (i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
-         idx += (i64)gridDim.x * blockDim.x) {
-        const int c = (int)(idx % C);
-        i64 r = idx / C;
-        const int ix = (int)(r % W); r /= W;
-        const int iy = (int)(r % H); r /= H;
-        const int iz = (int)(r % D);
-        const i64 n = r / D;
+    XP_FOR_INPUTS {
+        i64 n;
+        int iz, iy, ix, c;
+        xp_unravel5(idx, D, H, W, C, n, iz, iy, ix, c);
         T acc = (T)0;
-        for (int kz = 0; kz < KD; ++kz) {
-            const int tz = iz + pd - kz;
-            if (tz < 0 || tz % sd || tz / sd >= OD) continue;
-            for (int ky = 0; ky < KH; ++ky) {
-                const int ty = iy + ph - ky;
-                if (ty < 0 || ty % sh || ty / sh >= OH) continue;
-                for (int kx = 0; kx < KW; ++kx) {
-                    const int tx = ix + pw - kx;
-                    if (tx < 0 || tx % sw || tx / sw >= OW) continue;
-                    const int oz = tz / sd, oy = ty / sh, ox = tx / sw;
-                    const i64 o = (((n * OD + oz) * OH + oy) * OW + ox) * C + c;
-                    T v = g[o];
-                    if (!is_sum) {
-                        int div = xp_window_count(oz, sd, pd, KD, D, include_pad) *
-                                  xp_window_count(oy, sh, ph, KH, H, include_pad) *
-                                  xp_window_count(ox, sw, pw, KW, W, include_pad);
-                        v /= (T)(div > 0 ? div : 1);
-                    }
-                    acc += v;
-                }
-            }
-        }
+        XP_FOR_OUTPUTS_OF(
+            T v = g[o];
+            if (!is_sum)
+                v /= (T)xp_divisor(oz, oy, ox, N, D, H, W, C, KD, KH, KW, OD, OH, OW, sd, sh,
+                                   sw, pd, ph, pw, include_pad);
+            acc += v;)
         gx[idx] = acc;
     }
 }

@@ -18,16 +18,8 @@ def max_pool(data, x, kernel, stride, pad, out, last):
     """Max pooling of the channels-last view ``x`` of ``data``."""
     xp = data.xp
     y, arg = _k.max_pool(xp, x, kernel, stride, pad, out)
-    result = from_nsc(y, last)
-    if needs_grad(data) is None:
-        return _wrap(result, data._ctx)
-    shape = x.shape
-
-    def backward(g):
-        g5 = xp.ascontiguousarray(to_nsc(g, last))
-        return (from_nsc(_k.max_pool_backward(xp, g5, arg, shape, kernel, stride, pad, out,
-                                              g5.dtype), last),)
-    return record_op(backward, (data,), result, data._ctx, name='max_pooling')
+    return _record(data, y, last, 'max_pooling', lambda g5: _k.max_pool_backward(
+        xp, g5, arg, x.shape, kernel, stride, pad, out, g5.dtype))
 
 
 def avg_pool(data, x, kernel, stride, pad, out, last, pool_type, count_include_pad):
@@ -35,16 +27,21 @@ def avg_pool(data, x, kernel, stride, pad, out, last, pool_type, count_include_p
     xp = data.xp
     is_sum = pool_type == 'sum'
     y = _k.avg_pool(xp, x, kernel, stride, pad, out, count_include_pad, is_sum)
+    return _record(data, y, last, 'avg_pooling', lambda g5: _k.avg_pool_backward(
+        xp, g5, x.shape, kernel, stride, pad, out, count_include_pad, is_sum, g5.dtype))
+
+
+def _record(data, y, last, name, input_grad):
+    """The pooled NDArray (a view of the channels-last ``y``) and its backward: the output
+    gradient as a C-contiguous channels-last array to ``input_grad``."""
+    xp = data.xp
     result = from_nsc(y, last)
     if needs_grad(data) is None:
         return _wrap(result, data._ctx)
-    shape = x.shape
 
     def backward(g):
-        g5 = xp.ascontiguousarray(to_nsc(g, last))
-        return (from_nsc(_k.avg_pool_backward(xp, g5, shape, kernel, stride, pad, out,
-                                              count_include_pad, is_sum, g5.dtype), last),)
-    return record_op(backward, (data,), result, data._ctx, name='avg_pooling')
+        return (from_nsc(input_grad(xp.ascontiguousarray(to_nsc(g, last))), last),)
+    return record_op(backward, (data,), result, data._ctx, name=name)
 
 
 def global_avg_pool(data, x, nd, last, pool_type):

@@ -21,7 +21,7 @@ def _lengths(s):
 
 def forward(s):
     """Run every step of the sequence ``s`` (filling its states and activations)."""
-    xp, H = s.xp, s.H
+    xp = s.xp
     vl = s.vl32 = _lengths(s)
     mode = s.mode
     for k, t in enumerate(s.order):
@@ -38,23 +38,15 @@ def forward(s):
             xp.matmul(s.S[k], s.whT, out=s.tmp)
             _k.rnn_forward(xp, s.xw[t], s.tmp, s.S[k], s.S[k + 1], y, vl, t,
                            mode == 'rnn_relu')
-    del H
 
 
 def backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     """The gradients of the sequence op (as ``ops.rnn._sequence_backward``)."""
-    from ..rnn import _Grads, _sequence_products
-    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
-    gi = 1 if s.return_sequence else 0
-    dy = grads[0] if s.return_sequence else None
+    from ..rnn import _Grads, _output_grads, _sequence_products
+    xp, N, P, dt = s.xp, s.N, s.P, s.dt
+    dy, gemm, dC = _output_grads(s, grads)       # gemm: the state gradient entering a step
     if dy is not None:
         dy = xp.ascontiguousarray(dy.astype(dt, copy=False))
-    dS = grads[gi]
-    gemm = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
-    dC = None
-    if s.mode == 'lstm':
-        dC = grads[gi + 1]
-        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
     b = _Grads(s, dC)
     carry = xp.zeros((N, P), dtype=dt)
     vl = s.vl32

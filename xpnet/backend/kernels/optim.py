@@ -32,19 +32,25 @@ SOURCE = r'''
 #define XP_TENSOR(k) ((T*)table[5 * ti + (k)])
 #define XP_LOOP for (i64 k = (i64)blockIdx.x * blockDim.x + threadIdx.x; k < size; \
                      k += (i64)gridDim.x * blockDim.x)
+// This block row's tensor (blockIdx.y): weight w, gradient g, states s1, s2, its size and
+// its row h of the per-tensor constants; nothing to do while the skip flag is set.
+#define XP_UPDATE_PROLOGUE \
+    if (skip && *skip) return; \
+    const int ti = blockIdx.y; \
+    T* w = XP_TENSOR(0); \
+    const T* g = XP_TENSOR(1); \
+    T* s1 = XP_TENSOR(2); \
+    T* s2 = XP_TENSOR(3); \
+    const i64 size = table[5 * ti + 4]; \
+    const double* h = hyper + 6 * ti;
 
 __device__ __forceinline__ T xp_clip(T t, T c) { return t < -c ? -c : (t > c ? c : t); }
 
 // hyper per tensor: lr * rescale, rescale, lr, lr * wd, 1 - lr * wd, wd != 0
 extern "C" __global__ void sgd_mt(const i64* table, const double* hyper, T momentum, T clip,
                                   int use_clip, const int* skip) {
-    if (skip && *skip) return;
-    const int ti = blockIdx.y;
-    T* w = XP_TENSOR(0);
-    const T* g = XP_TENSOR(1);
-    T* m = XP_TENSOR(2);
-    const i64 size = table[5 * ti + 4];
-    const double* h = hyper + 6 * ti;
+    XP_UPDATE_PROLOGUE
+    T* m = s1;
     const T lrs = (T)h[0], rescale = (T)h[1], lr = (T)h[2], lrwd = (T)h[3], decay = (T)h[4];
     const bool wd = h[5] != 0.0;
     XP_LOOP {
@@ -67,13 +73,8 @@ extern "C" __global__ void sgd_mt(const i64* table, const double* hyper, T momen
 // hyper per tensor: rescale, wd, lr
 extern "C" __global__ void nag_mt(const i64* table, const double* hyper, T momentum, T clip,
                                   int use_clip, const int* skip) {
-    if (skip && *skip) return;
-    const int ti = blockIdx.y;
-    T* w = XP_TENSOR(0);
-    const T* g = XP_TENSOR(1);
-    T* m = XP_TENSOR(2);
-    const i64 size = table[5 * ti + 4];
-    const double* h = hyper + 6 * ti;
+    XP_UPDATE_PROLOGUE
+    T* m = s1;
     const T rescale = (T)h[0], wdv = (T)h[1], lr = (T)h[2];
     XP_LOOP {
         T t = g[k] * rescale;
@@ -94,14 +95,9 @@ extern "C" __global__ void nag_mt(const i64* table, const double* hyper, T momen
 extern "C" __global__ void adam_mt(const i64* table, const double* hyper, T beta1, T one_b1,
                                    T beta2, T one_b2, T eps, T clip, int use_clip,
                                    int decoupled, const int* skip) {
-    if (skip && *skip) return;
-    const int ti = blockIdx.y;
-    T* w = XP_TENSOR(0);
-    const T* g = XP_TENSOR(1);
-    T* mean = XP_TENSOR(2);
-    T* var = XP_TENSOR(3);
-    const i64 size = table[5 * ti + 4];
-    const double* h = hyper + 6 * ti;
+    XP_UPDATE_PROLOGUE
+    T* mean = s1;
+    T* var = s2;
     XP_LOOP {
         T t = g[k] * (T)h[0];
         if (!decoupled && h[1] != 0.0) t += w[k] * (T)h[1];

@@ -190,6 +190,7 @@ CONVS = [  # (x shape, w shape, kwargs)
     ((2, 3, 8), (4, 3, 3), dict(stride=2, pad=1)),
     ((1, 2, 4, 5, 5), (3, 2, 2, 3, 3), dict(pad=1)),
     ((2, 6, 6, 3), (4, 3, 3, 3), dict(pad=1, layout='NHWC')),
+    ((2, 5, 5, 4), (6, 4, 1, 1), dict(layout='NHWC')),        # 1x1: no unfolding
 ]
 
 
@@ -390,6 +391,8 @@ def _metric_pairs(ctx):
     labels = np.array([0, 3, 1, 1, 2, 0], dtype=np.float32)
     return [
         (xpnet.metric.Accuracy(), labels, probs),
+        (xpnet.metric.Accuracy(), labels, probs.argmax(axis=1).astype(np.float32)),
+        (xpnet.metric.NegativeLogLikelihood(), labels.astype(np.int16), probs),
         (xpnet.metric.Loss(), None, rng.random(6)),
         (xpnet.metric.CrossEntropy(), labels, probs),
         (xpnet.metric.NegativeLogLikelihood(), labels.astype(np.int64), probs),

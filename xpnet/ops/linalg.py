@@ -161,10 +161,11 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
                          f'flatten={flatten}) but the weight expects {in_units} '
                          f'(weight shape {wd.shape})')
     xp = x._ctx.xp
-    if _use_fused(xp, wd.dtype):
-        from ._fused.dense import fully_connected as _fully_connected_device
-        return _fully_connected_device(x, weight, bias, x2, wd, xshape, out_shape, act,
-                                       _need(x, weight, bias))
+    if _use_fused(xp, wd.dtype):       # one GEMM + one bias/activation kernel each way
+        from ._fused import dense, record
+        return record(dense.forward(xp, x2, wd, None if bias is None else bias._data, xshape,
+                                    out_shape, act, _need(x, weight, bias)),
+                      (x, weight, bias), x._ctx, 'fully_connected')
     y = _mt(x2, wd.T)
     if bias is not None:
         y += bias._data

@@ -9,5 +9,22 @@ and that returns the op's output with its backward, built from the kernels of
 - ``norm``: training-mode BatchNorm (+ ReLU);
 - ``conv``: im2col + GEMM convolutions, GEMM + gather col2im input gradients;
 - ``pool``: max / average pooling;
-- ``rnn``: one gate kernel per recurrent step, forward and backward.
+- ``rnn``: one gate kernel per recurrent step, forward and backward (its own
+  step functions inside ``ops.rnn_sequence``).
+
+Each path is a function returning ``(output data, backward)`` (``backward`` None when no
+input needs a gradient), as the CPU fast paths of ``ops/conv.py`` do; :func:`record` makes
+the op's NDArray of it.
 """
+from .._base import _wrap, record_op
+
+__all__ = ['record']
+
+
+def record(result, inputs, ctx, name, need=None):
+    """The op's NDArray from a fused path's ``(output, backward)``: just wrapped, or the
+    output of one new autograd node."""
+    out, backward = result
+    if backward is None:
+        return _wrap(out, ctx)
+    return record_op(backward, inputs, out, ctx, need=need, name=name)

@@ -5,10 +5,9 @@ one column-sum kernel. A 1x1, stride-1, unpadded convolution of a channels-last 
 skips the unfolding. One group only (grouped convolutions take the generic path)."""
 from ...backend.kernels import conv as _k
 from ...backend.kernels import elementwise as _ew
-from .._base import record_op, _wrap
-from .._im2col import from_nsc, prod, to_nsc
+from .._im2col import to_nsc
 
-__all__ = ['applies', 'convolution']
+__all__ = ['applies', 'forward']
 
 
 def applies(xp, dtype, geo):
@@ -24,9 +23,10 @@ def _unfolded(xp, x, cg):
     return _k.im2col(xp, x, cg), False
 
 
-def convolution(data, weight, bias, xd, wd, geo, need):
-    """The device path of ``ops.convolution`` (arguments already checked by it)."""
-    xp = data.xp
+def forward(xp, xd, wd, bd, geo, need):
+    """A path of ``ops.convolution`` (its contract: the channels-last output and its
+    backward, which takes the C-contiguous channels-last output gradient and returns the
+    channels-last input gradient, the weight and the bias gradients)."""
     x = to_nsc(xd, geo.last)
     N, C, O = x.shape[0], x.shape[-1], geo.wshape[0]
     cg = _k.Geometry(N, C, geo.size, geo.kernel, geo.stride, geo.pad, geo.dilate, geo.out,
@@ -34,31 +34,22 @@ def convolution(data, weight, bias, xd, wd, geo, need):
     wm = wd.reshape(O, -1)                     # (O, C*K) or (O, K*C): a view
     col, direct = _unfolded(xp, x, cg)
     y2 = xp.matmul(col, wm.T)
-    if bias is not None:
-        _ew.bias_act(xp, y2, bias._data.astype(y2.dtype, copy=False), None)
+    if bd is not None:
+        _ew.bias_act(xp, y2, bd.astype(y2.dtype, copy=False), None)
     y = y2.reshape((N,) + tuple(geo.out) + (O,))
-    result = from_nsc(y, geo.last)
     if need is None:
-        return _wrap(result, data._ctx)
-    in_dtype = data.dtype
+        return y, None
 
     def backward(g):
-        g2 = xp.ascontiguousarray(to_nsc(g, geo.last)).reshape(cg.rows, O)
+        g2 = g.reshape(cg.rows, O)
         gx = gw = gb = None
         if need[0]:
             gcol = xp.matmul(g2, wm)
-            gx = gcol.reshape(x.shape) if direct else _k.col2im(xp, gcol, cg, gcol.dtype)
-            gx = from_nsc(gx.reshape((N,) + tuple(geo.size) + (C,)), geo.last)
-            if gx.dtype != in_dtype:
-                gx = gx.astype(in_dtype)
+            gx = (gcol if direct else _k.col2im(xp, gcol, cg, gcol.dtype)).reshape(x.shape)
         if need[1]:
             gw = xp.empty(wd.shape, dtype=wd.dtype)
             xp.matmul(g2.T, col, out=gw.reshape(O, -1))
         if need[2]:
             gb = _ew.column_sum(xp, g2)
         return gx, gw, gb
-    return record_op(backward, (data, weight, bias), result, data._ctx, need=need,
-                     name='convolution')
-
-
-del prod
+    return y, backward

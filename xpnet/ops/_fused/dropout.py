@@ -3,16 +3,13 @@
 backward pass instead of being kept: one kernel each way, nothing copied from the host."""
 from ... import random as _random
 from ...backend.kernels import elementwise as _ew
-from .._base import _wrap, record_op, tracked
 
 __all__ = ['dropout']
 
 
-def dropout(x, p, mshape):
-    """``x`` with the dropout mask of rate ``p`` (shape ``mshape``: ``x``'s, or 1 along
-    the shared ``axes``) applied; float data on a device."""
-    xp = x.xp
-    xd = x._data
+def dropout(xp, xd, p, mshape, want_grad):
+    """``(y, backward)``: the float device data ``xd`` with the dropout mask of rate ``p``
+    (shape ``mshape``: ``xd``'s, or 1 along the shared ``axes``) applied."""
     shared = tuple(mshape) != tuple(xd.shape)
     n = 1
     for s in mshape:
@@ -23,11 +20,11 @@ def dropout(x, p, mshape):
         y = xd * mask
     else:
         y = _ew.dropout(xp, xp.ascontiguousarray(xd), p, key, base)
-    if not tracked(x):
-        return _wrap(y, x._ctx)
+    if not want_grad:
+        return y, None
 
     def backward(g):
         if shared:
             return (g * mask,)
         return (_ew.dropout(xp, xp.ascontiguousarray(g), p, key, base),)
-    return record_op(backward, (x,), y, x._ctx, name='dropout')
+    return y, backward

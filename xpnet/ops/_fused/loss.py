@@ -2,9 +2,9 @@
 ``softmax - onehot``; the backward scales the latter by the output gradient (one kernel)."""
 import numpy as np
 
+from ...backend.kernels import elementwise as _ew
 from ...backend.kernels import softmax as _sm
 from ...backend.kernels.checks import LABEL_DTYPES
-from .._base import _wrap, record_op, tracked
 
 __all__ = ['applies', 'sparse_softmax_cross_entropy']
 
@@ -16,17 +16,15 @@ def applies(rows, label_data):
         np.dtype(label_data.dtype) in LABEL_DTYPES
 
 
-def sparse_softmax_cross_entropy(pred, label, rows, from_logits):
-    """The device path of the sparse softmax cross-entropy over ``rows`` (the prediction
-    as (M, n) with the class axis last, see ``ops.loss._ClassRows``)."""
+def sparse_softmax_cross_entropy(rows, label_data, from_logits, want_grad):
+    """``(loss, backward)`` of the sparse softmax cross-entropy over ``rows`` (the
+    prediction as (M, n) with the class axis last, see ``ops.loss._ClassRows``)."""
     xp = rows.xp
-    want = tracked(pred)
-    loss, grad = _sm.softmax_cross_entropy(xp, rows.x2, label._data, from_logits, want)
+    loss, grad = _sm.softmax_cross_entropy(xp, rows.x2, label_data, from_logits, want_grad)
     loss = loss.reshape(rows.out_shape)
-    if not want:
-        return _wrap(loss, pred._ctx)
-    from ...backend.kernels.elementwise import scale_rows
+    if not want_grad:
+        return loss, None
 
     def backward(g):
-        return (rows.restore(scale_rows(xp, grad, xp.ascontiguousarray(g).reshape(-1))),)
-    return record_op(backward, (pred,), loss, pred._ctx, name='softmax_cross_entropy')
+        return (rows.restore(_ew.scale_rows(xp, grad, xp.ascontiguousarray(g).reshape(-1))),)
+    return loss, backward

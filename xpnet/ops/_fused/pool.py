@@ -1,10 +1,10 @@
 """Pooling on a device: max and average pooling as one kernel each way
 (:mod:`xpnet.backend.kernels.pool`; the max-pooling backward is a gather over the kept
 arg-max offsets), and global average pooling as one mean forward and one broadcast
-backward."""
+backward. Each returns ``(output, backward)`` on channels-last (N, *S, C) arrays, as the
+paths of :mod:`xpnet.ops.pool` (the op converts layouts)."""
 from ...backend.kernels import pool as _k
-from .._base import _wrap, needs_grad, record_op
-from .._im2col import from_nsc, prod, to_nsc
+from .._im2col import prod
 
 __all__ = ['applies', 'max_pool', 'avg_pool', 'global_avg_pool']
 
@@ -14,51 +14,40 @@ def applies(xp, dtype):
     return fused(xp, dtype)
 
 
-def max_pool(data, x, kernel, stride, pad, out, last):
-    """Max pooling of the channels-last view ``x`` of ``data``."""
-    xp = data.xp
+def max_pool(xp, x, kernel, stride, pad, out, want_grad):
+    """Max pooling of the channels-last view ``x``: ``(y, backward(g) -> gx)``, both
+    C-contiguous channels-last."""
     y, arg = _k.max_pool(xp, x, kernel, stride, pad, out)
-    return _record(data, y, last, 'max_pooling', lambda g5: _k.max_pool_backward(
-        xp, g5, arg, x.shape, kernel, stride, pad, out, g5.dtype))
+    if not want_grad:
+        return y, None
+    return y, lambda g: _k.max_pool_backward(xp, g, arg, x.shape, kernel, stride, pad, out,
+                                             g.dtype)
 
 
-def avg_pool(data, x, kernel, stride, pad, out, last, pool_type, count_include_pad):
-    """Average (or sum) pooling of the channels-last view ``x`` of ``data``."""
-    xp = data.xp
+def avg_pool(xp, x, kernel, stride, pad, out, pool_type, count_include_pad, want_grad):
+    """Average (or sum) pooling of the channels-last view ``x`` (as :func:`max_pool`)."""
     is_sum = pool_type == 'sum'
     y = _k.avg_pool(xp, x, kernel, stride, pad, out, count_include_pad, is_sum)
-    return _record(data, y, last, 'avg_pooling', lambda g5: _k.avg_pool_backward(
-        xp, g5, x.shape, kernel, stride, pad, out, count_include_pad, is_sum, g5.dtype))
+    if not want_grad:
+        return y, None
+    return y, lambda g: _k.avg_pool_backward(xp, g, x.shape, kernel, stride, pad, out,
+                                             count_include_pad, is_sum, g.dtype)
 
 
-def _record(data, y, last, name, input_grad):
-    """The pooled NDArray (a view of the channels-last ``y``) and its backward: the output
-    gradient as a C-contiguous channels-last array to ``input_grad``."""
-    xp = data.xp
-    result = from_nsc(y, last)
-    if needs_grad(data) is None:
-        return _wrap(result, data._ctx)
-
-    def backward(g):
-        return (from_nsc(input_grad(xp.ascontiguousarray(to_nsc(g, last))), last),)
-    return record_op(backward, (data,), result, data._ctx, name=name)
-
-
-def global_avg_pool(data, x, nd, last, pool_type):
-    """Global average (or sum) pooling: one reduction forward, one broadcast backward."""
-    xp = data.xp
+def global_avg_pool(xp, x, pool_type, want_grad):
+    """Global average (or sum) pooling of the channels-last view ``x``: one reduction
+    forward, one broadcast backward."""
     N, C = x.shape[0], x.shape[-1]
     P = prod(x.shape[1:-1])
     flat = x.reshape(N, P, C)
     y = flat.sum(axis=1) if pool_type == 'sum' else flat.mean(axis=1)
-    result = from_nsc(y.reshape((N,) + (1,) * nd + (C,)), last)
-    if needs_grad(data) is None:
-        return _wrap(result, data._ctx)
+    y = y.reshape((N,) + (1,) * (x.ndim - 2) + (C,))
+    if not want_grad:
+        return y, None
     scale = x.dtype.type(1.0 if pool_type == 'sum' else 1.0 / P)
-    shape = x.shape
 
     def backward(g):
-        gx = xp.empty(shape, dtype=g.dtype)
-        xp.multiply(to_nsc(g, last), scale, out=gx)         # broadcast over the window
-        return (from_nsc(gx, last),)
-    return record_op(backward, (data,), result, data._ctx, name='global_avg_pooling')
+        gx = xp.empty(x.shape, dtype=g.dtype)
+        xp.multiply(g, scale, out=gx)                  # broadcast over the window
+        return gx
+    return y, backward

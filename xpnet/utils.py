@@ -192,7 +192,7 @@ def _fused_norm_applies(arrays, ctx):
     from .backend.kernels import fused
     dtype = arrays[0].dtype
     return fused(ctx.xp, dtype) and all(a.context == ctx and a.dtype == dtype
-                                        for a in arrays)
+                                        and a._data.flags.c_contiguous for a in arrays)
 
 
 _NORM_TABLES = {}

@@ -352,7 +352,8 @@ class Optimizer:
         for item in zip(indices, weights, grads, states):
             w, g = item[1], item[2]
             if fusable and isinstance(g, NDArray) and _use_fused(w.xp, w.dtype) \
-                    and g.dtype == w.dtype and g.context == w.context:
+                    and g.dtype == w.dtype and g.context == w.context \
+                    and _flat(w) and _flat(g) and all(map(_flat, _arrays(item[3]))):
                 fused.append(item)
             else:
                 rest.append(item)
@@ -448,6 +449,20 @@ def _decode_keyed(pairs):
 
 register = Optimizer.register
 create = Optimizer.create_optimizer
+
+
+def _flat(a):
+    """C-contiguous data: what the multi-tensor kernels index as flat vectors."""
+    return a._data.flags.c_contiguous
+
+
+def _arrays(state):
+    """The NDArrays of an optimizer state (None, an NDArray, or nested tuples/lists)."""
+    if isinstance(state, NDArray):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [a for s in state for a in _arrays(s)]
+    return []
 
 
 def skipped_standin(xp, skip, arrays, update):

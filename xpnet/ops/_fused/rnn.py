@@ -47,7 +47,8 @@ def backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     dy, gemm, dC = _output_grads(s, grads)       # gemm: the state gradient entering a step
     if dy is not None:
         dy = xp.ascontiguousarray(dy.astype(dt, copy=False))
-    b = _Grads(s, dC)
+    gemm = xp.ascontiguousarray(gemm)              # the kernels index (N, H) C-order arrays
+    b = _Grads(s, None if dC is None else xp.ascontiguousarray(dC))
     carry = xp.zeros((N, P), dtype=dt)
     vl = s.vl32
     for k in range(s.T - 1, -1, -1):

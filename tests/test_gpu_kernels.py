@@ -333,8 +333,7 @@ def _train(ctx, opt, params, dtype, steps=3):
 @pytest.mark.parametrize('opt,params', OPTIMIZERS)
 def test_multi_tensor_optimizers(device, dtype, opt, params):
     net_c, tr_c = _train(xpnet.cpu(), opt, params, dtype)
-    with simulated.counting() as c:
-        net_d, tr_d = _train(device, opt, params, dtype)
+    net_d, tr_d = _train(device, opt, params, dtype)
     for (k, p), q in zip(net_c.collect_params().items(), net_d.collect_params().values()):
         np.testing.assert_allclose(q.data(device).asnumpy(), p.data().asnumpy(),
                                    err_msg=k, **TOL[dtype])
@@ -382,7 +381,7 @@ def test_global_norm_and_scaling(device, dtype):
         np.testing.assert_allclose(to_host(a), h * (0.5 / (want + 1e-8)), rtol=1e-5)
 
 
-# ---- metrics, checks ------------------------------------------------------------------------------
+# ---- metrics, checks --------------------------------------------------------------------------
 
 def _metric_pairs(ctx):
     rng = np.random.default_rng(0)

@@ -372,7 +372,7 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     """Walk the steps in reverse (each mode's backward step gives the gate gradients of its
     step and the gradient of the state entering it), then the parameter and input gradients
     as whole-sequence products."""
-    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
+    xp, N, P, dt = s.xp, s.N, s.P, s.dt
     dy, dS, dC = _output_grads(s, grads)
     b = _Grads(s, dC)
     dh = xp.empty((N, P), dtype=dt)

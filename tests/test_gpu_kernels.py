@@ -439,7 +439,7 @@ def test_device_label_checks_are_one_kernel(device):
         flush_device_checks()
 
 
-@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('dtype', DTYPES + [np.float16])
 def test_nonfinite_marks_the_first_batch(device, dtype):
     from xpnet.backend.kernels.checks import mark_nonfinite
     xp = device.xp

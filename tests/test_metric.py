@@ -303,8 +303,11 @@ def test_class_index_metrics_refuse_bad_labels(ctx, make, classes, bad):
     pred = xpnet.array(np.random.RandomState(0).rand(3, classes), ctx=ctx)
     m = make()
     with pytest.raises(ValueError, match=rf'{m.name}: labels must be whole class indices '
-                                         rf'in \[0, {classes}\), got'):
+                                         rf'in \[0, {classes}\)') as err:
         m.update(xpnet.array([0, value, 1], ctx=ctx), pred)
+        m.get()          # a metric accumulating on a device raises at its read-back
+    if ctx.device_type == 'cpu':
+        assert ', got' in str(err.value)
     m.update(xpnet.array([0, 1, 1], ctx=ctx), pred)       # whole floats are fine
     assert m.num_inst > 0 or m.global_num_inst > 0
 
@@ -318,15 +321,23 @@ def test_perplexity_does_not_check_ignored_labels():
         m.update(nd.array([1, -2, 0]), nd.array(probs))
 
 
-def test_a_failed_device_check_surfaces_at_the_next_metric_update():
-    """The loss checks device labels without reading back; the metric update that follows
-    reads back anyway and raises the loss's error there."""
+def test_a_failed_device_check_surfaces_at_the_metric_read_back():
+    """The loss checks device labels without reading back, and a metric update on the
+    device reads nothing back either; the metric's value is read back (one transfer with
+    the pending flags), and the loss's error is raised there."""
+    from xpnet.backend import simulated
     ctx = xpnet.backend.sim(0)
     pred = xpnet.array(np.random.rand(2, 3), ctx=ctx)
     label = xpnet.array([0, 3], ctx=ctx)
-    loss = xpnet.loss.SoftmaxCrossEntropyLoss()(pred, label)
-    with pytest.raises(ValueError, match=r'SoftmaxCrossEntropyLoss.*\[0, 3\)'):
-        metric.Loss().update(None, loss)
+    m = metric.Loss()
+    with simulated.counting() as c:
+        loss = xpnet.loss.SoftmaxCrossEntropyLoss()(pred, label)
+        m.update(None, loss)
+    assert c.syncs == 0
+    with simulated.counting() as c:
+        with pytest.raises(ValueError, match=r'SoftmaxCrossEntropyLoss.*\[0, 3\)'):
+            m.get()
+    assert c.syncs == 1
 
 
 def test_host_labels_with_device_predictions(ctx):

@@ -2,8 +2,14 @@
 
 ``xpnet.random.seed(n)`` makes everything that draws from it reproducible. Draws are made
 on the host with NumPy's PCG64 generator and moved to the array's device, so the same seed
-gives the same numbers on every device (GPU users who prefer on-device generation can seed
-CuPy themselves). ``get_state()``/``set_state()`` capture the stream for checkpoints.
+gives the same numbers on every device. ``get_state()``/``set_state()`` capture the stream
+for checkpoints.
+
+Dropout on a device draws its masks on the device instead (nothing is copied up per
+step): a counter-based generator (Philox4x32-10) whose key comes from the seed and whose
+counter is part of this stream's state (:func:`device_stream`), so device masks are as
+reproducible and as checkpointable as host draws, and the simulated device gives the
+same masks as a GPU. The CPU keeps drawing its masks from PCG64.
 
 This module is also ``nd.random`` and ``mx.random`` of Gluon 1.x code: ``uniform``,
 ``normal``, ``randn``, ``randint``, ``poisson``, ``exponential``, ``gamma``,
@@ -20,17 +26,29 @@ import numpy as np
 
 from .backend import current_context, to_device, Context
 
-__all__ = ['seed', 'get_state', 'set_state', 'generator', 'uniform', 'normal', 'randint',
+__all__ = ['seed', 'get_state', 'set_state', 'generator', 'device_stream', 'uniform',
+           'normal', 'randint',
            'uniform_array', 'normal_array', 'shuffle', 'permutation', 'randn', 'poisson',
            'exponential', 'gamma', 'negative_binomial', 'generalized_negative_binomial',
            'multinomial']
 
 _gen = [np.random.Generator(np.random.PCG64())]
+_DEVICE_KEY = 'xpnet_device'
+
+
+def _device_key(entropy):
+    """A 64-bit Philox key from a seed (or any entropy), through NumPy's SeedSequence."""
+    words = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return int(words[0]) | (int(words[1]) << 32)
+
+
+_device = {'key': _device_key(None), 'counter': 0}
 
 
 def seed(seed_state, ctx='all'):
     """Seed the global stream (``ctx`` is accepted for MXNet compatibility)."""
     _gen[0] = np.random.Generator(np.random.PCG64(int(seed_state)))
+    _device['key'], _device['counter'] = _device_key(int(seed_state)), 0
 
 
 def generator():
@@ -38,16 +56,34 @@ def generator():
     return _gen[0]
 
 
+def device_stream(nblocks):
+    """``(key, counter)`` for ``nblocks`` blocks of four Philox words drawn on a device
+    (dropout masks), and advance the stream past them. Host bookkeeping only."""
+    key, base = _device['key'], _device['counter']
+    _device['counter'] = base + int(nblocks)
+    return key, base
+
+
 def get_state():
-    """A JSON-serializable snapshot of the global stream."""
-    return _gen[0].bit_generator.state
+    """A JSON-serializable snapshot of the global stream (the host generator's state and
+    the device stream's key and counter)."""
+    state = dict(_gen[0].bit_generator.state)
+    state[_DEVICE_KEY] = dict(_device)
+    return state
 
 
 def set_state(state):
-    """Restore a snapshot from :func:`get_state`."""
+    """Restore a snapshot from :func:`get_state`. A snapshot without the device stream
+    (written by an older xpnet) restarts it from a key derived from the host state."""
+    state = dict(state)
+    device = state.pop(_DEVICE_KEY, None)
     bg = np.random.PCG64()
     bg.state = state
     _gen[0] = np.random.Generator(bg)
+    if isinstance(device, dict) and 'key' in device and 'counter' in device:
+        _device['key'], _device['counter'] = int(device['key']), int(device['counter'])
+    else:
+        _device['key'], _device['counter'] = _device_key(int(state['state']['state'])), 0
 
 
 def _dtype(dtype):

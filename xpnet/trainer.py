@@ -268,23 +268,29 @@ class Trainer:
             todo.append(i)
         optimizer = self._optimizer
         scaler = self._amp_loss_scaler
-        # AMP: a device flag, set when the scaled gradients overflowed, undoes the updates
+        # AMP: a device flag, set when the scaled gradients overflowed, skips the updates
         skip = None if scaler is None else scaler.begin_update(self._params)
+        weights, grads, states = [], [], []
         for i in todo:
-            datas = self._params[i]._data
-            weight = datas[0]
+            weight = self._params[i]._data[0]
             buf = weight._grad
             sparse = getattr(buf, '_sparse', None)
-            grad = sparse if sparse is not None else buf
-            with weight.context.use():     # CuPy computes on the current device
-                state = self._states.get(i, _MISSING)
-                if state is _MISSING:
+            weights.append(weight)
+            grads.append(sparse if sparse is not None else buf)
+            state = self._states.get(i, _MISSING)
+            if state is _MISSING:
+                with weight.context.use():     # CuPy computes on the current device
                     state = self._states[i] = optimizer.create_state_multi_precision(i, weight)
-                if skip is None:
-                    optimizer.update_multi_precision(i, weight, grad, state)
-                else:
-                    scaler.masked_update(optimizer.update_multi_precision, i, weight, grad,
-                                         state)
+            states.append(state)
+        # all at once: on a device one multi-tensor kernel per device and dtype
+        if skip is None:
+            optimizer.update_many(todo, weights, grads, states)
+        else:
+            optimizer.update_many(todo, weights, grads, states, skip=skip,
+                                  masked_update=scaler.masked_update)
+        for i, grad in zip(todo, grads):
+            datas = self._params[i]._data
+            weight, sparse = datas[0], grad if getattr(grad, 'is_row_sparse', False) else None
             if len(datas) > 1:
                 rows = grad.indices if sparse is not None and \
                     optimizer.updates_rows_only(grad) else None

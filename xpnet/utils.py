@@ -132,11 +132,16 @@ def clip_global_norm(arrays, max_norm, check_isfinite=True):
         arrays: a list of NDArrays (typically gradients), possibly on several devices.
         max_norm: the largest allowed global norm.
         check_isfinite: read the norm back to the host, warn if it is NaN or infinite, and
-            return it as a float; if False nothing is synchronised and the norm is returned
-            as an NDArray of shape (1,) on the first array's device.
+            return it as a float (MXNet's default); if False nothing is synchronised: the
+            scale is applied on the device and the norm is returned as an NDArray of shape
+            (1,) on the first array's device.
 
     Returns:
         The global norm before clipping.
+
+    On a device, arrays of one device and float dtype take two multi-tensor kernels in
+    all (the norm with float64 sums, then the rescaling, which reads the norm on the
+    device); with ``check_isfinite`` the norm is read back afterwards.
 
     Example::
 
@@ -147,6 +152,15 @@ def clip_global_norm(arrays, max_norm, check_isfinite=True):
         raise ValueError('clip_global_norm: arrays is empty')
     ctx = arrays[0].context
     xp = ctx.xp
+    if _fused_norm_applies(arrays, ctx):
+        norm = _clip_on_device(arrays, ctx, max_norm)
+        if not check_isfinite:
+            return _wrap(norm, ctx)
+        value = float(_wrap(norm, ctx).asnumpy()[0])
+        if not math.isfinite(value):
+            warnings.warn(UserWarning('nan or inf is detected. Clipping results will be '
+                                      'undefined.'), stacklevel=2)
+        return value
     total = None
     for a in arrays:
         with a.context.use():
@@ -173,6 +187,33 @@ def clip_global_norm(arrays, max_norm, check_isfinite=True):
         with a.context.use():
             a._data *= _to_ctx(scale, a.context).astype(a.dtype)
     return _wrap(norm, ctx)
+
+
+def _fused_norm_applies(arrays, ctx):
+    """Whether clip_global_norm runs as two multi-tensor kernels: every array on ``ctx``
+    (a device) with one float dtype."""
+    from .backend.kernels import fused
+    dtype = arrays[0].dtype
+    return fused(ctx.xp, dtype) and all(a.context == ctx and a.dtype == dtype
+                                        and a._data.flags.c_contiguous for a in arrays)
+
+
+_NORM_TABLES = {}
+
+
+def _clip_on_device(arrays, ctx, max_norm):
+    """The global norm of ``arrays`` (a (1,) device array) and the rescaling, on the
+    device."""
+    from .backend.kernels.optim import TensorTable, global_norm, scale_by_norm
+    xp = ctx.xp
+    table = _NORM_TABLES.get(ctx)
+    if table is None:
+        table = _NORM_TABLES[ctx] = TensorTable()
+    data = [a._data for a in arrays]
+    with ctx.use():
+        norm = global_norm(xp, table, data)
+        scale_by_norm(xp, table, data, norm, float(max_norm))
+    return norm
 
 
 def check_sha1(filename, sha1_hash):

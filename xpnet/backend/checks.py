@@ -4,11 +4,14 @@ A check of host (NumPy) data raises at once. A check of device data (CuPy, the s
 device) cannot look at its result without waiting for the device, so
 :func:`device_assert` keeps the failure flag *on the device* instead, in a per-thread,
 per-device registry, and :func:`flush_device_checks` raises at the next point where xpnet
-reads data back to the host anyway (``NDArray.asnumpy()``/``item()``/``float()``, every
-metric ``update``). All flags pending on one device are read together, with one transfer.
-The cost on a device is a few small kernels per check (the comparison, ``any`` and an OR
-into the pending flag) and nothing else; the error surfaces at most one read-back late,
-naming what was wrong.
+reads data back to the host anyway (``NDArray.asnumpy()``/``item()``/``float()``, a
+metric's ``get()``, a checkpoint). All flags pending on one device are read together, with
+one transfer.
+The cost on a device is one kernel per check (fused kernels write straight into the
+pending flag, see :func:`device_flag`; a generic check costs the comparison, ``any`` and an
+OR) and nothing else; the error surfaces at most one read-back late, naming what was
+wrong. A pending flag may be an int32 holding a number (e.g. the first batch with a
+non-finite loss); its message may be a function of that number.
 
 Example::
 
@@ -22,8 +25,8 @@ import numpy as np
 
 from . import context_of, get_array_module, to_host
 
-__all__ = ['device_assert', 'flush_device_checks', 'pending_device_checks', 'read_back',
-           'check_labels']
+__all__ = ['device_assert', 'device_flag', 'flush_device_checks', 'pending_device_checks',
+           'read_back', 'check_labels']
 
 _local = threading.local()
 
@@ -50,7 +53,34 @@ def device_assert(bad, message, error=ValueError):
     key = (context_of(bad), error, message)
     pending = _pending()
     flag = pending.get(key)
-    pending[key] = bad if flag is None else flag | bad
+    if flag is None or flag is bad:
+        pending[key] = bad
+    elif flag.dtype == bad.dtype:
+        flag |= bad                  # the registry's own array (never the caller's)
+    else:
+        pending[key] = flag | bad
+
+
+def device_flag(ctx, message, error=ValueError):
+    """The int32 0-d pending flag of ``(ctx, error, message)`` on device ``ctx``, created
+    (zero) if there is none: a fused kernel sets it to non-zero to report a failure,
+    which the next :func:`flush_device_checks` raises as ``error(message)`` (or
+    ``error(message(value))`` when ``message`` is callable). One kernel (the zeros) per
+    read-back period, none per check."""
+    key = (ctx, error, message)
+    pending = _pending()
+    flag = pending.get(key)
+    if flag is None or flag.dtype != np.int32:
+        with ctx.use():
+            new = ctx.xp.zeros((), dtype=np.int32)
+            if flag is not None:
+                new |= flag
+        flag = pending[key] = new
+    return flag
+
+
+def _raise(error, message, value):
+    raise error(message(int(value)) if callable(message) else message)
 
 
 def pending_device_checks():
@@ -74,10 +104,11 @@ def flush_device_checks():
     for ctx, checks in by_device.items():
         xp = get_array_module(checks[0][2])
         with ctx.use():
-            failed = to_host(xp.stack([flag.reshape(()) for _, _, flag in checks]))
+            failed = to_host(xp.stack([flag.reshape(()).astype(np.int32)
+                                       for _, _, flag in checks]))
         for (error, message, _), bad in zip(checks, failed):
             if bad:
-                raise error(message)
+                _raise(error, message, bad)
 
 
 # Up to this size a read-back carries the pending flags of its device in the same transfer
@@ -103,12 +134,13 @@ def read_back(data):
     xp = get_array_module(data)
     with ctx.use():
         flat = xp.ascontiguousarray(data).reshape(-1).view(xp.uint8)
-        flags = xp.stack([flag.reshape(()) for _, flag in mine]).astype(xp.uint8)
-        both = to_host(xp.concatenate([flat, flags]))
+        flags = xp.stack([flag.reshape(()).astype(np.int32) for _, flag in mine])
+        both = to_host(xp.concatenate([flat, flags.view(xp.uint8)]))
     flush_device_checks()                      # other devices' flags, if any
-    for ((_, error, message), _), bad in zip(mine, both[flat.size:]):
+    values = both[flat.size:].copy().view(np.int32)
+    for ((_, error, message), _), bad in zip(mine, values):
         if bad:
-            raise error(message)
+            _raise(error, message, bad)
     return both[:flat.size].view(data.dtype).reshape(data.shape)
 
 
@@ -130,6 +162,9 @@ def check_labels(labels, num_classes, what, ignore_label=None):
         return
     if labels.dtype.kind == 'b':
         labels = labels.astype(np.int8)
+    if not isinstance(labels, np.ndarray) and _check_on_device(labels, num_classes, what,
+                                                               ignore_label):
+        return
     kind = labels.dtype.kind
     if kind in 'iu':
         bad = labels < 0 if kind == 'i' else None
@@ -154,3 +189,20 @@ def check_labels(labels, num_classes, what, ignore_label=None):
             raise ValueError(f'{message}, got {labels[bad][0].item()!r}')
         return
     device_assert(flag, message + ' (found when the batch was read back)')
+
+
+def _check_on_device(labels, num_classes, what, ignore_label):
+    """:func:`check_labels` of a device array as one fused kernel writing its pending
+    flag; False when no fused kernel takes these labels."""
+    from . import kernels
+    from .kernels.checks import LABEL_DTYPES, mark_bad_labels
+    xp = get_array_module(labels)
+    if not kernels.fused(xp) or labels.dtype not in LABEL_DTYPES:
+        return False
+    where = f'[0, {num_classes})' if num_classes is not None else '[0, inf)'
+    message = (f'{what}: labels must be whole class indices in {where} (found when the '
+               'batch was read back)')
+    ctx = context_of(labels)
+    mark_bad_labels(xp, labels, num_classes, device_flag(ctx, message, ValueError),
+                    ignore_label)
+    return True

@@ -143,6 +143,7 @@ def metric_state(metric, warn):
     if own_state or kind.__module__.startswith('xpnet.metric'):
         return {'kind': 'state_dict', 'state': metric.state_dict()}
     state = {}
+    getattr(metric, '_fold', lambda: None)()     # statistics accumulated on a device
     for key, value in vars(metric).items():
         if key.startswith('_') or key in _METRIC_CONFIG:
             continue

@@ -28,6 +28,7 @@ from ..data.prefetch import prefetch_to_devices, prefetches
 from ..ndarray import NDArray
 from . import _checks
 from . import _distributed
+from ._finite import FiniteGuard
 from ._state import RandomTracker, ResumePoint
 from ._training_state import TrainingStateMixin
 from .batch_processor import BatchProcessor
@@ -364,7 +365,9 @@ class Estimator(TrainingStateMixin):
         raises, or training is interrupted (Ctrl+C), training stops, every ``train_end``
         handler still runs (a CheckpointHandler then saves the last completed batch) and
         the exception propagates. A non-finite loss stops training with
-        ``FloatingPointError`` before that batch's update is applied.
+        ``FloatingPointError`` before that batch's update is applied; on a device the
+        update is skipped there, and the error is raised at the next read-back (a metric
+        value, a checkpoint) or at the end of the epoch (see ``estimator/_finite.py``).
 
         Args:
             train_data: a DataLoader (or iterable) of ``(data, label)`` batches.
@@ -403,15 +406,20 @@ class Estimator(TrainingStateMixin):
         self._after_event = []
         self._pending_handler_states = self._pending_metric_states = None
         self.training = True
+        self._finite_guard = FiniteGuard(self)
         try:
             with self._amp_scope():
                 self._begin_training(events)
+                self._finite_guard.remember(self)
                 while not self.stop_training and not self.progress.limit_reached():
                     self._fit_epoch(train_data, events, batch_axis)
         except BaseException as err:
             self._after_event = []
+            self._finite_guard.rewind(self, err)
+            self._finite_guard.close(self)
             self._end_training(events, err)
             raise
+        self._finite_guard.close(self)
         self._end_training(events, None)
         return self.history
 
@@ -455,13 +463,14 @@ class Estimator(TrainingStateMixin):
             if batch_begin:
                 self._call(batch_begin, batch=batch)
             data, label, pred, loss = self.fit_batch(batch, batch_axis)
-            self._check_finite(loss)
+            self._finite_guard.check(self, loss, self._check_finite)
             progress.complete_batch(batch_size_of(loss))
             self._resume_point.valid = False     # the batch's handlers change the state
             stop = self._call(batch_end, batch=batch, pred=pred, label=label, loss=loss)
             if self._after_event:
                 self._flush_after_event()
             self._mark_resume_point(with_loader=False)
+            self._finite_guard.remember(self)
             if self._agree_every_batch:      # every rank stops after the same batch
                 stop = dist.any_rank(stop or self.stop_training)
             if stop or self.stop_training:
@@ -470,12 +479,14 @@ class Estimator(TrainingStateMixin):
         if progress.epoch_batches == 0:
             raise ValueError('train_data yielded no batches in epoch '
                              f'{progress.epoch}; is the dataset empty?')
+        self._finite_guard.flush()           # a device-side non-finite loss raises here
         progress.complete_epoch()
         stop = self._call_epoch_end(events['epoch_end'])
         self._record_history()
         progress.start_next_epoch()
         self._flush_after_event()
         self._mark_resume_point(with_loader=True)
+        self._finite_guard.remember(self)
         if self._ranks > 1:      # cheap once an epoch, whatever the handlers
             stop = dist.any_rank(stop or self.stop_training)
         if stop:

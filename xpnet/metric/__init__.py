@@ -1,11 +1,14 @@
 """Evaluation metrics with Gluon 1.9's names, defaults and numbers (``xpnet.metric``).
 
-Metrics run on the host, every batch: ``update(labels, preds)`` takes one NDArray (or
-NumPy array), or a list of them (one per device), brings each to the host once and
-accumulates with vectorized NumPy. Where only a small part of a prediction is needed
-(the arg-max for :class:`Accuracy`, the label's probability for :class:`CrossEntropy`,
-:class:`NegativeLogLikelihood` and :class:`Perplexity`) that part is selected on the
-prediction's device first, so a large GPU array is not copied whole.
+``update(labels, preds)`` takes one NDArray (or NumPy array), or a list of them (one per
+device). Host predictions are accumulated with vectorized NumPy. Device predictions are
+accumulated on their device without reading anything back (:class:`Accuracy`,
+:class:`Loss`, :class:`CrossEntropy`, :class:`NegativeLogLikelihood`, :class:`Perplexity`:
+one fused kernel per update; :class:`MAE`, :class:`MSE`, :class:`RMSE`: a few array
+calls): ``get()`` reads the statistics back once, and a bad label found on the device
+raises there. :class:`TopKAccuracy`, :class:`F1`, :class:`MCC`, :class:`PCC` and
+:class:`PearsonCorrelation` bring the selected part of each prediction (e.g. the arg-max)
+to the host at every update.
 
 ``get()`` returns ``(name, value)`` for the data since the last ``reset()`` or
 ``reset_local()``; ``get_global()`` for the data since the last ``reset()``. Before any

@@ -17,12 +17,14 @@ def _as_list(x):
     return [x]
 
 
-def _pairs(labels, preds, name):
+def _pairs(labels, preds, name, flush=True):
     """Lists of labels and predictions of equal length (one entry per device).
 
-    A metric update reads data back, so failed device checks surface here first.
+    A metric update on the host reads data back, so failed device checks surface here
+    first (``flush``); an update that stays on the device passes ``flush=False``.
     """
-    flush_device_checks()
+    if flush:
+        flush_device_checks()
     labels, preds = _as_list(labels), _as_list(preds)
     if len(labels) != len(preds):
         raise ValueError(f'{name}: got {len(labels)} label array(s) but {len(preds)} '
@@ -93,6 +95,26 @@ def _pick_host(pred, label, axis, name, ignore_label=None):
         xp.clip(idx, 0, c - 1, out=idx)         # ignored positions may hold any value
     probs = p2[xp.arange(m), idx]
     return to_host(probs).astype(numpy.float64), lab_host
+
+
+def _on_device(xp):
+    """True for a device array module (CuPy, the simulated device): the update stays there."""
+    return xp is not numpy
+
+
+def _device_label(label, pd, xp):
+    """The label as a device array on the prediction's device (bool labels as int8, as
+    the checks read them)."""
+    lab = _like(label, pd, xp)
+    return lab.astype(numpy.int8) if lab.dtype.kind == 'b' else lab
+
+
+def _label_flag(ctx, name, classes):
+    """The pending device flag of bad labels for metric ``name`` (see check_labels)."""
+    from ..backend.checks import device_flag
+    where = f'[0, {classes})' if classes is not None else '[0, inf)'
+    return device_flag(ctx, f'{name}: labels must be whole class indices in {where} (found '
+                       'when the metric was read back)', ValueError)
 
 
 def check_label_shapes(labels, preds, wrap=False, shape=False):

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import numpy
 
 from ..backend import is_array, to_host
+from ..backend.checks import read_back
 from ._inputs import _num
 
 __all__ = ['EvalMetric', 'CompositeEvalMetric', 'create', 'register', 'mergeable']
@@ -82,11 +83,31 @@ def create(metric, *args, **kwargs):
 
 # ---- base ------------------------------------------------------------------------------------
 
+def _statistic(name):
+    """A host statistic (``sum_metric``, ...) that first takes in what the device
+    accumulated (:meth:`EvalMetric._fold`); kept in the instance's ``__dict__`` under its
+    own name, so ``vars(metric)`` lists it."""
+    def get(self):
+        self._fold()
+        return self.__dict__.get(name, 0)
+
+    def set(self, value):
+        self._fold()
+        self.__dict__[name] = value
+    return property(get, set, doc=f'``{name}``, including what the device accumulated')
+
+
 class EvalMetric:
     """Base class of evaluation metrics.
 
     Subclasses implement ``update(labels, preds)`` and accumulate ``sum_metric`` /
     ``num_inst`` (and their ``global_`` twins); ``get()`` returns their ratio.
+
+    On a device, xpnet's metrics (Accuracy, Loss, CrossEntropy, NegativeLogLikelihood,
+    Perplexity, MAE, MSE, RMSE) accumulate into a float64 vector on the device
+    (``[sum, count, global sum, global count]``, :meth:`_add_device`), so an update
+    synchronises nothing; reading any statistic (``get()``, ``sum_metric``, ...) brings it
+    back once, with the pending device checks (bad labels raise there).
 
     Args:
         name: display name (settable later through ``.name``).
@@ -130,14 +151,64 @@ class EvalMetric:
         """Accumulate one batch: ``labels`` and ``preds`` are arrays or lists of arrays."""
         raise NotImplementedError(f'{type(self).__name__} must implement update()')
 
+    sum_metric = _statistic('sum_metric')
+    num_inst = _statistic('num_inst')
+    global_sum_metric = _statistic('global_sum_metric')
+    global_num_inst = _statistic('global_num_inst')
+
     def _accumulate(self, value, count):
         self.sum_metric += value
         self.global_sum_metric += value
         self.num_inst += count
         self.global_num_inst += count
 
+    # ---- accumulation on a device --------------------------------------------------------
+    def _device_accumulator(self, ctx):
+        """The float64 ``[sum, count, global sum, global count]`` of ``ctx`` (zeros when
+        new); call under ``ctx``'s device."""
+        accs = self.__dict__.setdefault('_device_acc', {})
+        acc = accs.get(ctx)
+        if acc is None:
+            acc = accs[ctx] = ctx.xp.zeros(4, dtype=numpy.float64)
+        return acc
+
+    def _add_device(self, ctx, value, count):
+        """Add ``value`` (a device 0-d array or a number) and ``count`` to the local and
+        global statistics, on the device (two kernels, no synchronisation)."""
+        acc = self._device_accumulator(ctx)
+        sums = acc[0::2]
+        sums += value
+        counts = acc[1::2]
+        counts += count
+
+    def _fold(self):
+        """Bring the device accumulators into the host statistics (one read-back per
+        device, which also raises the failed pending device checks)."""
+        accs = self.__dict__.get('_device_acc')
+        if not accs:
+            return
+        self.__dict__['_device_acc'] = {}
+        d = self.__dict__
+        for ctx, acc in accs.items():
+            with ctx.use():
+                v = read_back(acc)
+            for i, key in enumerate(('sum_metric', 'num_inst', 'global_sum_metric',
+                                     'global_num_inst')):
+                value = float(v[i])
+                if i % 2:
+                    value = int(value) if value.is_integer() else value
+                d[key] = d.get(key, 0) + value
+
+    def __copy__(self):
+        self._fold()
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.__dict__['_device_acc'] = {}
+        return out
+
     def reset(self):
         """Clear the local and the global statistics."""
+        self.__dict__['_device_acc'] = {}
         self.num_inst = 0
         self.sum_metric = 0.0
         self.global_num_inst = 0
@@ -145,8 +216,12 @@ class EvalMetric:
 
     def reset_local(self):
         """Clear the local statistics only (``get_global`` keeps counting)."""
-        self.num_inst = 0
-        self.sum_metric = 0.0
+        for ctx, acc in self.__dict__.get('_device_acc', {}).items():
+            with ctx.use():
+                local = acc[:2]
+                local.fill(0)                # on the device: nothing read back
+        self.__dict__['num_inst'] = 0
+        self.__dict__['sum_metric'] = 0.0
 
     def get(self):
         """``(name, value)`` since the last reset; NaN before any update."""

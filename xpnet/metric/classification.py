@@ -6,9 +6,11 @@ import numbers
 
 import numpy
 
-from ..backend import to_host
-from ..backend.checks import check_labels
-from ._inputs import _device, _host, _pairs, _pick_host, _on_preds_device
+from ..backend import context_of, to_host
+from ..backend import kernels as _kernels
+from ..backend.checks import check_labels, flush_device_checks
+from ._inputs import (_device, _device_label, _host, _label_flag, _on_device, _pairs,
+                      _pick_host, _on_preds_device, _rows)
 from .base import EvalMetric, _alias, _host_vector, _sum_rows, register
 
 __all__ = ['Accuracy', 'TopKAccuracy', 'F1', 'MCC', 'PCC', 'Perplexity', 'CrossEntropy',
@@ -35,8 +37,12 @@ class Accuracy(EvalMetric):
 
     @_on_preds_device
     def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
+        for label, pred in _pairs(labels, preds, self.name, flush=False):
             pd, xp = _device(pred)
+            if _on_device(xp):
+                self._update_on_device(label, pd, xp)
+                continue
+            flush_device_checks()
             lab = _host(label)
             classes = None              # predictions of the label's shape: class indices
             if tuple(pd.shape) != tuple(lab.shape) and pd.ndim > self.axis:
@@ -49,6 +55,31 @@ class Accuracy(EvalMetric):
                 raise ValueError(f'{self.name}: label shape {tuple(_host(label).shape)} does '
                                  f'not match prediction shape {tuple(_device(pred)[0].shape)}')
             self._accumulate(int(numpy.count_nonzero(pred_label == lab)), lab.size)
+
+    def _update_on_device(self, label, pd, xp):
+        """The update of one device's batch, accumulated on the device (one fused kernel
+        for (batch, classes) scores)."""
+        from ..backend.kernels.checks import LABEL_DTYPES
+        from ..backend.kernels.metrics import accuracy
+        ctx = context_of(pd)
+        lab = _device_label(label, pd, xp)
+        shape = tuple(pd.shape)
+        classes = None
+        if shape != tuple(lab.shape) and pd.ndim > self.axis:
+            classes = pd.shape[self.axis]
+            if pd.ndim == 2 and self.axis in (1, -1) and lab.size == pd.shape[0] \
+                    and _kernels.fused(xp, pd.dtype) and lab.dtype in LABEL_DTYPES:
+                accuracy(xp, xp.ascontiguousarray(pd), lab, self._device_accumulator(ctx),
+                         _label_flag(ctx, self.name, classes))
+                return
+            pd = xp.argmax(pd, axis=self.axis)
+        if pd.size != lab.size:
+            raise ValueError(f'{self.name}: label shape {tuple(lab.shape)} does not match '
+                             f'prediction shape {shape}')
+        check_labels(lab, classes, self.name)
+        hits = (pd.reshape(-1).astype(numpy.int32) ==
+                lab.reshape(-1).astype(numpy.int32)).sum()
+        self._add_device(ctx, hits, lab.size)
 
 
 @_alias('top_k_accuracy', 'top_k_acc')
@@ -376,7 +407,12 @@ class Perplexity(EvalMetric):
     @_on_preds_device
     def update(self, labels, preds):
         loss, num = 0.0, 0
-        for label, pred in _pairs(labels, preds, self.name):
+        for label, pred in _pairs(labels, preds, self.name, flush=False):
+            if _on_device(_device(pred)[1]):
+                _pick_log_sum_on_device(self, pred, label, self.axis, 0.0, 1e-10,
+                                        self.ignore_label)
+                continue
+            flush_device_checks()
             probs, lab = _pick_host(pred, label, self.axis, self.name, self.ignore_label)
             if self.ignore_label is not None:
                 keep = lab != self.ignore_label
@@ -411,7 +447,11 @@ class CrossEntropy(EvalMetric):
 
     @_on_preds_device
     def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
+        for label, pred in _pairs(labels, preds, self.name, flush=False):
+            if _on_device(_device(pred)[1]):
+                _pick_log_sum_on_device(self, pred, label, -1, self.eps, -numpy.inf, None)
+                continue
+            flush_device_checks()
             probs, _ = _pick_host(pred, label, -1, self.name)
             self._accumulate(float(-numpy.log(probs + self.eps).sum()), probs.size)
 
@@ -424,3 +464,32 @@ class NegativeLogLikelihood(CrossEntropy):
     def __init__(self, eps=1e-12, name='nll-loss', output_names=None, label_names=None):
         super().__init__(eps=eps, name=name, output_names=output_names,
                          label_names=label_names)
+
+
+def _pick_log_sum_on_device(metric, pred, label, axis, eps, floor, ignore_label):
+    """Add ``sum(-log(max(p[label], floor) + eps))`` over the rows whose label is not
+    ``ignore_label``, and their number, to ``metric``'s device accumulator (the
+    probability-based metrics' update on a device: one fused kernel)."""
+    from ..backend.kernels.checks import LABEL_DTYPES
+    from ..backend.kernels.metrics import pick_log_sum
+    name = metric.name
+    pd, xp = _device(pred)
+    p2 = _rows(pd, xp, axis, name)
+    lab = _device_label(label, pd, xp).reshape(-1)
+    m, c = p2.shape
+    if lab.size != m:
+        raise ValueError(f'{name}: label shape {tuple(_device(label)[0].shape)} does not '
+                         f'match prediction shape {tuple(pd.shape)}: expected {m} labels, '
+                         f'one per row of {c} class scores')
+    ctx = context_of(pd)
+    if _kernels.fused(xp, p2.dtype) and lab.dtype in LABEL_DTYPES:
+        pick_log_sum(xp, xp.ascontiguousarray(p2), lab, metric._device_accumulator(ctx),
+                     _label_flag(ctx, name, c), eps, floor, ignore_label)
+        return
+    check_labels(lab, c, name, ignore_label)
+    v = lab.astype(numpy.float64)
+    keep = v == v if ignore_label is None else v != ignore_label
+    idx = xp.clip(v, 0, c - 1).astype(numpy.int64)
+    probs = p2[xp.arange(m), idx].astype(numpy.float64)
+    terms = -xp.log(xp.maximum(probs, floor) + eps)
+    metric._add_device(ctx, xp.where(keep, terms, 0).sum(), keep.sum(dtype=numpy.float64))

@@ -2,7 +2,8 @@
 Gluon's ``metric.np``)."""
 import numpy
 
-from ..backend import get_array_module, is_array
+from ..backend import context_of, get_array_module, is_array
+from ..backend import kernels as _kernels
 from ..backend.checks import flush_device_checks
 from ..ndarray import NDArray
 from ._inputs import _as_list, _host, _on_preds_device
@@ -30,8 +31,12 @@ class Loss(EvalMetric):
 
     @_on_preds_device
     def update(self, _, preds):
-        flush_device_checks()       # a read-back: failed device checks surface here
         for pred in _as_list(preds):
+            data = pred._data if isinstance(pred, NDArray) else pred
+            if is_array(data) and not isinstance(data, numpy.ndarray):
+                self._update_on_device(data)       # accumulated there: nothing read back
+                continue
+            flush_device_checks()   # a read-back: failed device checks surface here
             if isinstance(pred, NDArray):
                 total, size = float(pred.xp.sum(pred._data)), pred.size
             elif is_array(pred):
@@ -40,6 +45,15 @@ class Loss(EvalMetric):
                 arr = numpy.asarray(pred, dtype=numpy.float64)
                 total, size = float(arr.sum()), arr.size
             self._accumulate(total, size)
+
+    def _update_on_device(self, data):
+        from ..backend.kernels.metrics import sum_values
+        xp = get_array_module(data)
+        ctx = context_of(data)
+        if _kernels.fused(xp, data.dtype):
+            sum_values(xp, data, self._device_accumulator(ctx))
+        else:
+            self._add_device(ctx, data.sum(dtype=numpy.float64), data.size)
 
 
 @register

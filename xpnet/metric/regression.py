@@ -4,7 +4,9 @@ import math
 
 import numpy
 
-from ._inputs import _host, _pairs, _on_preds_device
+from ..backend import context_of
+from ..backend.checks import flush_device_checks
+from ._inputs import _device, _host, _like, _on_device, _pairs, _on_preds_device
 from .base import EvalMetric, _alias, _host_vector, register
 
 __all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
@@ -13,20 +15,26 @@ __all__ = ['MAE', 'MSE', 'RMSE', 'PearsonCorrelation']
 # ---- regression ---------------------------------------------------------------------------------
 
 def _regression_pair(label, pred, name):
-    lab = _host(label)
-    p = _host(pred)
+    return _regression_difference(numpy, _host(label), _host(pred), name)
+
+
+def _regression_difference(xp, lab, p, name):
+    """``label - prediction`` in float64 (1-D arrays as columns), on the arrays' device;
+    ``ValueError`` naming both shapes when they do not fit."""
+    shape_l, shape_p = tuple(lab.shape), tuple(p.shape)
     if lab.ndim == 1:
         lab = lab.reshape(-1, 1)
     if p.ndim == 1:
         p = p.reshape(-1, 1)
     if lab.shape[:1] != p.shape[:1]:
-        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not match '
-                         f'prediction shape {tuple(_host(pred).shape)} (different batch sizes)')
+        raise ValueError(f'{name}: label shape {shape_l} does not match prediction shape '
+                         f'{shape_p} (different batch sizes)')
     try:
-        return lab.astype(numpy.float64) - p.astype(numpy.float64)
+        xp.broadcast_shapes(lab.shape, p.shape)
     except ValueError:
-        raise ValueError(f'{name}: label shape {tuple(_host(label).shape)} does not broadcast '
-                         f'with prediction shape {tuple(_host(pred).shape)}') from None
+        raise ValueError(f'{name}: label shape {shape_l} does not broadcast with prediction '
+                         f'shape {shape_p}') from None
+    return lab.astype(numpy.float64) - p.astype(numpy.float64)
 
 
 class _BatchError(EvalMetric):
@@ -41,9 +49,20 @@ class _BatchError(EvalMetric):
     def _error(d):
         raise NotImplementedError
 
+    @staticmethod
+    def _device_error(xp, d):
+        """:meth:`_error` as a device 0-d array."""
+        raise NotImplementedError
+
     @_on_preds_device
     def update(self, labels, preds):
-        for label, pred in _pairs(labels, preds, self.name):
+        for label, pred in _pairs(labels, preds, self.name, flush=False):
+            pd, xp = _device(pred)
+            if _on_device(xp):           # accumulated on the device: nothing read back
+                d = _regression_difference(xp, _like(label, pd, xp), pd, self.name)
+                self._add_device(context_of(pd), self._device_error(xp, d), 1)
+                continue
+            flush_device_checks()
             self._accumulate(self._error(_regression_pair(label, pred, self.name)), 1)
 
 
@@ -58,6 +77,10 @@ class MAE(_BatchError):
     def _error(d):
         return float(numpy.abs(d).mean())
 
+    @staticmethod
+    def _device_error(xp, d):
+        return xp.abs(d).mean()
+
 
 @register
 class MSE(_BatchError):
@@ -70,6 +93,10 @@ class MSE(_BatchError):
     def _error(d):
         return float(numpy.square(d).mean())
 
+    @staticmethod
+    def _device_error(xp, d):
+        return xp.square(d).mean()
+
 
 @register
 class RMSE(_BatchError):
@@ -81,6 +108,10 @@ class RMSE(_BatchError):
     @staticmethod
     def _error(d):
         return math.sqrt(float(numpy.square(d).mean()))
+
+    @staticmethod
+    def _device_error(xp, d):
+        return xp.sqrt(xp.square(d).mean())
 
 
 @_alias('pearsonr')

@@ -12,6 +12,7 @@ Example::
 import numpy as np
 
 from .. import random as _random
+from ..backend.kernels import fused as _use_fused
 from ._base import (_state, _wrap, float_data, needs_grad, norm_axis, record_op, same_ctx,
                     tracked, unbroadcast)
 from .math import _sigmoid
@@ -210,6 +211,10 @@ def dropout(x, p=0.5, axes=(), training=None):
     xd = x._data
     mshape = tuple(1 if i in {norm_axis(a, xd.ndim) for a in axes} else s
                    for i, s in enumerate(xd.shape))
+    if _use_fused(xp, xd.dtype):       # the mask drawn on the device, one kernel each way
+        from ._fused import dropout as _device, record
+        return record(_device.dropout(xp, xd, p, mshape, tracked(x)), (x,), x._ctx,
+                      'dropout')
     u = _random.uniform_array(mshape, x._ctx, dtype=xd.dtype if xd.dtype.kind == 'f'
                               else np.float32)
     mask = xp.where(u >= p, xd.dtype.type(1.0 / (1.0 - p)), xd.dtype.type(0))

@@ -10,8 +10,12 @@ as a convolution with the flipped kernel, which moves less memory there. Results
 of channels-last buffers (logical shape ``(N, C, *S)`` for channels-first layouts), so the
 next convolution, pooling or elementwise op reads them without a transposing copy.
 
-:func:`convolution` is a short dispatch to one of three paths, each a function returning
+:func:`convolution` is a short dispatch to one of four paths, each a function returning
 ``(output, backward)`` (all exact in the gradient, tested against each other):
+
+- on a device (CuPy, the simulated device), ``ops/_fused/conv.py``'s ``forward``: im2col
+  as one kernel, one GEMM, and a gather col2im for the input gradient (Winograd's many
+  small transforms cost more launches than they save on a GPU);
 
 - :func:`_forward_winograd`: 3x3, stride 1, undilated 2-D convolutions with at least 16
   input and output channels, Winograd F(4x4, 3x3) (``ops/winograd.py``): 2.25x fewer
@@ -422,7 +426,10 @@ def convolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1, la
     wd = weight._data
     xd = _input_data(data, wd)
     O, C = geo.wshape[0], geo.wshape[1] * geo.groups
-    if use_winograd(xp, geo.kernel, geo.stride, geo.dilate, geo.groups, C, O, xd.dtype):
+    from ._fused import conv as _device
+    if _device.applies(xp, xd.dtype, geo):      # im2col + one GEMM (Winograd is for CPUs)
+        path = _device.forward
+    elif use_winograd(xp, geo.kernel, geo.stride, geo.dilate, geo.groups, C, O, xd.dtype):
         path = _forward_winograd
     elif _unfold_channels_first(xd, geo.last, geo.groups, C, geo.kernel, geo.out):
         path = _forward_unfold

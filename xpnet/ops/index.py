@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..backend import is_array, scatter_add, to_device
+from ..backend.checks import device_assert
 from ..ndarray import NDArray, RowSparseGrad
 from ._base import _wrap, norm_axis, record_op, tracked
 
@@ -80,8 +81,14 @@ def take(a, indices, axis=0, mode='clip'):
     elif mode == 'wrap':
         idx = idx % n
     elif mode == 'raise':
-        if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
-            raise IndexError(f'take: index out of range for axis {axis} of size {n}')
+        if xp is np:
+            if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
+                raise IndexError(f'take: index out of range for axis {axis} of size {n}')
+        elif idx.size:      # on a device: raised at the next read-back (no sync here)
+            device_assert(((idx < -n) | (idx >= n)).any(),
+                          f'take: index out of range for axis {axis} of size {n} (found '
+                          'when data was read back)', IndexError)
+            idx = idx % n                  # what CuPy's take reads; valid indices unchanged
     else:
         raise ValueError(f"take: mode must be 'clip', 'wrap' or 'raise', got {mode!r}")
     y = xp.take(a._data, idx, axis=axis)
@@ -172,7 +179,9 @@ def embedding(data, weight, sparse_grad=False):
     if idx.dtype.kind not in 'iu':
         idx = idx.astype(np.int64)
     vocab = weight.shape[0]
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
+    if xp is not np:            # on a device: clip always (one kernel, nothing read back)
+        idx = xp.clip(idx, 0, vocab - 1)
+    elif idx.size and (int(idx.min()) < 0 or int(idx.max()) >= vocab):
         # MXNet clips; we clip too, but never silently read out of range.
         idx = xp.clip(idx, 0, vocab - 1)
     y = weight._data[idx]

@@ -1,6 +1,7 @@
 """Matrix products: dot (MXNet semantics), batch_dot, matmul, and the fused fully-connected op."""
 from ._base import _state, _wrap, promote, record_op, same_ctx, to_nd, unbroadcast
 from ..backend.hostpool import threaded_matmul as _mt
+from ..backend.kernels import fused as _use_fused
 from ._rows import relu_values
 
 __all__ = ['dot', 'batch_dot', 'matmul', 'fully_connected']
@@ -160,6 +161,11 @@ def fully_connected(x, weight, bias=None, flatten=True, act=None):
                          f'flatten={flatten}) but the weight expects {in_units} '
                          f'(weight shape {wd.shape})')
     xp = x._ctx.xp
+    if _use_fused(xp, wd.dtype):       # one GEMM + one bias/activation kernel each way
+        from ._fused import dense, record
+        return record(dense.forward(xp, x2, wd, None if bias is None else bias._data, xshape,
+                                    out_shape, act, _need(x, weight, bias)),
+                      (x, weight, bias), x._ctx, 'fully_connected')
     y = _mt(x2, wd.T)
     if bias is not None:
         y += bias._data

@@ -7,6 +7,7 @@ Example::
 """
 import numpy as np
 
+from ..backend.kernels import fused as _use_fused
 from ._base import _wrap, float_data, needs_grad, norm_axis, record_op, tracked, unbroadcast
 from .math import _sigmoid
 
@@ -64,6 +65,12 @@ def _sparse_softmax_cross_entropy(pred, label, r, from_logits):
         raise ValueError(f'SoftmaxCrossEntropyLoss: label shape {label.shape} does not '
                          f'match prediction shape {pred.shape} (expected {out_shape}, '
                          f'the prediction without the class axis {axis})')
+    if _use_fused(xp, pd.dtype):       # one kernel forward (loss and gradient), one backward
+        from ._fused import loss as _device, record
+        if _device.applies(r, ld):
+            return record(_device.sparse_softmax_cross_entropy(r, ld, from_logits,
+                                                               tracked(pred)),
+                          (pred,), pred._ctx, 'softmax_cross_entropy')
     idx = ld.reshape(-1).astype(np.int64)      # a copy: clip in place (MXNet's pick)
     xp.maximum(idx, 0, out=idx)
     xp.minimum(idx, n - 1, out=idx)

@@ -262,6 +262,14 @@ def batch_norm(x, gamma, beta, running_mean, running_var, axis=1, eps=1e-5, mome
     pshape = tuple(pshape)
     scale = not fix_gamma
     if training and not use_global_stats:
+        from ._fused import norm as _device, record
+        if _device.applies(x, gamma):        # two kernels forward, two backward
+            need = needs_grad(x, gamma if scale else None, beta if center else None)
+            return record(_device.batch_norm_train(
+                xp, float_data(x._data), gamma._data if scale else None,
+                beta._data if center else None, running_mean._data, running_var._data,
+                axis, eps, momentum, act, need), (x, gamma, beta), x._ctx,
+                'batch_norm_relu' if act == 'relu' else 'batch_norm', need=need)
         y, mean, var = _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act)
         rm, rv = running_mean._data, running_var._data
         rm *= momentum

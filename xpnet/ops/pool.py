@@ -112,7 +112,13 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
                                                op)
     xp = data.xp
     x = to_nsc(data._data, last)
+    from ._fused import pool as _device
+    device = _device.applies(xp, x.dtype)
+    want = needs_grad(data) is not None
     if global_pool:
+        if device and pool_type != 'max':
+            return _record_device(data, _device.global_avg_pool(xp, x, pool_type, want),
+                                  last, 'global_avg_pooling')
         return _global_pool(data, xp, x, nd, last, pool_type)
     size = x.shape[1:-1]
     for s, k, p in zip(size, kernel, pad):
@@ -123,10 +129,29 @@ def pooling(data, kernel=1, stride=None, pad=0, pool_type='max', ceil_mode=False
         if p >= k:
             raise ValueError(f'{op}: padding {pad} must be smaller than pool_size {kernel}')
     out = pool_output_size(size, kernel, stride, pad, ceil_mode)
+    if device:                  # one kernel forward, one backward
+        if pool_type == 'max':
+            return _record_device(data, _device.max_pool(xp, x, kernel, stride, pad, out,
+                                                         want), last, 'max_pooling')
+        return _record_device(data, _device.avg_pool(xp, x, kernel, stride, pad, out,
+                                                     pool_type, count_include_pad, want),
+                              last, 'avg_pooling')
     window = _Windows(kernel, stride, pad, size, out)
     if pool_type == 'max':
         return _max_pool(data, x, window, last)
     return _sum_pool(data, x, window, last, pool_type, count_include_pad)
+
+
+def _record_device(data, result, last, name):
+    """The NDArray of a device path's channels-last ``(y, backward)`` (the backward takes
+    and gives C-contiguous channels-last arrays)."""
+    y, backward = result
+    xp = data.xp
+    if backward is None:
+        return _wrap(from_nsc(y, last), data._ctx)
+    return record_op(lambda g: (from_nsc(backward(xp.ascontiguousarray(to_nsc(g, last))),
+                                         last),),
+                     (data,), from_nsc(y, last), data._ctx, name=name)
 
 
 class _Windows:

@@ -157,10 +157,15 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
         same_ctx(x, a, mode)
     s = _Sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias, h2h_bias, h2r_weight, mode,
                   valid_length, reverse, state_clip, return_sequence)
-    step = _FORWARD_STEPS[mode]
-    with _blas(s.xp, s.small), np.errstate(over='ignore'):
-        for k, t in enumerate(s.order):
-            step(s, k, t)
+    from ._fused import rnn as _device
+    on_device = _device.applies(s)           # one GEMM and one gate kernel per step
+    if on_device:
+        _device.forward(s)
+    else:
+        step = _FORWARD_STEPS[mode]
+        with _blas(s.xp, s.small), np.errstate(over='ignore'):
+            for k, t in enumerate(s.order):
+                step(s, k, t)
     outs = s.outputs()
     inputs = (x, h0, c0 if mode == 'lstm' else None, i2h_weight, h2h_weight, i2h_bias,
               h2h_bias, h2r_weight)
@@ -171,8 +176,8 @@ def rnn_sequence(x, h0, c0, i2h_weight, h2h_weight, i2h_bias=None, h2h_bias=None
     def backward(grads):
         if len(outs) == 1:          # the engine hands a single output's gradient unwrapped
             grads = [grads]
-        return _sequence_backward(s, grads, need, x.dtype, h0.dtype,
-                                  c0.dtype if mode == 'lstm' else None)
+        run = _device.backward if on_device else _sequence_backward
+        return run(s, grads, need, x.dtype, h0.dtype, c0.dtype if mode == 'lstm' else None)
     return record_multi(backward, inputs, outs, s.ctx, need=need, name=f'{mode}_sequence')
 
 
@@ -198,6 +203,7 @@ class _Sequence:
                 to_device(valid_length, self.ctx)
             vl = vl.reshape(-1) if vl.ndim == 2 and vl.shape[1] == 1 else vl
         T, N, C, G, H, P = _check_shapes(mode, xd, wi, wh, bi, bh, self.wr, h0d, c0d, vl)
+        self.vl = vl
         if T == 0:
             raise ValueError(f'{mode}: the input sequence is empty (shape {xd.shape})')
         self.T, self.N, self.C, self.G, self.H, self.P = T, N, C, G, H, P
@@ -366,15 +372,8 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     """Walk the steps in reverse (each mode's backward step gives the gate gradients of its
     step and the gradient of the state entering it), then the parameter and input gradients
     as whole-sequence products."""
-    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
-    gi = 1 if s.return_sequence else 0
-    dy = grads[0] if s.return_sequence else None
-    dS = grads[gi]
-    dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
-    dC = None
-    if s.mode == 'lstm':
-        dC = grads[gi + 1]
-        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
+    xp, N, P, dt = s.xp, s.N, s.P, s.dt
+    dy, dS, dC = _output_grads(s, grads)
     b = _Grads(s, dC)
     dh = xp.empty((N, P), dtype=dt)
     step = _BACKWARD_STEPS[s.mode]
@@ -400,6 +399,21 @@ def _sequence_backward(s, grads, need, x_dtype, h_dtype, c_dtype):
     gc0 = b.dC.astype(c_dtype, copy=False) if s.mode == 'lstm' and need[2] else None
     gx, gwi, gwh, gbi, gbh, gwr = _sequence_products(s, b, need, hin, x_dtype)
     return gx, gh0, gc0, gwi, gwh, gbi, gbh, gwr
+
+
+def _output_grads(s, grads):
+    """``(dy, dS, dC)``: the gradients of the outputs, of the last state (a fresh array,
+    zeros without one) and, for LSTM, of the last cell state (likewise)."""
+    xp, N, H, P, dt = s.xp, s.N, s.H, s.P, s.dt
+    gi = 1 if s.return_sequence else 0
+    dy = grads[0] if s.return_sequence else None
+    dS = grads[gi]
+    dS = xp.zeros((N, P), dtype=dt) if dS is None else dS.astype(dt, copy=True)
+    dC = None
+    if s.mode == 'lstm':
+        dC = grads[gi + 1]
+        dC = xp.zeros((N, H), dtype=dt) if dC is None else dC.astype(dt, copy=True)
+    return dy, dS, dC
 
 
 def _rnn_backward_step(s, b, k, t, dh, keep, hin):

@@ -80,11 +80,20 @@ def _kron(dtype):
     return _host[key]
 
 
+_device = {}
+
+
 def _mats(xp, dtype, *names):
+    """The named transform matrices on the current device (uploaded once per device and
+    dtype, not at every call)."""
     host = _kron(dtype)
     if xp is np:
         return [host[n] for n in names]
-    return [xp.asarray(host[n]) for n in names]
+    key = (id(xp), xp.cuda.runtime.getDevice(), np.dtype(dtype).str)
+    mats = _device.get(key)
+    if mats is None:
+        mats = _device[key] = {n: xp.asarray(m) for n, m in host.items()}
+    return [mats[n] for n in names]
 
 
 def use_winograd(xp, kernel, stride, dilate, groups, C, O, dtype):

@@ -3,7 +3,7 @@ and MXNet's Adam variants Adamax, Nadam and FTML."""
 import math
 
 from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
-                   _sparse_rows, _scaled_grad)
+                   _sparse_rows, _scaled_grad, skipped_standin)
 
 __all__ = ['Adam', 'AdamW', 'Adamax', 'Nadam', 'FTML']
 
@@ -81,6 +81,20 @@ class _AdamBase(Optimizer):
             return
         kernel(xp, w, _dense_grad(grad), mean, var, *args)
 
+    def _moment_arrays(self, states):
+        return [_data(s[0]) for s in states], [_data(s[1]) for s in states]
+
+    def _fused_standin(self, xp, skip, kernel, ws, gs, means, variances, per_tensor):
+        """The NumPy kernel per tensor (the simulated device's stand-in)."""
+        consts = (float(self.rescale_grad), self._clip, float(self.beta1), float(self.beta2),
+                  float(self.epsilon))
+
+        def standin():
+            skipped_standin(xp, skip, ws + means + variances, lambda: [
+                kernel(xp, w, g, m, v, a, b, *consts)
+                for w, g, m, v, (a, b) in zip(ws, gs, means, variances, per_tensor)])
+        return standin
+
 
 @register
 class Adam(_AdamBase):
@@ -111,6 +125,17 @@ class Adam(_AdamBase):
         self._apply(adam_kernel, weight, grad, state, self._corrected_lr(index, float(lr)),
                     float(wd), float(self.rescale_grad), self._clip, float(self.beta1),
                     float(self.beta2), float(self.epsilon))
+
+    def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
+        """All tensors of one device and dtype in one multi-tensor kernel."""
+        from ..backend.kernels.optim import adam_update
+        means, variances = self._moment_arrays(states)
+        lr_ts = [self._corrected_lr(i, lr) for i, lr in zip(indices, lrs)]
+        standin = self._fused_standin(xp, skip, adam_kernel, ws, gs, means, variances,
+                                      list(zip(lr_ts, wds)))
+        adam_update(xp, table, ws, gs, means, variances, lr_ts, wds, float(self.rescale_grad),
+                    self._clip, float(self.beta1), float(self.beta2), float(self.epsilon),
+                    skip, standin)
 
 
 @register
@@ -151,6 +176,23 @@ class AdamW(_AdamBase):
         self._apply(adamw_kernel, weight, grad, state, lr_t, lr * float(wd),
                     float(self.rescale_grad), self._clip, float(self.beta1),
                     float(self.beta2), float(self.epsilon))
+
+    def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
+        """All tensors of one device and dtype in one multi-tensor kernel."""
+        from ..backend.kernels.optim import adamw_update
+        means, variances = self._moment_arrays(states)
+        lr_ts = [self._corrected_lr(i, lr) if self.correct_bias else lr
+                 for i, lr in zip(indices, lrs)]
+        decays = [lr * wd for lr, wd in zip(lrs, wds)]
+        standin = self._fused_standin(xp, skip, adamw_kernel, ws, gs, means, variances,
+                                      list(zip(lr_ts, decays)))
+        adamw_update(xp, table, ws, gs, means, variances, lr_ts, decays,
+                     float(self.rescale_grad), self._clip, float(self.beta1),
+                     float(self.beta2), float(self.epsilon), skip, standin)
+
+
+Adam._fused_step_owner = Adam
+AdamW._fused_step_owner = AdamW
 
 
 @register

@@ -8,6 +8,11 @@ parameter's ``lr_mult``, and the weight decay is ``wd`` times its ``wd_mult``.
 
 Subclasses implement ``create_state(index, weight)`` and ``_step(index, weight, grad, state,
 lr, wd)``; the arithmetic runs in place on the weight's device through its array module.
+On a device (CuPy or the simulated one), SGD, NAG, Adam and AdamW also implement
+``_fused_update``: :meth:`Optimizer.update_many` (what the Trainer calls) then updates all
+the parameters of one device and dtype with one multi-tensor kernel
+(:mod:`xpnet.backend.kernels.optim`), with the same arithmetic, and can skip the step on
+the device (:meth:`Optimizer.set_skip_flag`).
 A gradient may be an :class:`~xpnet.ndarray.RowSparseGrad` (``Embedding(sparse_grad=True)``):
 optimizers with ``lazy_update`` then touch only its rows, the others use it densified.
 
@@ -21,7 +26,8 @@ import warnings
 
 import numpy as np
 
-from ..backend import run_on
+from ..backend import context_of, run_on
+from ..backend.kernels import fused as _use_fused
 from ..ndarray import NDArray, _wrap
 
 __all__ = ['Optimizer', 'register', 'create']
@@ -123,6 +129,8 @@ class Optimizer:
                             f'{type(param_idx2name).__name__}')
         self.idx2name = dict(param_idx2name)
         self.param_dict = param_dict if param_dict else {}
+        self._skip_flag = None
+        self._tables = {}
         self.set_lr_mult({})
         self.set_wd_mult({})
 
@@ -309,6 +317,86 @@ class Optimizer:
     def _step(self, index, weight, grad, state, lr, wd):
         raise NotImplementedError(f'{type(self).__name__} must implement update() or _step()')
 
+    # ---- many parameters at once (device multi-tensor kernels) ---------------------------
+    #: ``_fused_update(xp, table, weights, grads, states, indices, lrs, wds, skip)`` of the
+    #: optimizers with a multi-tensor kernel (None: parameters are updated one by one).
+    _fused_update = None
+    #: the class whose ``_step`` the fused kernel reproduces (a subclass overriding
+    #: ``_step``, ``update`` or ``update_multi_precision`` is updated one by one)
+    _fused_step_owner = None
+
+    def set_skip_flag(self, flag):
+        """Skip every update while the device int32 scalar ``flag`` is non-zero.
+
+        The multi-tensor kernels read the flag on the device, so nothing is synchronised:
+        a step whose loss was not finite leaves the weights and states as they were
+        without the host looking (the Estimator raises at its next read-back). Updates
+        that run one by one (other optimizers, row-sparse gradients, float16 weights)
+        read the flag on the host when it is set. ``None`` clears it.
+        """
+        self._skip_flag = flag
+
+    def _fusable(self):
+        cls = type(self)
+        owner = self._fused_step_owner
+        return (self._fused_update is not None and owner is not None
+                and cls._step is owner._step and cls.update is Optimizer.update
+                and cls.update_multi_precision is Optimizer.update_multi_precision)
+
+    def update_many(self, indices, weights, grads, states, skip=None, masked_update=None):
+        """Update several parameters (lists of indices, weights, gradients, states), as
+        :meth:`update_multi_precision` does for each. On a device, the parameters of one
+        device and dtype go through the optimizer's multi-tensor kernel in one launch.
+
+        ``skip`` (a device bool scalar: AMP's overflow flag) skips this update on the device
+        besides :meth:`set_skip_flag`'s flag; updates that run one by one then go through
+        ``masked_update(update, index, weight, grad, state)``, which undoes them where the
+        flag is set (without reading it on the host)."""
+        fused, rest = [], []
+        fusable = self._fusable()
+        for item in zip(indices, weights, grads, states):
+            w, g = item[1], item[2]
+            if fusable and isinstance(g, NDArray) and _use_fused(w.xp, w.dtype) \
+                    and g.dtype == w.dtype and g.context == w.context \
+                    and _flat(w) and _flat(g) and all(map(_flat, _arrays(item[3]))):
+                fused.append(item)
+            else:
+                rest.append(item)
+        if rest:
+            if self._skip_flag is not None and int(self._skip_flag):   # a host read
+                self._update_count([i for i, *_ in rest])
+            else:
+                for i, w, g, s in rest:
+                    if masked_update is None:
+                        self.update_multi_precision(i, w, g, s)
+                    else:
+                        masked_update(self.update_multi_precision, i, w, g, s)
+        groups = {}
+        for item in fused:
+            groups.setdefault((item[1].context, item[1].dtype.str), []).append(item)
+        for (ctx, _), group in groups.items():
+            run_on(ctx, self._update_group, ctx, group, skip)
+
+    def _update_group(self, ctx, group, extra_skip=None):
+        indices = [i for i, *_ in group]
+        self._update_count(indices)
+        lrs, wds = self._get_lrs(indices), self._get_wds(indices)
+        skip = self._skip_flag
+        if skip is not None and context_of(skip) != ctx:
+            skip = ctx.xp.asarray(skip)                   # a peer copy, no host read
+        if extra_skip is not None:                        # AMP's overflow flag, on the device
+            if context_of(extra_skip) != ctx:
+                extra_skip = ctx.xp.asarray(extra_skip)
+            extra_skip = extra_skip.astype(np.int32)
+            skip = extra_skip if skip is None else skip | extra_skip
+        table = self._tables.get(ctx)
+        if table is None:
+            from ..backend.kernels.optim import TensorTable
+            table = self._tables[ctx] = TensorTable()
+        self._fused_update(ctx.xp, table, [w._data for _, w, _, _ in group],
+                           [g._data for _, _, g, _ in group], [s for *_, s in group],
+                           indices, [float(v) for v in lrs], [float(v) for v in wds], skip)
+
     def updates_rows_only(self, grad):
         """True if an update with this gradient changes only the gradient's rows (a lazy
         row-sparse update); the Trainer then copies only those rows to other devices."""
@@ -316,7 +404,7 @@ class Optimizer:
 
     # ---- checkpointing ----------------------------------------------------------------------
     _NOT_SAVED = frozenset({'param_dict', 'lr_scheduler', '_index_update_count', 'lr_mult',
-                            'wd_mult', 'idx2name'})
+                            'wd_mult', 'idx2name', '_skip_flag', '_tables'})
 
     def state_dict(self):
         """The optimizer's hyper-parameters, update counts and scheduler state as a
@@ -374,3 +462,31 @@ def _decode_keyed(pairs):
 
 register = Optimizer.register
 create = Optimizer.create_optimizer
+
+
+def _flat(a):
+    """C-contiguous data: what the multi-tensor kernels index as flat vectors."""
+    return a._data.flags.c_contiguous
+
+
+def _arrays(state):
+    """The NDArrays of an optimizer state (None, an NDArray, or nested tuples/lists)."""
+    if isinstance(state, NDArray):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [a for s in state for a in _arrays(s)]
+    return []
+
+
+def skipped_standin(xp, skip, arrays, update):
+    """Run ``update()`` (NumPy kernels changing ``arrays`` in place) unless the device flag
+    ``skip`` (or None) is set, deciding on the device: the arrays' old values are kept
+    where the flag is set. For the simulated device's stand-ins of the fused updates."""
+    if skip is None:
+        update()
+        return
+    saved = [a.copy() for a in arrays]
+    update()
+    keep = skip != 0
+    for a, old in zip(arrays, saved):
+        a[...] = xp.where(keep, old, a)

@@ -4,7 +4,7 @@ import math
 
 from .. import random as _random
 from .base import (Optimizer, register, _is_sparse, _data, _zeros_like, _dense_grad,
-                   _sparse_rows, _scaled_grad)
+                   _sparse_rows, _scaled_grad, skipped_standin)
 
 __all__ = ['SGD', 'NAG', 'ccSGD', 'DCASGD', 'SGLD', 'sgd_kernel']
 
@@ -111,6 +111,28 @@ class SGD(Optimizer):
             return
         sgd_kernel(xp, w, _dense_grad(grad), mom, *args)
 
+    def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
+        """All tensors of one device and dtype in one multi-tensor kernel."""
+        from ..backend.kernels.optim import sgd_update
+        _momentum_update(self, sgd_kernel, sgd_update, xp, table, ws, gs, states, lrs, wds,
+                         skip)
+
+
+def _momentum_update(opt, kernel, launch, xp, table, ws, gs, states, lrs, wds, skip):
+    """SGD's or NAG's multi-tensor update: ``launch`` (the device kernel's launcher) with
+    ``kernel`` (the NumPy kernel) per tensor as the simulated device's stand-in."""
+    moms = [None if s is None or opt.momentum <= 0 else _data(s) for s in states]
+    rescale, clip, momentum = float(opt.rescale_grad), opt._clip, float(opt.momentum)
+
+    def standin():
+        skipped_standin(xp, skip, ws + [m for m in moms if m is not None], lambda: [
+            kernel(xp, w, g, m, lr, wd, rescale, clip, momentum)
+            for w, g, m, lr, wd in zip(ws, gs, moms, lrs, wds)])
+    launch(xp, table, ws, gs, moms, lrs, wds, rescale, clip, momentum, skip, standin)
+
+
+SGD._fused_step_owner = SGD
+
 
 @register
 class NAG(Optimizer):
@@ -146,6 +168,15 @@ class NAG(Optimizer):
         mom = None if state is None or self.momentum <= 0 else _data(state)
         nag_kernel(weight.xp, weight._data, _dense_grad(grad), mom, float(lr), float(wd),
                    float(self.rescale_grad), self._clip, float(self.momentum))
+
+    def _fused_update(self, xp, table, ws, gs, states, indices, lrs, wds, skip):
+        """All tensors of one device and dtype in one multi-tensor kernel."""
+        from ..backend.kernels.optim import nag_update
+        _momentum_update(self, nag_kernel, nag_update, xp, table, ws, gs, states, lrs, wds,
+                         skip)
+
+
+NAG._fused_step_owner = NAG
 
 
 @register

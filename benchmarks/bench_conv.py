@@ -284,13 +284,13 @@ def profile(name, steps):
                 timed_method(layer, attr, 'forward  ' + type(layer).__name__)
     init = ag.Node.__init__
 
-    def timed_init(node, inputs, backward, n_out=1, name=None):
+    def timed_init(node, inputs, backward, n_out=1, name=None, *rest):
         def timed(g, _fn=backward, _key='backward ' + str(name)):
             t0 = time.perf_counter()
             out = _fn(g)
             times[_key] += time.perf_counter() - t0
             return out
-        init(node, inputs, timed, n_out, name)
+        init(node, inputs, timed, n_out, name, *rest)
     from xpnet.backend import hostpool
     defer = hostpool.defer
 

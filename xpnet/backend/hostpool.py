@@ -53,6 +53,7 @@ import time
 
 import numpy as np
 
+from .memory import scratch
 from .blas import (blas_controllable, in_single_thread_blas, in_threaded_blas, single_thread_blas,
                    threaded_blas)
 
@@ -456,6 +457,8 @@ def threaded_matmul(a, b, out=None):
     that they are now awake (see :func:`blas_threads_awake`)."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
+    if out is None:
+        out = _product_buffer(a, b)
     with threaded_blas():
         y = a @ b if out is None else np.matmul(a, b, out=out)
     if y.ndim >= 2 and a.ndim >= 2:
@@ -484,6 +487,8 @@ def matmul(a, b, out=None):
     vector product) runs whole. Device arrays go to their own ``matmul``."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
+    if out is None:
+        out = _product_buffer(a, b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MNK:
         with single_thread_blas():
             return np.matmul(a, b, out=out)
@@ -492,23 +497,27 @@ def matmul(a, b, out=None):
     if K >= 8 * max(M, N) and slabs > 1:
         # a long reduction (a weight gradient: (O, rows) @ (rows, K*C)): each slab of the
         # reduction axis gives a partial product (splitting M or N would read the long
-        # operand twice); the partials are added in slab order
-        partial = map_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi]), K, slabs)
-        total = partial[0]
+        # operand twice); the partials are added in slab order (the first one is
+        # computed into ``out``)
+        partial = map_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi],
+                                                     out=out if lo == 0 else None), K, slabs)
         for p in partial[1:]:
-            total += p
-        if out is None:
-            return total
-        out[...] = total
+            out += p
         return out
-    if out is None:
-        out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
     parts = None if can_split_blas() else 1
     if M >= N:
         run_parts(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), M, parts)
     else:
         run_parts(lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]), N, parts)
     return out
+
+
+def _product_buffer(a, b):
+    """A pooled output for the 2-D product ``a @ b`` (``backend.memory``: reused between
+    steps instead of page-faulted in afresh), or None for other shapes."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        return None                      # (np.matmul raises its own error)
+    return scratch.empty(np, (a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
 
 
 def _xp_of(a):

@@ -53,7 +53,6 @@ from ._im2col import (check_rank, col2im, col2im_crop, col2im_reach, col2im_slab
                       im2col_channels_first, normalize_layout, prod, to_nsc,
                       weight_from_matrix, weight_grad, weight_matrix)
 from ._rows import add_channel_vector, channel_sum
-from ..autograd import grad_retained
 from .deformable import deformable_convolution, modulated_deformable_convolution
 from .pool import pool_output_size, pooling
 from .winograd import use_winograd, winograd_backward, winograd_forward
@@ -76,10 +75,7 @@ def _conv_nsc(xp, x, wm, kernel, stride, pad, dilate, out, groups, keep_col=Fals
     """y (N, *out, O) = convolution of channels-last ``x`` with ``wm`` (G, Og, K*Cg)."""
     col = im2col(xp, x, kernel, stride, pad, dilate, out, groups)
     y = gemm_groups(xp, col, wm).reshape((x.shape[0],) + tuple(out) + (-1,))
-    if keep_col:
-        return y, col
-    scratch.give(col)
-    return y, None
+    return y, (col if keep_col else None)
 
 
 def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, groups):
@@ -105,9 +101,9 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
     wk = xp.ascontiguousarray(wm.reshape(G, Og, Kp, Cg).transpose(2, 0, 1, 3))
     dtype = np.result_type(g.dtype, wk.dtype)
     P = prod(out)
-    g4 = xp.ascontiguousarray(g).reshape(N, P, G, Og)
-    buf = xp.empty((N,) + col2im_reach(size, kernel, stride, pad, dilate, out) + (G, Cg),
-                   dtype=dtype)
+    g4 = scratch.contiguous(xp, g).reshape(N, P, G, Og)
+    buf = scratch.empty(xp, (N,) + col2im_reach(size, kernel, stride, pad, dilate, out) +
+                        (G, Cg), dtype)
     lone = xp is np and N < 2 and M * Og * Cg * Kp >= hostpool.SPLIT_MNK
 
     def part(lo, hi):
@@ -115,12 +111,11 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
         # every kernel offset)
         n = hi - lo
         gp = g4[lo:hi].reshape(n * P, G, Og).transpose(1, 0, 2)             # (G, n*P, Og)
-        tmp = scratch.take(xp, (G, n * P, Cg), dtype)
+        tmp = scratch.empty(xp, (G, n * P, Cg), dtype)
         mm = hostpool.threaded_matmul if lone else xp.matmul
         b = buf[lo:hi]
         b[...] = 0
         col2im_slabs(xp, lambda i: mm(gp, wk[i], out=tmp), b, kernel, stride, dilate, out)
-        scratch.give(tmp)
     if xp is not np or lone:
         part(0, N)           # (one large sample: on the BLAS's threads)
     else:
@@ -258,7 +253,7 @@ def _record(data, weight, bias, y, backward, need, last, name):
     in_dtype = data.dtype
 
     def backward_op(g):
-        g = xp.ascontiguousarray(to_nsc(g, last))      # once, for every product below
+        g = scratch.contiguous(xp, to_nsc(g, last))      # once, for every product below
         gx, gw, gb = backward(g)
         if gx is not None:
             gx = from_nsc(gx, last)
@@ -286,8 +281,7 @@ def _forward_winograd(xp, xd, wd, bd, geo, need):
     tiles = x.shape[0] * -(-geo.out[0] // 4) * -(-geo.out[1] // 4)
 
     def backward(g):
-        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1],
-                                               release=not grad_retained())
+        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1])
 
         def parameter_grads():
             return (weight_from_matrix(weight_grad_fn(), geo.wshape, geo.last)
@@ -311,9 +305,9 @@ def _forward_unfold(xp, xd, wd, bd, geo, need):
     dtype = np.result_type(xd.dtype, wd.dtype)
     b = None if bd is None else bd.astype(dtype, copy=False)
     P, CK = prod(out), C * prod(kernel)
-    col = scratch.take(xp, (CK + (b is not None), N * P), xd.dtype)
+    col = scratch.empty(xp, (CK + (b is not None), N * P), xd.dtype)
     col_nd = col[:CK].reshape((C,) + tuple(kernel) + (N,) + tuple(out))
-    y = xp.empty((N,) + tuple(out) + (O,), dtype=dtype)
+    y = scratch.empty(xp, (N,) + tuple(out) + (O,), dtype)
     wT = wd.reshape(O, -1).T
     if b is not None:
         wT = xp.concatenate([wT, b.reshape(1, O).astype(wT.dtype, copy=False)])
@@ -330,7 +324,7 @@ def _forward_unfold(xp, xd, wd, bd, geo, need):
     else:
         unfold_part(0, N)
     if need is None or not need[1]:
-        scratch.give(col)
+        col = None                   # (back to the pool: only the weight gradient reads it)
     if need is None:
         return y, None
 
@@ -367,17 +361,13 @@ def _unfolded_backward(xp, wd, wm, geo, need, col, weight_and_bias_grads):
     """The backward of the unfolding paths: the input gradient at once (a transposed
     convolution with the group weights ``wm``, made from ``wd`` if None), the parameter
     gradients maybe in the background: ``weight_and_bias_grads(g)`` gives the weight
-    gradient and the bias gradient (or None) from the kept columns ``col``, which go back
-    to the scratch pool unless the graph is retained."""
+    gradient and the bias gradient (or None) from the kept columns ``col`` (pooled memory,
+    reused once this graph and the job are gone)."""
     def backward(g):
-        retained = grad_retained()       # (read here: a background job must not)
-
         def parameter_grads():
             gw = gb = None
             if need[1]:
                 gw, gb = weight_and_bias_grads(g)
-                if not retained:
-                    scratch.give(col)     # this graph is freed after this call
             if need[2] and gb is None:
                 gb = channel_sum(xp, g)
             return gw, gb
@@ -459,7 +449,6 @@ def _forward_transposed(xp, x, wd, bd, geo, need):
             if need[1]:
                 gw = weight_from_matrix(weight_grad(xp, x, gcol, groups), geo.wshape,
                                         geo.last)
-                scratch.give(gcol)
         if need[2]:
             gb = channel_sum(xp, g)
         return gx, gw, gb
@@ -486,7 +475,7 @@ def deconvolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1,
     xp = data.xp
     wd = weight._data
     # contiguous once: the forward GEMMs and the weight gradient both read it
-    x = xp.ascontiguousarray(to_nsc(_input_data(data, wd), geo.last))
+    x = scratch.contiguous(xp, to_nsc(_input_data(data, wd), geo.last))
     need = needs_grad(data, weight, bias)
     y, backward = _forward_transposed(xp, x, wd, None if bias is None else bias._data, geo,
                                       need)

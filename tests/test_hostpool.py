@@ -28,13 +28,12 @@ from xpnet.ops._rows import relu_values
 @pytest.fixture
 def pool(monkeypatch):
     """Force the pool on: 3 threads, no size thresholds (every split and background job
-    taken), no recent threaded product."""
+    taken)."""
     previous = hostpool.set_host_threads(3)
     monkeypatch.setattr(hostpool, 'SPLIT_BYTES', 0)
     monkeypatch.setattr(hostpool, 'SPLIT_MNK', 0)
     monkeypatch.setattr(hostpool, 'K_SLAB_MIN', 4)
     monkeypatch.setattr(conv_ops, 'BACKGROUND_MIN_MACS', 0)
-    monkeypatch.setattr(hostpool, '_blas_awake_until', 0.0)
     yield
     hostpool.set_host_threads(previous)
     assert hostpool.jobs_running() == 0

@@ -21,6 +21,14 @@ and without the gap that spinning steals a core from whichever framework runs ne
 (measured: PyTorch's LeNet round 16.5 ms after a PyTorch round, 24 ms right after an
 xpnet round). ``--gap 0`` shows that effect.
 
+The first steps after such an idle spell can be slower than the rest, for reasons outside
+the framework: on some virtual machines the guest kernel packs a process's threads onto one
+virtual CPU after ~0.1 s of idleness and spreads them again only after tens of
+milliseconds of load (``docs/performance.md``), which hits xpnet's sleeping pool threads
+more than PyTorch's spinning OpenMP ones. ``--settle N`` runs N untimed steps after each
+gap, so the rounds time the steady state of a training loop. The report also gives the
+page faults per step (the whole process's minor faults during each framework's rounds).
+
 ``--separate-processes`` instead runs each framework in its own worker process. That mode
 flatters xpnet: while one worker computes, the other's idle OpenMP/OpenBLAS threads spin
 and take cores away from it, which slows PyTorch more than NumPy. Use it only to look at
@@ -155,12 +163,26 @@ def torch_available():
 
 # ---- timing ---------------------------------------------------------------------------------
 
-def time_round(step, steps, cpu_time=False):
+def time_round(step, steps, cpu_time=False, faults=None):
+    """Mean ms per step over ``steps`` steps; appends the page faults per step (minor
+    faults of the whole process) to ``faults`` when given."""
     clock = time.process_time if cpu_time else time.perf_counter
+    f0 = _minor_faults()
     t0 = clock()
     for _ in range(steps):
         step()
-    return (clock() - t0) / steps * 1e3
+    elapsed = clock() - t0
+    if faults is not None:
+        faults.append((_minor_faults() - f0) / steps)
+    return elapsed / steps * 1e3
+
+
+def _minor_faults():
+    try:
+        import resource
+    except ImportError:         # (not on Windows)
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _worker(framework, name, warmup, threads, cpu_time, conn):
@@ -185,12 +207,15 @@ def _worker(framework, name, warmup, threads, cpu_time, conn):
     conn.close()
 
 
-def _report(name, times):
+def _report(name, times, faults=None):
     med = {k: statistics.median(v) for k, v in times.items()}
     line = f'{name:7s} xpnet {med["xpnet"]:7.2f} ms'
     if 'torch' in med:
         line += (f'   torch {med["torch"]:7.2f} ms   ratio xpnet/torch '
                  f'{med["xpnet"] / med["torch"]:.2f}')
+    if faults:
+        line += '   page faults/step ' + ', '.join(
+            f'{k} {statistics.median(v):.0f}' for k, v in faults.items())
     print(line + '   (per-round ms: ' + ', '.join(
         f'{k}=' + '/'.join(f'{t:.1f}' for t in v) for k, v in times.items()) + ')',
         flush=True)
@@ -219,12 +244,15 @@ def bench_in_process(name, args):
         for _ in range(args.warmup):
             step()
     times = {fw: [] for fw in steps}
+    faults = {fw: [] for fw in steps}
     order = list(steps)
     for r in range(args.rounds):
         for fw in (order if r % 2 == 0 else order[::-1]):
             time.sleep(args.gap)
-            times[fw].append(time_round(steps[fw], args.steps, args.cpu_time))
-    return _report(name, times), infos
+            for _ in range(args.settle):
+                steps[fw]()
+            times[fw].append(time_round(steps[fw], args.steps, args.cpu_time, faults[fw]))
+    return _report(name, times, faults), infos
 
 
 def bench_separate(name, args):
@@ -284,13 +312,13 @@ def profile(name, steps):
                 timed_method(layer, attr, 'forward  ' + type(layer).__name__)
     init = ag.Node.__init__
 
-    def timed_init(node, inputs, backward, n_out=1, name=None):
+    def timed_init(node, inputs, backward, n_out=1, name=None, *rest):
         def timed(g, _fn=backward, _key='backward ' + str(name)):
             t0 = time.perf_counter()
             out = _fn(g)
             times[_key] += time.perf_counter() - t0
             return out
-        init(node, inputs, timed, n_out, name)
+        init(node, inputs, timed, n_out, name, *rest)
     from xpnet.backend import hostpool
     defer = hostpool.defer
 
@@ -333,6 +361,10 @@ def main(argv=None):
     ap.add_argument('--gap', type=float, default=0.3,
                     help='idle seconds before each round, so the previous round\'s spinning '
                          'thread pools go to sleep (in-process mode)')
+    ap.add_argument('--settle', type=int, default=0,
+                    help='untimed steps after each gap, before the timed ones (in-process '
+                         'mode): time the steady state rather than the restart after an idle '
+                         'spell (see the docstring)')
     ap.add_argument('--profile', action='store_true',
                     help='also print where an xpnet step spends its time (per layer/op)')
     ap.add_argument('--threads', type=int, default=None,

@@ -28,13 +28,12 @@ from xpnet.ops._rows import relu_values
 @pytest.fixture
 def pool(monkeypatch):
     """Force the pool on: 3 threads, no size thresholds (every split and background job
-    taken), no recent threaded product."""
+    taken)."""
     previous = hostpool.set_host_threads(3)
     monkeypatch.setattr(hostpool, 'SPLIT_BYTES', 0)
     monkeypatch.setattr(hostpool, 'SPLIT_MNK', 0)
     monkeypatch.setattr(hostpool, 'K_SLAB_MIN', 4)
     monkeypatch.setattr(conv_ops, 'BACKGROUND_MIN_MACS', 0)
-    monkeypatch.setattr(hostpool, '_blas_awake_until', 0.0)
     yield
     hostpool.set_host_threads(previous)
     assert hostpool.jobs_running() == 0
@@ -447,6 +446,31 @@ def test_batch_norm_sums_are_the_same_on_every_thread_count(pool):
     for r in results[1:]:
         for a, b in zip(results[0], r):
             np.testing.assert_array_equal(b, a)
+
+
+def test_transposed_convolution_weight_gradient_is_the_same_on_every_thread_count(pool):
+    """Its partial products come from parts of the batch fixed by the shape, added in
+    order, in the same pass as the input gradient."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 6, 7, 7)).astype(np.float32)
+    head = rng.standard_normal((5, 4, 14, 14)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        previous = hostpool.set_host_threads(threads)
+        try:
+            layer = nn.Conv2DTranspose(4, 4, strides=2, padding=1, in_channels=6)
+            layer.initialize(init=xpnet.init.Constant(0.1))
+            xa = nd.array(x)
+            xa.attach_grad()
+            with autograd.record():
+                y = layer(xa)
+            y.backward(nd.array(head))
+            results.append([xa.grad.asnumpy(), layer.weight.grad().asnumpy()])
+        finally:
+            hostpool.set_host_threads(previous)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r[1], results[0][1])
+        np.testing.assert_allclose(r[0], results[0][0], rtol=1e-6, atol=1e-6)
 
 
 # ---- the ReLU kernel ------------------------------------------------------------------------------

@@ -109,9 +109,6 @@ def test_selu_equals_mxnet_to_one_rounding_step_away_from_zero():
     assert (_ulps(out, DATA['extra/selu_out'])[far] <= 1).all()
 
 
-@pytest.mark.xfail(strict=True, reason='ops.selu computes exp(x) - 1, which loses a few '
-                   'float32 ulps for small |x|; expm1 (xpnet/ops/nn.py, not this change) '
-                   'would fix it')
 def test_selu_equals_mxnet_to_one_rounding_step_near_zero():
     x = DATA['extra/selu_x']
     out = xpnet.gluon.nn.SELU()(nd.array(x)).asnumpy()

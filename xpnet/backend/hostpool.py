@@ -22,9 +22,8 @@ the threading policy of xpnet's host ops:
 **Deterministic splits.** How work is split never depends on timing: the parts of
 :func:`run_parts` are ``split_points(n, parts)`` with ``parts`` given by the caller or the
 configured thread count, and when the pool cannot take them (a pool of one thread, a call
-from inside a part, another thread using the pool, a background job occupying a thread,
-the BLAS's threads still spinning after a threaded product) the *same* parts run one after
-another in the caller. Split reductions (BatchNorm's partial sums, the partial products of
+from inside a part, another thread using the pool, a background job occupying a thread)
+the *same* parts run one after another in the caller. Split reductions (BatchNorm's partial sums, the partial products of
 a long reduction in :func:`matmul`) use a number of parts that depends on the shape only
 (:func:`fixed_parts`) and are added in part order, so they give the same numbers on every
 thread count too; background jobs give the same numbers as the same work run inline.
@@ -49,15 +48,14 @@ Example::
 """
 import os
 import threading
-import time
 
 import numpy as np
 
-from .blas import (blas_controllable, in_single_thread_blas, in_threaded_blas, single_thread_blas,
-                   threaded_blas)
+from .blas import blas_controllable, in_threaded_blas, single_thread_blas, threaded_blas
+from .memory import scratch
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
-           'split_points', 'fixed_parts', 'matmul', 'threaded_matmul', 'blas_threads_awake',
+           'split_points', 'fixed_parts', 'matmul', 'threaded_matmul',
            'can_split_blas', 'defer', 'Deferred', 'resolve', 'is_deferred', 'jobs_running']
 
 _MAX_THREADS = 8
@@ -207,7 +205,7 @@ def run_parts(fn, n, parts=None):
     ``parts`` defaults to :func:`host_threads` (and is at most ``n``). The parts are the
     same however they run: the pool's threads take contiguous groups of them, and when the
     pool cannot help (one thread, nested or concurrent calls, a running background job
-    leaving no thread, the BLAS's threads still awake) the caller runs them all in order.
+    leaving no thread) the caller runs them all in order.
     ``fn`` must touch only its own part of any output and should write into buffers
     allocated by the caller. Inside, the BLAS runs on one thread. The first exception (in
     part order) is re-raised here after all parts finished.
@@ -217,8 +215,8 @@ def run_parts(fn, n, parts=None):
     # threads that may help: one per part, one fewer while a background job runs
     helpers = min(count, host_threads() - (1 if _jobs_active else 0)) - 1
     with single_thread_blas():
-        if helpers < 1 or getattr(_local, 'inside', False) or blas_threads_awake() or \
-                in_threaded_blas() or not _pool_lock.acquire(blocking=False):
+        if helpers < 1 or getattr(_local, 'inside', False) or in_threaded_blas() or \
+                not _pool_lock.acquire(blocking=False):
             _run_serially(fn, bounds)
             return
         try:
@@ -383,16 +381,14 @@ def defer(fn):
     """Start ``fn()`` on the host pool's background thread and return a :class:`Deferred`
     of its value; meanwhile the BLAS runs on one thread and :func:`run_parts` uses one
     thread fewer. Without a second thread (one CPU, or a BLAS whose threads cannot be
-    switched off), from inside a part, or while the BLAS's threads are still spinning,
-    ``fn()`` runs now and its value is returned directly -- callers accept both, and the
+    switched off) or from inside a part, ``fn()`` runs now and its value is returned directly -- callers accept both, and the
     numbers are the same either way. For work off the critical path: the autograd engine
     resolves pending leaf gradients only when it writes them, at the end of the backward
     pass, so a layer's weight gradient is computed while the backward pass goes on through
     earlier layers.
     """
     global _job_thread, _jobs_active
-    if not can_split_blas() or getattr(_local, 'inside', False) or blas_threads_awake() or \
-            in_threaded_blas():
+    if not can_split_blas() or getattr(_local, 'inside', False) or in_threaded_blas():
         with single_thread_blas():
             return fn()
     d = Deferred(fn)
@@ -429,27 +425,6 @@ def worth_splitting(a):
 
 # ---- matrix products ------------------------------------------------------------------------
 
-# After a threaded product OpenBLAS's worker threads spin for about this long before they
-# sleep; run_parts meanwhile runs its parts in the caller (three busy threads on two cores
-# would slow every part down).
-BLAS_SPIN_SECONDS = 0.1
-_blas_awake_until = 0.0
-# OpenBLAS runs a GEMM on one thread below this many multiply-adds (its SMP threshold)
-_BLAS_THREADED_MNK = 65536 * 4
-
-
-def blas_threads_awake():
-    """Whether a threaded product issued through xpnet may still have the BLAS's worker
-    threads spinning (a scheduling hint: it never changes how work is split)."""
-    return time.monotonic() < _blas_awake_until
-
-
-def _note_threaded(mnk):
-    global _blas_awake_until
-    if mnk > _BLAS_THREADED_MNK and host_threads() > 1 and not in_single_thread_blas():
-        _blas_awake_until = time.monotonic() + BLAS_SPIN_SECONDS
-
-
 _F16 = np.dtype(np.float16)
 
 
@@ -466,17 +441,17 @@ def _half_matmul(product, a, b, out):
 
 def threaded_matmul(a, b, out=None):
     """``a @ b`` on the BLAS's own threads (see :class:`~xpnet.backend.blas.threaded_blas`)
-    -- the fastest for a lone product of moderate size, such as a Dense layer's -- noting
-    that they are now awake (see :func:`blas_threads_awake`)."""
+    -- the fastest for a lone product of moderate size, such as a Dense layer's. (Its
+    threads spin for ~0.1 s after it; splits do not wait for them: ``docs/performance.md``.)
+    """
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
     if a.dtype == _F16 and b.dtype == _F16:
         return _half_matmul(threaded_matmul, a, b, out)
+    if out is None:
+        out = _product_buffer(a, b)
     with threaded_blas():
-        y = a @ b if out is None else np.matmul(a, b, out=out)
-    if y.ndim >= 2 and a.ndim >= 2:
-        _note_threaded(y.size // max(1, y.shape[-1]) * a.shape[-1] * y.shape[-1])
-    return y
+        return a @ b if out is None else np.matmul(a, b, out=out)
 
 
 # Below this many multiply-adds (M*N*K) a product runs whole on one thread: handing a part
@@ -502,6 +477,8 @@ def matmul(a, b, out=None):
         return a @ b if out is None else _xp_of(a).matmul(a, b, out=out)
     if a.dtype == _F16 and b.dtype == _F16:
         return _half_matmul(matmul, a, b, out)
+    if out is None:
+        out = _product_buffer(a, b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < SPLIT_MNK:
         with single_thread_blas():
             return np.matmul(a, b, out=out)
@@ -510,23 +487,27 @@ def matmul(a, b, out=None):
     if K >= 8 * max(M, N) and slabs > 1:
         # a long reduction (a weight gradient: (O, rows) @ (rows, K*C)): each slab of the
         # reduction axis gives a partial product (splitting M or N would read the long
-        # operand twice); the partials are added in slab order
-        partial = map_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi]), K, slabs)
-        total = partial[0]
+        # operand twice); the partials are added in slab order (the first one is
+        # computed into ``out``)
+        partial = map_parts(lambda lo, hi: np.matmul(a[:, lo:hi], b[lo:hi],
+                                                     out=out if lo == 0 else None), K, slabs)
         for p in partial[1:]:
-            total += p
-        if out is None:
-            return total
-        out[...] = total
+            out += p
         return out
-    if out is None:
-        out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
     parts = None if can_split_blas() else 1
     if M >= N:
         run_parts(lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), M, parts)
     else:
         run_parts(lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]), N, parts)
     return out
+
+
+def _product_buffer(a, b):
+    """A pooled output for the 2-D product ``a @ b`` (``backend.memory``: reused between
+    steps instead of page-faulted in afresh), or None for other shapes."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        return None                      # (np.matmul raises its own error)
+    return scratch.empty(np, (a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
 
 
 def _xp_of(a):

@@ -32,8 +32,8 @@ from ..backend.memory import scratch
 
 __all__ = ['normalize_layout', 'check_rank', 'to_nsc', 'from_nsc', 'prod', 'conv_output_size',
            'deconv_output_size', 'window', 'pad_nsc', 'im2col', 'im2col_channels_first',
-           'col2im', 'col2im_reach', 'col2im_slabs', 'col2im_crop', 'gemm_groups', 'weight_matrix', 'weight_grad',
-           'weight_from_matrix']
+           'col2im', 'col2im_reach', 'col2im_slabs', 'col2im_crop', 'gemm_groups', 'weight_matrix',
+           'weight_grad', 'weight_from_matrix', 'is_pointwise']
 
 _LAYOUTS = {
     'NCW': (1, False), 'NWC': (1, True),
@@ -118,7 +118,7 @@ def pad_nsc(xp, x, before, extent, value=0):
     if all(b == 0 for b in before) and tuple(extent) == tuple(size) and x.flags.c_contiguous:
         return x
     shape = (x.shape[0],) + tuple(extent) + (x.shape[-1],)
-    buf = xp.empty(shape, dtype=x.dtype)
+    buf = scratch.empty(xp, shape, x.dtype)
     dst, src = [], []
     for b, s, e in zip(before, size, extent):
         lo, hi = max(b, 0), min(b + s, e)
@@ -143,19 +143,20 @@ def _as_strided(xp, x, shape, strides):
         return None
 
 
-def im2col(xp, x, kernel, stride, pad, dilate, out, groups=1):
+def im2col(xp, x, kernel, stride, pad, dilate, out, groups=1, col=None):
     """Windows of the channels-last input ``x`` (N, *S, C) as a ``(groups, N*prod(out),
     prod(K)*C/groups)`` matrix: row = output position, column = (kernel offset, channel).
 
-    ``pad`` may be negative (the input is cropped first)."""
+    ``pad`` may be negative (the input is cropped first). ``col``: write into this
+    ``(groups, N, *out, *K, C/groups)`` array (a view into a larger matrix) instead, and
+    return it."""
     N, C = x.shape[0], x.shape[-1]
     size = x.shape[1:-1]
     nd = len(size)
     Cg = C // groups
     M = N * prod(out)
-    if groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in stride) \
-            and not any(pad) and tuple(out) == tuple(size):
-        return xp.ascontiguousarray(x).reshape(1, M, C)     # a 1x1 convolution: no windows
+    if col is None and is_pointwise(x, kernel, stride, pad, out, groups):
+        return scratch.contiguous(xp, x).reshape(1, M, C)   # a 1x1 convolution: no windows
     extent = tuple(max(s + 2 * p, (o - 1) * st + (k - 1) * d + 1)
                    for s, p, o, st, k, d in zip(size, pad, out, stride, kernel, dilate))
     xpad = pad_nsc(xp, x, pad, extent)
@@ -164,17 +165,26 @@ def im2col(xp, x, kernel, stride, pad, dilate, out, groups=1):
     strides = (Cg * st[-1], st[0]) + tuple(st[1 + i] * stride[i] for i in range(nd)) + \
         tuple(st[1 + i] * dilate[i] for i in range(nd)) + (st[-1],)
     view = _as_strided(xp, xpad, shape, strides)
-    col = scratch.take(xp, shape, x.dtype)
+    given = col is not None
+    if not given:
+        col = scratch.empty(xp, shape, x.dtype)
     if view is not None:
         col[...] = view
-        return col.reshape(groups, M, prod(kernel) * Cg)
+        return col if given else col.reshape(groups, M, prod(kernel) * Cg)
     # fallback for array modules without stride tricks: one copy per kernel offset
     xg = xpad.reshape(xpad.shape[:-1] + (groups, Cg))
     lead = (slice(None),) * (2 + nd)
     for k in itertools.product(*map(range, kernel)):
         src = xg[(slice(None),) + window(k, stride, dilate, out)]
         col[lead + k] = xp.moveaxis(src, -2, 0)
-    return col.reshape(groups, M, prod(kernel) * Cg)
+    return col if given else col.reshape(groups, M, prod(kernel) * Cg)
+
+
+def is_pointwise(x, kernel, stride, pad, out, groups):
+    """Whether a convolution of ``x`` (N, *S, C) is a 1x1 one needing no windows: the
+    input's rows are the column matrix."""
+    return (groups == 1 and all(k == 1 for k in kernel) and all(s == 1 for s in stride)
+            and not any(pad) and tuple(out) == tuple(x.shape[1:-1]))
 
 
 def im2col_channels_first(xp, x, kernel, stride, pad, dilate, out, col=None):
@@ -201,7 +211,7 @@ def im2col_channels_first(xp, x, kernel, stride, pad, dilate, out, col=None):
     if col is not None:
         col[...] = view
         return col
-    col = scratch.take(xp, shape, x.dtype)
+    col = scratch.empty(xp, shape, x.dtype)
     col[...] = view
     return col.reshape(C * prod(kernel), N * prod(out))
 
@@ -212,7 +222,7 @@ def col2im(xp, cols, N, size, kernel, stride, pad, dilate, out):
     ``(N, *size, G*Cg)``. One strided accumulation of a contiguous slab per kernel offset."""
     G, Cg = cols.shape[0], cols.shape[3]
     reach = col2im_reach(size, kernel, stride, pad, dilate, out)
-    buf = xp.zeros((N,) + reach + (G, Cg), dtype=cols.dtype)
+    buf = scratch.zeros(xp, (N,) + reach + (G, Cg), cols.dtype)
     col2im_slabs(xp, lambda i: cols[:, i], buf, kernel, stride, dilate, out)
     return col2im_crop(buf, size, pad)
 
@@ -267,7 +277,7 @@ def weight_matrix(w, last):
 def weight_grad(xp, g, col, groups):
     """(G, Og, K*Cg) = per group ``g[:, group].T @ col[group]``; g (N, *out, G*Og)."""
     M = col.shape[1]
-    g2 = xp.ascontiguousarray(g).reshape(M, -1)
+    g2 = scratch.contiguous(xp, g).reshape(M, -1)
     if groups == 1:
         return _mm(g2.T, col[0]).reshape(1, g2.shape[1], -1)
     gg = g2.reshape(M, groups, -1).transpose(1, 2, 0)             # (G, Og, M)

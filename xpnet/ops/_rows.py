@@ -17,8 +17,10 @@ Example::
 import numpy as np
 
 from ..backend.hostpool import matmul as _mm
+from ..backend.memory import scratch
 
-__all__ = ['widening', 'tile', 'fold', 'channel_sum', 'add_channel_vector', 'relu_values']
+__all__ = ['widening', 'tile', 'fold', 'channel_sum', 'add_channel_vector', 'relu_values',
+           'relu_grad']
 
 
 def widening(R, C, width=1024):
@@ -44,7 +46,7 @@ def fold(v, k, C):
 
 def channel_sum(xp, a):
     """Sum of a channels-last (..., C) array over everything but C, as one GEMV."""
-    a2 = xp.ascontiguousarray(a).reshape(-1, a.shape[-1])
+    a2 = scratch.contiguous(xp, a).reshape(-1, a.shape[-1])
     R, C = a2.shape
     k = widening(R, C)
     rows = a2.reshape(R // k, k * C)
@@ -83,7 +85,7 @@ def relu_values(xp, x, out=None):
     if type(x) is not np.ndarray or x.dtype.kind != 'f' or x.size < _RELU_ROW:
         return xp.maximum(x, 0, out=out)
     if out is None:
-        out = np.empty_like(x)             # same memory order as x
+        out = scratch.empty_like(x)        # same memory order as x
     order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
     fx, fy = _flat(x, order), _flat(out, order)
     if fx is None or fy is None or out.strides != x.strides:
@@ -96,3 +98,12 @@ def relu_values(xp, x, out=None):
     if m < fx.size:
         np.maximum(fx[m:], 0, out=fy[m:])
     return out
+
+
+def relu_grad(xp, g, x):
+    """The ReLU's gradient ``g * (x > 0)`` (a NaN in ``g`` stays NaN); on the host into
+    pooled memory laid out like ``g`` (``backend.memory``)."""
+    if type(g) is not np.ndarray or type(x) is not np.ndarray:
+        return g * (x > 0)
+    mask = np.greater(x, 0, out=scratch.empty_like(x, dtype=np.bool_))
+    return np.multiply(g, mask, out=scratch.empty_like(g, dtype=np.result_type(g, mask)))

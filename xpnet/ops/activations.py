@@ -126,13 +126,15 @@ def selu(x):
     xp = x.xp
     xd = float_data(x._data)
     pos = xd > 0
-    ex = xp.exp(xp.minimum(xd, 0))
-    y = _SELU_LAMBDA * xp.where(pos, xd, _SELU_ALPHA * (ex - 1))
+    # expm1, not exp - 1: MXNet's kernel, exact to a rounding step near 0
+    em1 = xp.expm1(xp.minimum(xd, 0))
+    y = _SELU_LAMBDA * xp.where(pos, xd, _SELU_ALPHA * em1)
     if not tracked(x):
         return _wrap(y.astype(xd.dtype, copy=False), x._ctx)
     y = y.astype(xd.dtype, copy=False)
     return record_op(
-        lambda g: (xp.where(pos, g * _SELU_LAMBDA, g * (_SELU_LAMBDA * _SELU_ALPHA) * ex),),
+        lambda g: (xp.where(pos, g * _SELU_LAMBDA,
+                            g * (_SELU_LAMBDA * _SELU_ALPHA) * (em1 + 1)),),
         (x,), y, x._ctx, name='selu')
 
 

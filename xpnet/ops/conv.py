@@ -53,11 +53,10 @@ from ..backend.hostpool import matmul as _mm, run_parts, worth_splitting
 from ..backend.memory import scratch
 from ._base import _wrap, int_tuple, needs_grad, record_op, same_ctx
 from ._im2col import (check_rank, col2im, col2im_crop, col2im_reach, col2im_slabs,
-                      conv_output_size, deconv_output_size, from_nsc, gemm_groups, im2col,
+                      conv_output_size, deconv_output_size, from_nsc, im2col, is_pointwise,
                       im2col_channels_first, normalize_layout, prod, to_nsc,
                       weight_from_matrix, weight_grad, weight_matrix)
 from ._rows import add_channel_vector, channel_sum
-from ..autograd import grad_retained
 from .deformable import deformable_convolution, modulated_deformable_convolution
 from .pool import pool_output_size, pooling
 from .winograd import use_winograd, winograd_backward, winograd_forward
@@ -76,14 +75,62 @@ def _unfold_channels_first(xd, last, groups, C, kernel, out):
 
 # ---- the two convolution computations ---------------------------------------------------------
 
-def _conv_nsc(xp, x, wm, kernel, stride, pad, dilate, out, groups, keep_col=False):
-    """y (N, *out, O) = convolution of channels-last ``x`` with ``wm`` (G, Og, K*Cg)."""
-    col = im2col(xp, x, kernel, stride, pad, dilate, out, groups)
-    y = gemm_groups(xp, col, wm).reshape((x.shape[0],) + tuple(out) + (-1,))
-    if keep_col:
-        return y, col
-    scratch.give(col)
-    return y, None
+def _conv_nsc(xp, x, wm, kernel, stride, pad, dilate, out, groups, keep_col=False, bias=None,
+              lhs=None):
+    """y (N, *out, O) = convolution of channels-last ``x`` with ``wm`` (G, Og, K*Cg) (plus
+    ``bias``), as im2col + one GEMM per group, and ``(y, col or None, product or None)``.
+
+    With ``lhs`` (N*prod(out), G*A) the product ``lhs[:, group].T @ col[group]`` (G, A,
+    K*Cg) is computed too -- a transposed convolution's weight gradient, whose columns are
+    this convolution's. On the host the batch is split in parts, each unfolding its samples,
+    multiplying their rows and (with ``lhs``) their share of the product (one hand-off for
+    all; a product's partials come from parts fixed by the shape and are added in part
+    order)."""
+    N, G = x.shape[0], groups
+    P = prod(out)
+    M, Og, Kc = N * P, wm.shape[1], wm.shape[2]
+    dtype = np.result_type(x.dtype, wm.dtype)
+    pointwise = is_pointwise(x, kernel, stride, pad, out, groups)
+    if pointwise:
+        cols = scratch.contiguous(xp, x).reshape(1, M, Kc)
+    else:
+        col = scratch.empty(xp, (G, N) + tuple(out) + tuple(kernel) + (Kc // prod(kernel),),
+                            x.dtype)
+        cols = col.reshape(G, M, Kc)
+    y = scratch.empty(xp, (M, G * Og), dtype)
+    wt = wm.transpose(0, 2, 1)                                       # (G, K*Cg, Og)
+
+    def part(lo, hi):
+        rows = slice(lo * P, hi * P)
+        if not pointwise:
+            im2col(xp, x[lo:hi], kernel, stride, pad, dilate, out, groups, col=col[:, lo:hi])
+        c = cols[:, rows]
+        if G == 1:
+            xp.matmul(c[0], wt[0], out=y[rows])
+        else:
+            y[rows].reshape(-1, G, Og)[...] = xp.matmul(c, wt).transpose(1, 0, 2)
+        if bias is not None:
+            add_channel_vector(xp, y[rows], bias)
+        if lhs is None:
+            return None
+        if G == 1:
+            return xp.matmul(lhs[rows].T, c[0])[None]
+        return xp.matmul(lhs[rows].reshape(hi * P - lo * P, G, -1).transpose(1, 2, 0), c)
+    macs = M * G * Og * Kc
+    if lhs is not None:
+        parts = hostpool.fixed_parts(M * lhs.shape[1] * Kc, hostpool.SPLIT_MNK, N) \
+            if xp is np else 1
+        partial = hostpool.map_parts(part, N, parts)
+        product = partial[0]
+        for p in partial[1:]:
+            product += p
+    else:
+        split = xp is np and hostpool.can_split_blas() and (
+            macs >= hostpool.SPLIT_MNK or (not pointwise and worth_splitting(col)))
+        run_parts(part, N, None if split else 1)
+        product = None
+    y = y.reshape((N,) + tuple(out) + (-1,))
+    return y, (cols if keep_col else None), product
 
 
 def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, groups):
@@ -102,16 +149,15 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
         # convolution with the flipped kernel: one im2col + one GEMM moves less memory than
         # prod(K) slabs and strided adds.
         tpad = tuple(d * (k - 1) - p for k, p, d in zip(kernel, pad, dilate))
-        y, _ = _conv_nsc(xp, g, _flipped(wm, Kp), kernel, (1,) * len(kernel), tpad, dilate,
-                         size, G)
-        return y
+        return _conv_nsc(xp, g, _flipped(wm, Kp), kernel, (1,) * len(kernel), tpad, dilate,
+                         size, G)[0]
     # wm (G, Og, K*Cg) -> (K, G, Og, Cg): per kernel offset and group an (Og, Cg) block
     wk = xp.ascontiguousarray(wm.reshape(G, Og, Kp, Cg).transpose(2, 0, 1, 3))
     dtype = np.result_type(g.dtype, wk.dtype)
     P = prod(out)
-    g4 = xp.ascontiguousarray(g).reshape(N, P, G, Og)
-    buf = xp.empty((N,) + col2im_reach(size, kernel, stride, pad, dilate, out) + (G, Cg),
-                   dtype=dtype)
+    g4 = scratch.contiguous(xp, g).reshape(N, P, G, Og)
+    buf = scratch.empty(xp, (N,) + col2im_reach(size, kernel, stride, pad, dilate, out) +
+                        (G, Cg), dtype)
     lone = xp is np and N < 2 and M * Og * Cg * Kp >= hostpool.SPLIT_MNK
 
     def part(lo, hi):
@@ -119,12 +165,11 @@ def _conv_transpose_nsc(xp, g, wm, size, kernel, stride, pad, dilate, out, group
         # every kernel offset)
         n = hi - lo
         gp = g4[lo:hi].reshape(n * P, G, Og).transpose(1, 0, 2)             # (G, n*P, Og)
-        tmp = scratch.take(xp, (G, n * P, Cg), dtype)
+        tmp = scratch.empty(xp, (G, n * P, Cg), dtype)
         mm = hostpool.threaded_matmul if lone else xp.matmul
         b = buf[lo:hi]
         b[...] = 0
         col2im_slabs(xp, lambda i: mm(gp, wk[i], out=tmp), b, kernel, stride, dilate, out)
-        scratch.give(tmp)
     if xp is not np or lone:
         part(0, N)           # (one large sample: on the BLAS's threads)
     else:
@@ -262,7 +307,7 @@ def _record(data, weight, bias, y, backward, need, last, name):
     in_dtype = data.dtype
 
     def backward_op(g):
-        g = xp.ascontiguousarray(to_nsc(g, last))      # once, for every product below
+        g = scratch.contiguous(xp, to_nsc(g, last))      # once, for every product below
         gx, gw, gb = backward(g)
         if gx is not None:
             gx = from_nsc(gx, last)
@@ -290,8 +335,7 @@ def _forward_winograd(xp, xd, wd, bd, geo, need):
     tiles = x.shape[0] * -(-geo.out[0] // 4) * -(-geo.out[1] // 4)
 
     def backward(g):
-        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1],
-                                               release=not grad_retained())
+        gx, weight_grad_fn = winograd_backward(xp, g, saved, need[0], need[1])
 
         def parameter_grads():
             return (weight_from_matrix(weight_grad_fn(), geo.wshape, geo.last)
@@ -315,9 +359,9 @@ def _forward_unfold(xp, xd, wd, bd, geo, need):
     dtype = np.result_type(xd.dtype, wd.dtype)
     b = None if bd is None else bd.astype(dtype, copy=False)
     P, CK = prod(out), C * prod(kernel)
-    col = scratch.take(xp, (CK + (b is not None), N * P), xd.dtype)
+    col = scratch.empty(xp, (CK + (b is not None), N * P), xd.dtype)
     col_nd = col[:CK].reshape((C,) + tuple(kernel) + (N,) + tuple(out))
-    y = xp.empty((N,) + tuple(out) + (O,), dtype=dtype)
+    y = scratch.empty(xp, (N,) + tuple(out) + (O,), dtype)
     wT = wd.reshape(O, -1).T
     if b is not None:
         wT = xp.concatenate([wT, b.reshape(1, O).astype(wT.dtype, copy=False)])
@@ -334,7 +378,7 @@ def _forward_unfold(xp, xd, wd, bd, geo, need):
     else:
         unfold_part(0, N)
     if need is None or not need[1]:
-        scratch.give(col)
+        col = None                   # (back to the pool: only the weight gradient reads it)
     if need is None:
         return y, None
 
@@ -349,10 +393,9 @@ def _forward_im2col(xp, xd, wd, bd, geo, need):
     """The generic path: im2col + one GEMM per group."""
     x = to_nsc(xd, geo.last)
     wm = _group_weights(wd, geo)
-    y, col = _conv_nsc(xp, x, wm, geo.kernel, geo.stride, geo.pad, geo.dilate, geo.out,
-                       geo.groups, keep_col=need is not None and need[1])
-    if bd is not None:
-        add_channel_vector(xp, y, bd.astype(np.result_type(xd.dtype, wd.dtype), copy=False))
+    b = None if bd is None else bd.astype(np.result_type(xd.dtype, wd.dtype), copy=False)
+    y, col, _ = _conv_nsc(xp, x, wm, geo.kernel, geo.stride, geo.pad, geo.dilate, geo.out,
+                          geo.groups, keep_col=need is not None and need[1], bias=b)
     if need is None:
         return y, None
 
@@ -371,17 +414,13 @@ def _unfolded_backward(xp, wd, wm, geo, need, col, weight_and_bias_grads):
     """The backward of the unfolding paths: the input gradient at once (a transposed
     convolution with the group weights ``wm``, made from ``wd`` if None), the parameter
     gradients maybe in the background: ``weight_and_bias_grads(g)`` gives the weight
-    gradient and the bias gradient (or None) from the kept columns ``col``, which go back
-    to the scratch pool unless the graph is retained."""
+    gradient and the bias gradient (or None) from the kept columns ``col`` (pooled memory,
+    reused once this graph and the job are gone)."""
     def backward(g):
-        retained = grad_retained()       # (read here: a background job must not)
-
         def parameter_grads():
             gw = gb = None
             if need[1]:
                 gw, gb = weight_and_bias_grads(g)
-                if not retained:
-                    scratch.give(col)     # this graph is freed after this call
             if need[2] and gb is None:
                 gb = channel_sum(xp, g)
             return gw, gb
@@ -459,14 +498,14 @@ def _forward_transposed(xp, x, wd, bd, geo, need):
     def backward(g):
         gx = gw = gb = None
         if need[0] or need[1]:
-            gx, gcol = _conv_nsc(xp, g, wm, geo.kernel, geo.stride, geo.pad, geo.dilate,
-                                 geo.size, groups, keep_col=need[1])
+            # the weight gradient x^T @ (g's columns) in the same pass over the batch
+            gx, _, gwm = _conv_nsc(xp, g, wm, geo.kernel, geo.stride, geo.pad, geo.dilate,
+                                   geo.size, groups,
+                                   lhs=x.reshape(-1, x.shape[-1]) if need[1] else None)
             if not need[0]:
                 gx = None
             if need[1]:
-                gw = weight_from_matrix(weight_grad(xp, x, gcol, groups), geo.wshape,
-                                        geo.last)
-                scratch.give(gcol)
+                gw = weight_from_matrix(gwm, geo.wshape, geo.last)
         if need[2]:
             gb = channel_sum(xp, g)
         return gx, gw, gb
@@ -493,7 +532,7 @@ def deconvolution(data, weight, bias=None, stride=1, pad=0, dilate=1, groups=1,
     xp = data.xp
     wd = weight._data
     # contiguous once: the forward GEMMs and the weight gradient both read it
-    x = xp.ascontiguousarray(to_nsc(_input_data(data, wd), geo.last))
+    x = scratch.contiguous(xp, to_nsc(_input_data(data, wd), geo.last))
     need = needs_grad(data, weight, bias)
     y, backward = _forward_transposed(xp, x, wd, None if bias is None else bias._data, geo,
                                       need)

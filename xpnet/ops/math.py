@@ -3,7 +3,7 @@ import numpy as np
 
 from ._base import (NDArray, _state, _wrap, is_scalar, promote, promote_scalar, record_op,
                     same_ctx, scalar, to_nd, unbroadcast)
-from ._rows import relu_values
+from ._rows import relu_grad, relu_values
 
 __all__ = ['add', 'subtract', 'rsubtract', 'multiply', 'divide', 'rdivide', 'power', 'rpower',
            'floor_divide', 'mod', 'negative', 'compare', 'maximum', 'minimum', 'where', 'clip',
@@ -326,8 +326,8 @@ ceil = _unary('ceil', lambda xp, x: xp.ceil(x), lambda xp, x, y, g: xp.zeros_lik
 round = _unary('round', lambda xp, x: xp.round(x), lambda xp, x, y, g: xp.zeros_like(g))
 sigmoid = _unary('sigmoid', _sigmoid, lambda xp, x, y, g: g * y * (1 - y))
 tanh = _unary('tanh', lambda xp, x: xp.tanh(x), lambda xp, x, y, g: g * (1 - y * y))
-relu = _unary('relu', lambda xp, x: relu_values(xp, x), lambda xp, x, y, g: g * (x > 0),
-              float_only=False)
+relu = _unary('relu', lambda xp, x: relu_values(xp, x),
+              lambda xp, x, y, g: relu_grad(xp, g, x), float_only=False)
 erf = _unary('erf', _erf_fn,
              lambda xp, x, y, g: g * (2.0 / np.sqrt(np.pi)) * xp.exp(-x * x))
 

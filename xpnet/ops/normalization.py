@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backend.hostpool import (SPLIT_BYTES, fixed_parts, map_parts, matmul as _mm, run_parts,
                                 worth_splitting)
+from ..backend.memory import scratch
 from ._base import _state, _wrap, float_data, needs_grad, norm_axis, record_op, unbroadcast
 from ._rows import fold as _fold, relu_values, tile as _tile, widening
 
@@ -73,7 +74,7 @@ def _channel_rows(xp, d, axis):
     """``d`` with ``axis`` moved last as a C-contiguous (rows, channels) matrix (a view when
     the memory is already channels-last, as convolution outputs are) and the moved shape."""
     moved = xp.moveaxis(d, axis, -1)
-    return xp.ascontiguousarray(moved).reshape(-1, moved.shape[-1]), moved.shape
+    return scratch.contiguous(xp, moved).reshape(-1, moved.shape[-1]), moved.shape
 
 
 class _RowBlocks:
@@ -142,7 +143,7 @@ def _row_statistics(rows):
             return mean, var, xw, mean
     else:
         mean = rows.fold(_mm(rows.ones, xw)) / R
-    xs = xw - rows.tile(mean)
+    xs = xp.subtract(xw, rows.tile(mean), out=scratch.empty_like(xw))
     var = rows.fold(xp.einsum('rc,rc->c', xs, xs)) / R
     return mean, var, xs, xp.zeros_like(mean)
 
@@ -172,7 +173,7 @@ def _batch_norm_rows(x, gamma, beta, axis, eps, center, scale, act=None):
     offset = -shift * s
     if center:
         offset = offset + beta._data.astype(dtype, copy=False)
-    y2 = xp.empty_like(xs)
+    y2 = scratch.empty_like(xs)
     ts, to = rows.tile(s), rows.tile(offset)
 
     def normalize_block(lo, hi):
@@ -205,12 +206,13 @@ def _batch_norm_rows_backward(rows, g2, xs, shift, inv, ts, y2, need_x):
     None."""
     xp, R = rows.xp, rows.R
     gw = g2.reshape(rows.n, -1)
-    gm = xp.empty_like(gw) if y2 is not None else gw      # g masked by the ReLU
+    gm = scratch.empty_like(gw) if y2 is not None else gw      # g masked by the ReLU
+    mask = scratch.empty(xp, gw.shape, np.bool_) if y2 is not None else None
 
     def sums_block(lo, hi):
         gb = gw[lo:hi]
         if y2 is not None:
-            gb = xp.multiply(gb, y2[lo:hi] > 0, out=gm[lo:hi])
+            gb = xp.multiply(gb, xp.greater(y2[lo:hi], 0, out=mask[lo:hi]), out=gm[lo:hi])
         return rows.column_sums(gb), xp.einsum('rc,rc->c', gb, xs[lo:hi])
     sg, sgx = rows.summed(sums_block)
     gb = rows.fold(sg)                                           # sum of g per channel
@@ -221,7 +223,7 @@ def _batch_norm_rows_backward(rows, g2, xs, shift, inv, ts, y2, need_x):
     # dx = s * (g - mean(g) - xhat * mean(g * xhat)), xhat = (xs - shift) * inv
     a = inv * gg / R
     ta, tb = rows.tile(a), rows.tile(gb / R - a * shift)
-    t = xp.empty_like(xs)
+    t = scratch.empty_like(xs)
 
     def input_grad_block(lo, hi):
         tb_ = t[lo:hi]

@@ -22,7 +22,8 @@ Example::
 import numpy as np
 
 from ._base import _wrap, int_tuple, needs_grad, record_op
-from ..backend.hostpool import map_parts, matmul as _mm, run_parts, worth_splitting
+from ..backend.hostpool import matmul as _mm, run_parts, worth_splitting
+from ..backend.memory import scratch
 from ._im2col import check_rank, from_nsc, normalize_layout, pad_nsc, prod, to_nsc
 
 __all__ = ['pooling', 'pool_output_size']
@@ -170,35 +171,39 @@ class _Windows:
         :func:`_axis_windows`)."""
         return _axis_windows(ndim, d, self.kernel[d], self.stride[d], self.out[d])
 
-    def grad_buffer(self, xp, shape, dtype, d, out=None):
-        return _grad_buffer(xp, shape, dtype, d, self.kernel[d], self.stride[d], self.out[d],
-                            out=out)
+    def grad_buffer(self, xp, shape, dtype, d):
+        return _grad_buffer(xp, shape, dtype, d, self.kernel[d], self.stride[d], self.out[d])
 
 
 def _max_pool(data, x, win, last):
     """Max pooling, one spatial axis at a time. For each 1-D window the first maximum is
     kept, which is the first maximum of the whole window in row-major order (the smallest
-    row holding one, then its smallest column). On the host a large input is pooled in
-    batch blocks over the host pool (each block runs the whole separable chain; one
-    hand-off for several passes)."""
+    row holding one, then its smallest column). Every pass writes into a buffer of the
+    whole batch (``backend.memory``); on the host a large input is pooled in batch blocks
+    over the host pool (each block runs the whole separable chain, forward or backward:
+    one hand-off for several passes)."""
     xp = data.xp
     fill = -np.inf if x.dtype.kind == 'f' else np.iinfo(x.dtype).min
     need = needs_grad(data)
+    N = x.shape[0]
+    shapes = _pass_shapes(win, N, x.shape[-1])          # the input of each pass, then the output
+    bests = [scratch.empty(xp, s, x.dtype) for s in shapes[1:]]
+    args = [scratch.empty(xp, s, _arg_dtype(win.kernel[d]))
+            for d, s in zip(win.axes, shapes[1:])] if need is not None else None
 
     def forward_part(lo, hi):
         cur = pad_nsc(xp, x[lo:hi], win.pad, win.extent, fill)
-        args, shapes = [], []
-        for d in win.axes:
-            shapes.append(cur.shape)
-            cur, arg = _max_along(xp, cur, win.along(cur.ndim, d), need is not None)
-            args.append(arg)
-        return cur, args, shapes
-    N = x.shape[0]
-    parts = map_parts(forward_part, N) if worth_splitting(x) else [forward_part(0, N)]
-    bounds = [0]
-    for p in parts:
-        bounds.append(bounds[-1] + p[0].shape[0])
-    cur = parts[0][0] if len(parts) == 1 else xp.concatenate([p[0] for p in parts])
+        for j, d in enumerate(win.axes):
+            _max_along(xp, cur, win.along(cur.ndim, d), bests[j][lo:hi],
+                       None if args is None else args[j][lo:hi])
+            cur = bests[j][lo:hi]
+    split = worth_splitting(x)
+    if split:
+        run_parts(forward_part, N)
+    else:
+        forward_part(0, N)
+    cur = bests[-1]
+    del bests[:-1]                      # (the passes' scratch goes back to the pool)
     # Ceil-mode windows holding no input element start in (or past) the right padding.
     for axis, (n, s, p, sz) in enumerate(zip(win.out, win.stride, win.pad, win.size), 1):
         first_empty = next((o for o in range(n) if o * s - p >= sz), n)
@@ -207,35 +212,45 @@ def _max_pool(data, x, win, last):
     result = from_nsc(cur, last)
     if need is None:
         return _wrap(result, data._ctx)
-    crop = _crop(win.pad, win.size)
-    uncropped = tuple(win.extent) == tuple(win.size)
 
     def backward(g):
         g = to_nsc(g, last)
-        # the blocks' gradients go straight into one buffer when nothing is cropped
-        gx = xp.empty(x.shape, dtype=g.dtype) if len(parts) > 1 else None
+        grads = [scratch.empty(xp, s, g.dtype) for s in shapes[:-1]]
 
-        def backward_part(i):
-            lo, hi = bounds[i], bounds[i + 1]
-            _, args, shapes = parts[i]
+        def backward_part(lo, hi):
             gp = g[lo:hi]
-            for j, (d, arg, shape) in enumerate(zip(win.axes[::-1], args[::-1], shapes[::-1])):
-                last_step = gx is not None and uncropped and j == len(win.axes) - 1
-                gin = win.grad_buffer(xp, shape, gp.dtype, d,
-                                      out=gx[lo:hi] if last_step else None)
-                _scatter_max(xp, gp, arg, gin, win.along(len(shape), d),
+            for j in reversed(range(len(win.axes))):
+                d = win.axes[j]
+                gin = grads[j][lo:hi]
+                if not _tiles_exactly(gin.shape, d, win.kernel[d], win.stride[d],
+                                      win.out[d]):
+                    gin[...] = 0            # (positions no window reads get no gradient)
+                _scatter_max(xp, gp, args[j][lo:hi], gin, win.along(gin.ndim, d),
                              win.stride[d] >= win.kernel[d])
                 gp = gin
-            if gx is None:
-                return gp[crop]
-            if not uncropped:
-                gx[lo:hi] = gp[crop]
-        if gx is None:
-            return (from_nsc(backward_part(0), last),)
-        run_parts(lambda lo, hi: [backward_part(i) for i in range(lo, hi)],
-                  len(parts), len(parts))
-        return (from_nsc(gx, last),)
+        if split:
+            run_parts(backward_part, N)
+        else:
+            backward_part(0, N)
+        return (from_nsc(grads[0][_crop(win.pad, win.size)], last),)
     return record_op(backward, (data,), result, data._ctx, name='max_pooling')
+
+
+def _pass_shapes(win, N, C):
+    """The shapes the separable passes read and write: the padded input, then the output
+    of each pass (the last is the pooling's output)."""
+    shape = (N,) + tuple(win.extent) + (C,)
+    shapes = [shape]
+    for d in win.axes:
+        shape = shape[:1 + d] + (win.out[d],) + shape[2 + d:]
+        shapes.append(shape)
+    return shapes
+
+
+def _arg_dtype(k):
+    """The arg-max offsets of a k-wide window: bool for two (offset 1 won), else
+    uint8/int32."""
+    return np.bool_ if k == 2 else (np.uint8 if k < 256 else np.int32)
 
 
 def _sum_pool(data, x, win, last, pool_type, count_include_pad):
@@ -282,25 +297,26 @@ def _sum_pool(data, x, win, last, pool_type, count_include_pad):
     return record_op(backward_avg, (data,), result, data._ctx, name='avg_pooling')
 
 
-def _max_along(xp, cur, wins, need_arg):
-    """Running maximum over the windows ``wins`` of one axis, and (if ``need_arg``) the
-    offset of the first maximum: bool for two offsets (offset 1 won), else uint8/int32.
+def _max_along(xp, cur, wins, best, arg):
+    """Running maximum over the windows ``wins`` of one axis into ``best``, and (if ``arg``
+    is not None) the offset of the first maximum into ``arg`` (see :func:`_arg_dtype`).
     Ties keep the first offset: a later one wins only where it is strictly greater."""
     k = len(wins)
     if k == 1:
-        best = cur[wins[0]].copy()
-        return best, (xp.zeros(best.shape, dtype=np.uint8) if need_arg else None)
+        best[...] = cur[wins[0]]
+        if arg is not None:
+            arg[...] = 0
+        return
     v0, v1 = cur[wins[0]], cur[wins[1]]
-    best = xp.maximum(v0, v1)
-    arg = xp.greater(v1, v0) if need_arg else None
-    if need_arg and k > 2:
-        arg = arg.astype(np.uint8 if k < 256 else np.int32)
+    xp.maximum(v0, v1, out=best)
+    if arg is not None:
+        xp.greater(v1, v0, out=arg)
+    later = scratch.empty(xp, best.shape, np.bool_) if arg is not None and k > 2 else None
     for j in range(2, k):
         v = cur[wins[j]]
-        if need_arg:
-            xp.copyto(arg, j, where=v > best)
+        if arg is not None:
+            xp.copyto(arg, j, where=xp.greater(v, best, out=later))
         xp.maximum(best, v, out=best)
-    return best, arg
 
 
 def _scatter_max(xp, g, arg, gin, wins, disjoint):
@@ -308,21 +324,17 @@ def _scatter_max(xp, g, arg, gin, wins, disjoint):
     ``gin`` (assigned when the windows are ``disjoint``, else accumulated). A product with
     the mask, not where() (much slower here); only a non-finite g differs: NaN instead of
     0 beside the arg-max."""
-    if arg.dtype == np.bool_:
-        first = xp.logical_not(arg)
-        if disjoint:
-            xp.multiply(g, first, out=gin[wins[0]])
-            xp.multiply(g, arg, out=gin[wins[1]])
-        else:
-            gin[wins[0]] += g * first
-            gin[wins[1]] += g * arg
-        return
+    mask = scratch.empty(xp, arg.shape, np.bool_)
+    hit = None if disjoint else scratch.empty(xp, g.shape, g.dtype)
     for j, win in enumerate(wins):
-        hit = g * (arg == j)
-        if disjoint:
-            gin[win] = hit
+        if arg.dtype == np.bool_:
+            m = xp.logical_not(arg, out=mask) if j == 0 else arg
         else:
-            gin[win] += hit
+            m = xp.equal(arg, j, out=mask)
+        if disjoint:
+            xp.multiply(g, m, out=gin[win])
+        else:
+            gin[win] += xp.multiply(g, m, out=hit)
 
 
 def _tiles_exactly(shape, d, k, s, o):
@@ -331,15 +343,12 @@ def _tiles_exactly(shape, d, k, s, o):
     return s == k and shape[1 + d] == o * s
 
 
-def _grad_buffer(xp, shape, dtype, d, k, s, o, out=None):
-    """The gradient buffer of one separable pooling step (``out`` when given):
-    uninitialized when the windows tile it exactly, zeros otherwise."""
-    exact = _tiles_exactly(shape, d, k, s, o)
-    if out is None:
-        return xp.empty(shape, dtype=dtype) if exact else xp.zeros(shape, dtype=dtype)
-    if not exact:
-        out[...] = 0
-    return out
+def _grad_buffer(xp, shape, dtype, d, k, s, o):
+    """The gradient buffer of one separable pooling step: uninitialized when the windows
+    tile it exactly, zeros otherwise."""
+    if _tiles_exactly(shape, d, k, s, o):
+        return scratch.empty(xp, shape, dtype)
+    return scratch.zeros(xp, shape, dtype)
 
 
 def _axis_windows(ndim, d, k, s, o):

@@ -183,13 +183,7 @@ class _Workspace:
     def __init__(self, xp, dtype, n_samples, *per_sample):
         self.per_sample = per_sample
         self.chunk = max(1, CHUNK_BYTES // (max(per_sample) * np.dtype(dtype).itemsize))
-        self.bufs = [scratch.take(xp, (n_samples * p,), dtype) for p in per_sample]
-
-    def release(self):
-        """Hand the regions back to the scratch pool (reused by the next call)."""
-        for b in self.bufs:
-            scratch.give(b)
-        self.bufs = None
+        self.bufs = [scratch.empty(xp, (n_samples * p,), dtype) for p in per_sample]
 
     def chunks(self, lo, hi):
         """``(c0, c1)`` sample ranges covering ``[lo, hi)``."""
@@ -239,12 +233,12 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
     w9 = xp.ascontiguousarray(wm.reshape(O, 9, C).transpose(1, 2, 0)).reshape(9, C * O)
     U = hostpool.matmul(KG, w9.astype(dtype, copy=False)).reshape(36, C, O)
     b = None if bias is None else bias.astype(dtype, copy=False)
-    V = scratch.take(xp, (36, N, tt, C), dtype)
+    V = scratch.empty(xp, (36, N, tt, C), dtype)
     # scratch: the input tiles, then (once V holds their transform) the channel products,
     # in the same memory; the padded input
     R = 36 * max(C, O) * tt
     work = _Workspace(xp, dtype, N, R, R, (4 * th + 2) * (4 * tw + 2) * C)
-    full = xp.empty((N, th, 4, tw, 4, O), dtype=dtype)
+    full = scratch.empty(xp, (N, th, 4, tw, 4, O), dtype)
 
     def part(lo, hi):
         for c0, c1 in work.chunks(lo, hi):
@@ -265,9 +259,6 @@ def winograd_forward(xp, x, wm, bias, pad, out, keep=(True, True)):
             else:
                 full[c0:c1] = src
     _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
-    work.release()
-    if not keep[1]:
-        scratch.give(V)
     y = full.reshape(N, 4 * th, 4 * tw, O)
     if (OH, OW) != (4 * th, 4 * tw):
         y = y[:, :OH, :OW]
@@ -299,15 +290,13 @@ def _add_tiles(xp, t, gp):
     gp[:, 4 * th:, 4 * tw:] = t[4:6, 4:6, :, last_r, last_c].transpose(2, 0, 1, 3)
 
 
-def winograd_backward(xp, g, saved, need_x, need_w, release=False):
+def winograd_backward(xp, g, saved, need_x, need_w):
     """Gradients of :func:`winograd_forward` for the output gradient ``g`` (N, *out, O).
 
     Returns ``(gx, weight_grad)``: gx (N, H, W, C) (or None), computed here (split over
     the batch on the host like the forward pass), and a function computing the weight
     gradient as an (O, 9*C) matrix in ``wm``'s column order (or None): the caller may run
-    it later, off the critical path (see ``backend.hostpool.defer``). ``release``: the
-    graph is freed after this pass, so the saved transformed input goes back to the scratch
-    pool once the weight gradient is done.
+    it later, off the critical path (see ``backend.hostpool.defer``).
     """
     V, U, (N, H, W, C), pad, (OH, OW), (th, tw) = saved
     tt = th * tw
@@ -319,9 +308,9 @@ def winograd_backward(xp, g, saved, need_x, need_w, release=False):
     R = 36 * max(C, O) * tt
     work = _Workspace(xp, dtype, N, R, R)
     # the output-gradient tiles' transform dM is kept whole for the weight gradient
-    dM_all = scratch.take(xp, (36, N, tt, O), dtype) if need_w else None
+    dM_all = scratch.empty(xp, (36, N, tt, O), dtype) if need_w else None
     if need_x:
-        gpad = xp.empty((N, 4 * th + 2, 4 * tw + 2, C), dtype=dtype)
+        gpad = scratch.empty(xp, (N, 4 * th + 2, 4 * tw + 2, C), dtype)
     Ut = U.transpose(0, 2, 1) if need_x else None
 
     def part(lo, hi):
@@ -337,7 +326,7 @@ def winograd_backward(xp, g, saved, need_x, need_w, release=False):
         if aligned:
             dst[...] = gsrc[c0:c1].reshape(n, th, 4, tw, 4, O)
         else:                                         # zeros past the output edge
-            gfull = xp.zeros((n, 4 * th, 4 * tw, O), dtype=dtype)
+            gfull = scratch.zeros(xp, (n, 4 * th, 4 * tw, O), dtype)
             gfull[:, :OH, :OW] = gsrc[c0:c1]
             dst[...] = gfull.reshape(n, th, 4, tw, 4, O)
         dM = _view(xp, dM_all[:, c0:c1], (36, n * tt, O)) if need_w else \
@@ -351,9 +340,6 @@ def winograd_backward(xp, g, saved, need_x, need_w, release=False):
         _transform(xp, B, dV, work.get(0, lo, n, (36 * n * tt * C,)), dX)
         _add_tiles(xp, dX.reshape(6, 6, n, th, tw, C), gpad[c0:c1])
     _run(xp, part, N, R * N * np.dtype(dtype).itemsize)
-    work.release()
-    if release and not need_w and V is not None:
-        scratch.give(V)
     gx = None
     if need_x:
         ph, pw = pad
@@ -362,9 +348,6 @@ def winograd_backward(xp, g, saved, need_x, need_w, release=False):
     def weight_grad():
         dU = hostpool.matmul(dM_all.reshape(36, N * tt, O).transpose(0, 2, 1),
                              V.reshape(36, N * tt, C))                   # (36, O, C)
-        scratch.give(dM_all)
-        if release:
-            scratch.give(V)
         gw9 = hostpool.matmul(KGt, dU.reshape(36, O * C)).reshape(9, O, C)   # (k, o, c)
         return xp.ascontiguousarray(gw9.transpose(1, 0, 2)).reshape(O, 9 * C)
     return gx, (weight_grad if need_w else None)

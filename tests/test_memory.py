@@ -1,0 +1,108 @@
+"""The host memory pool (xpnet/backend/memory.py): arrays are ordinary NumPy arrays, a
+block is reused only once no array refers to it, and the pool keeps a bounded amount."""
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+from xpnet import autograd, nd, ops
+from xpnet.backend import memory
+
+
+@pytest.fixture
+def pool():
+    return memory._Pool(min_bytes=1024, max_bytes=1 << 24)
+
+
+def test_arrays_have_the_shape_dtype_and_alignment_asked_for(pool):
+    a = pool.empty(np, (33, 17), np.float32)
+    assert a.shape == (33, 17) and a.dtype == np.float32 and a.flags.c_contiguous
+    assert a.ctypes.data % 64 == 0 and a.flags.writeable
+    z = pool.zeros(np, 5000, np.float64)
+    assert z.shape == (5000,) and not z.any()
+
+
+def test_small_and_device_arrays_are_not_pooled(pool):
+    assert pool.empty(np, (4,), np.float32).base is None          # below min_bytes
+
+    class FakeXp:
+        @staticmethod
+        def empty(shape, dtype):
+            return ('device', shape)
+    assert pool.empty(FakeXp, (1000,), np.float32) == ('device', (1000,))
+    assert pool.stats()['blocks'] == 0
+
+
+def test_a_block_is_reused_only_once_no_view_of_it_is_left(pool):
+    a = pool.empty(np, (1000,), np.float32)
+    address = a.ctypes.data                      # (a reference to a.base would hold it)
+    view = a.reshape(10, 100).T[2:]              # a view of a view
+    del a
+    b = pool.empty(np, (1000,), np.float32)      # the view keeps the first block busy
+    assert b.ctypes.data != address and not np.shares_memory(b, view)
+    del view
+    c = pool.empty(np, (990,), np.float32)       # same size class: the free block
+    assert c.ctypes.data == address
+    assert pool.stats()['blocks'] == 2
+
+
+def test_a_recorded_graph_keeps_its_buffers_until_it_is_dropped(monkeypatch):
+    """Pooled columns saved for the backward pass stay out of the pool while the graph
+    lives (a forward without backward), and are free once it is dropped."""
+    monkeypatch.setattr(memory.scratch, 'min_bytes', 1)
+
+    def in_use():
+        stats = memory.scratch.stats()
+        return stats['blocks'] - stats['free_blocks']
+    gc.collect()
+    before = in_use()
+    x = nd.array(np.random.default_rng(0).standard_normal((2, 3, 7, 7)))
+    w = nd.array(np.random.default_rng(1).standard_normal((4, 3, 3, 3)))
+    w.attach_grad()
+    with autograd.record():
+        y = ops.convolution(x, w, pad=1)
+    assert in_use() > before
+    del y
+    gc.collect()
+    assert in_use() == before
+
+
+def test_free_blocks_beyond_max_bytes_are_dropped():
+    pool = memory._Pool(min_bytes=1, max_bytes=100_000)
+    for n in range(10):                          # ten sizes, each dropped at once
+        pool.empty(np, (4096 * (n + 1),), np.uint8)
+    assert pool.stats()['free_bytes'] <= 100_000 + 40960
+    held = [pool.empty(np, (50_000,), np.uint8) for _ in range(4)]
+    assert pool.stats()['bytes'] >= 200_000      # blocks in use are never dropped
+    pool.clear()
+    assert pool.stats()['blocks'] == len(held)
+
+
+def test_concurrent_arrays_never_share_memory(pool):
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(200):
+                a = pool.empty(np, (2000 + 7 * (i % 3),), np.float32)
+                a.fill(k)
+                b = pool.empty(np, (1500,), np.float32)
+                b.fill(-k)
+                if not ((a == k).all() and (b == -k).all()):
+                    errors.append(k)
+        except Exception as err:                 # pragma: no cover - reported below
+            errors.append(err)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_contiguous_copies_only_what_is_not_contiguous(pool):
+    a = np.arange(6000, dtype=np.float32).reshape(60, 100)
+    assert pool.contiguous(np, a) is a
+    t = pool.contiguous(np, a.T)
+    assert t.flags.c_contiguous and np.array_equal(t, a.T) and t.base is not None

@@ -106,3 +106,42 @@ def test_contiguous_copies_only_what_is_not_contiguous(pool):
     assert pool.contiguous(np, a) is a
     t = pool.contiguous(np, a.T)
     assert t.flags.c_contiguous and np.array_equal(t, a.T) and t.base is not None
+
+
+def test_owns_memory_tells_a_sole_pool_view_from_a_shared_one():
+    a = memory.scratch.empty(np, (512, 1024), np.float32)        # 2 MB: pooled
+    assert not a.flags.owndata
+    assert memory.owns_memory(a)                # (no reference to a.base may be held here)
+    b = a[:10]
+    assert not memory.owns_memory(a) and not memory.owns_memory(b)
+    del b
+    assert memory.owns_memory(a)
+    plain = np.ones((3, 4))
+    assert memory.owns_memory(plain) and not memory.owns_memory(plain[1:])
+    # a view of an array that is not a pool block never counts as owning
+    big = np.ones(1 << 20, np.uint8)
+    assert not memory.owns_memory(big[:10])
+
+
+def test_a_pooled_weight_gradient_is_bound_not_copied_and_never_aliased():
+    # Dense 512 -> 512 on a batch of 512: every product output is a pooled block; the weight
+    # gradient is bound to the parameter (no copy), and nothing else views its memory
+    from xpnet import layers as nn
+    net = nn.Dense(512, in_units=512)
+    net.initialize()
+    x = nd.array(np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32))
+    grads = []
+    for _ in range(3):
+        with autograd.record():
+            loss = (net(x) ** 2).sum()
+        loss.backward()
+        g = net.weight.grad()._data
+        assert not g.flags.owndata                  # a pool block, bound without a copy
+        assert memory.owns_memory(g)
+        grads.append(g.copy())
+    # the bound gradient is not overwritten by later steps' temporaries
+    with autograd.record():
+        y = net(x)
+    y2 = y * 2
+    assert np.array_equal(net.weight.grad()._data, grads[-1])
+    del y2

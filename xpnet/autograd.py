@@ -39,6 +39,7 @@ import threading
 import weakref
 
 from .backend import DeviceSwitch
+from .backend.memory import owns_memory as _owns_memory
 
 __all__ = ['record', 'pause', 'train_mode', 'predict_mode', 'is_recording', 'is_training',
            'set_recording', 'set_training', 'backward', 'mark_variables', 'Node', 'grad',
@@ -401,7 +402,7 @@ def _write_leaf(leaf, g, owned, bound, foreign):
         data += g
     elif req == 'write':
         # Rebind the buffer to a fresh, unaliased gradient instead of copying it.
-        if (owned or (g.base is None and id(g) not in foreign)) and id(g) not in bound \
+        if (owned or (id(g) not in foreign and _owns_memory(g))) and id(g) not in bound \
                 and type(g) is type(data):
             buf._data = g
             bound.add(id(g))

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-__all__ = ['scratch']
+__all__ = ['scratch', 'owns_memory']
 
 # Blocks start at a multiple of this many bytes (a cache line; AVX-512 loads).
 _ALIGN = 64
@@ -69,6 +69,18 @@ def _is_free(block):
     return sys.getrefcount(block.raw) <= _FREE_REFS
 
 
+def owns_memory(a):
+    """Whether no other array shares ``a``'s memory: ``a`` owns its data (``a.base is
+    None``), or it is the only array viewing a pool block (the autograd engine then binds it
+    as a gradient instead of copying it)."""
+    if a.base is None:
+        return True
+    # references to a pool block's ``raw``: the block's attribute, ``data``'s base, ``a``,
+    # and the argument of sys.getrefcount
+    return type(a) is np.ndarray and id(a.base) in scratch._raw_ids and \
+        sys.getrefcount(a.base) <= _FREE_REFS + 1
+
+
 class _Pool:
     """Host arrays of at least ``min_bytes`` from reusable blocks; see the module
     docstring. At most ``max_bytes`` of free blocks are kept."""
@@ -76,6 +88,7 @@ class _Pool:
     def __init__(self, min_bytes=1 << 18, max_bytes=1 << 30):
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
         self._blocks = {}          # size class -> [_Block], oldest first
+        self._raw_ids = set()      # id() of every block's ``raw`` (see owns_memory)
         self._lock = threading.Lock()
 
     def empty(self, xp, shape, dtype):
@@ -94,6 +107,7 @@ class _Pool:
                 self._trim(size)
                 block = _Block(size)
                 self._blocks.setdefault(size, []).append(block)
+                self._raw_ids.add(id(block.raw))
             # (a view made under the lock: no other caller can find the block free now)
             return block.data[:nbytes].view(dtype).reshape(shape)
 
@@ -139,6 +153,7 @@ class _Pool:
             if excess <= 0:
                 break
             self._blocks[size].remove(block)
+            self._raw_ids.discard(id(block.raw))
             excess -= size
 
     def clear(self):
@@ -146,6 +161,9 @@ class _Pool:
         with self._lock:
             for size in list(self._blocks):
                 kept = [b for b in self._blocks[size] if not _is_free(b)]
+                for b in self._blocks[size]:
+                    if not any(b is k for k in kept):
+                        self._raw_ids.discard(id(b.raw))
                 if kept:
                     self._blocks[size] = kept
                 else:

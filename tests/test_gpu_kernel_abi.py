@@ -162,6 +162,38 @@ def test_dense_layers_without_bias_or_activation(fake):
     assert np.isfinite(w.grad.asnumpy()).all()
 
 
+def test_an_empty_batch_launches_a_valid_grid(fake):
+    """Softmax cross-entropy of zero rows launched a grid of 0 blocks (invalid on CUDA)."""
+    p = xpnet.array(np.zeros((0, 4)), ctx=sim(0))
+    p.attach_grad()
+    with autograd.record():
+        loss = ops.softmax_cross_entropy(p, xpnet.array(np.zeros(0), ctx=sim(0)))
+    loss.backward()
+    assert loss.shape == (0,) and p.grad.shape == (0, 4)
+    assert ('softmax', 'sce_forward', 'float') in fake
+
+
+@pytest.mark.parametrize('flag_dtype', [np.bool_, np.int64, np.uint8])
+@pytest.mark.parametrize('value', [0, 1])
+def test_skip_flags_of_any_integer_dtype_reach_the_kernels_as_int(fake, flag_dtype, value):
+    """The multi-tensor kernels read ``const int* skip``: a bool or int64 flag given to
+    ``set_skip_flag`` is converted (it used to be passed as is, read as 4 bytes)."""
+    ctx = sim(0)
+    net = nn.Dense(2, in_units=3)
+    net.initialize(ctx=ctx)
+    trainer = xpnet.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1,
+                                                           'momentum': 0.9})
+    with ctx.use():
+        trainer.optimizer.set_skip_flag(ctx.xp.full((), value, dtype=flag_dtype))
+    before = net.weight.data(ctx).asnumpy()
+    with autograd.record():
+        loss = net(xpnet.array(np.ones((2, 3)), ctx=ctx)).sum()
+    loss.backward()
+    trainer.step(2)
+    assert np.array_equal(net.weight.data(ctx).asnumpy(), before) == bool(value)
+    assert ('optim', 'sgd_mt', 'float') in fake
+
+
 def _all_scenarios(registry):
     for dtype in DTYPES:
         for opt, params in OPTIMIZERS:

@@ -194,6 +194,19 @@ def test_skip_flags_of_any_integer_dtype_reach_the_kernels_as_int(fake, flag_dty
     assert ('optim', 'sgd_mt', 'float') in fake
 
 
+@pytest.mark.parametrize('key', [2 ** 64 + 5, -3])
+def test_dropout_keys_are_taken_modulo_2_64_on_both_paths(fake, key):
+    """A restored device stream key outside uint64 made ``np.uint64(key)`` raise in the
+    CUDA launch only (the stand-in takes the low 64 bits)."""
+    from xpnet.backend.kernels.elementwise import dropout_mask
+    xp = sim(0).xp
+    with sim(0).use():
+        got = dropout_mask(xp, (3, 5), np.float32, 0.5, key, 2 ** 64 + 1)
+        want = dropout_mask(xp, (3, 5), np.float32, 0.5, key % 2 ** 64, 1)
+    np.testing.assert_array_equal(to_host(got), to_host(want))
+    assert ('elementwise', 'dropout', 'float') in fake
+
+
 def _all_scenarios(registry):
     for dtype in DTYPES:
         for opt, params in OPTIMIZERS:

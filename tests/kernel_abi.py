@@ -103,18 +103,14 @@ class Param:
 def _params(text, tdefs):
     params = []
     for piece in text.split(','):
-        piece = ' '.join(piece.split())
+        piece = ' '.join(piece.replace('*', ' * ').split())
         if not piece or piece == 'void':
             continue
-        m = re.match(r'^(.*?)(\**)\s*(\w+)$', piece.replace('*', ' * ').replace(' *', '*')
-                     .replace('* ', '*'))
-        if m is None:
-            raise ValueError(f'cannot parse kernel parameter {piece!r}')
-        base, stars, name = m.group(1).strip(), m.group(2), m.group(3)
-        if base.endswith('*'):
-            stars, base = base[len(base.rstrip('*')):] + stars, base.rstrip('*').strip()
-        if len(stars) > 1:
-            raise ValueError(f'pointer to pointer parameter {piece!r} is not supported')
+        words = piece.split()
+        name, stars = words[-1], words.count('*')
+        if not re.fullmatch(r'\w+', name) or stars > 1:
+            raise ValueError(f'cannot check kernel parameter {piece!r}')
+        base = ' '.join(w for w in words[:-1] if w != '*')
         params.append(Param(name, _resolve(base, tdefs), bool(stars)))
     return params
 

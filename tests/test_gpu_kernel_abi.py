@@ -289,3 +289,13 @@ def test_the_checker_refuses_arrays_of_another_device():
         args[0] = y
         with pytest.raises(kernel_abi.ABIError, match='not the current device'):
             _bias_act_launch()((1,), (256,), tuple(args))
+
+
+def test_signatures_resolve_typedefs_and_macros():
+    from xpnet.backend.kernels import pool, rnn
+    params, _ = kernel_abi.signatures(pool.FAMILY.code(T='double'))['max_pool']
+    assert [repr(p) for p in params[:4]] == ['double* x', 'double* y', 'int* arg',
+                                             'long long sN']
+    assert [p.name for p in params[-3:]] == ['pd', 'ph', 'pw']        # from XP_POOL_ARGS
+    params, body = kernel_abi.signatures(rnn.FAMILY.code(T='float'))['lstm_fwd']
+    assert repr(params[8]) == 'bool* clipped' and '!vl' in body      # XP_VALID's body

@@ -14,9 +14,11 @@ manager; the test module wraps it in a fixture) changes that for the simulated d
   are tuples of 1-3 positive ints within CUDA's limits; one argument per parameter; a
   pointer parameter gets a device array (or None, where the kernel tests it for NULL) of
   exactly the pointee's C type, C-contiguous (unless the kernel takes its strides), on
-  the current device; a scalar parameter gets a NumPy scalar of exactly its C type (CuPy
-  passes a Python int as a 64-bit integer and a float as a double, whatever the
-  parameter). Nothing runs on the checker's side.
+  the current device, holding at least the elements the kernel indexes (:data:`EXTENTS`,
+  in terms of the scalar arguments and the grid; a strided input must have the shape
+  ``(N, D, H, W, C)`` it is given); a scalar parameter gets a NumPy scalar of exactly its
+  C type (CuPy passes a Python int as a 64-bit integer and a float as a double, whatever
+  the parameter). Nothing runs on the checker's side.
 
 The multi-tensor optimizer kernels read device pointer tables: the checker decodes them
 (addresses recorded from the arrays given to ``optim._pointers``) and checks each tensor
@@ -55,6 +57,39 @@ NULL_WHEN = {
     ('bn_stats', 'run_var'): lambda a: a['run_mean'] is None,      # under if (run_mean)
     ('lstm_fwd', 'clipped'): lambda a: int(a['clip_mode']) == 0,   # under if (clip_mode)
 }
+
+# The elements each kernel indexes in each pointer argument, as expressions of its scalar
+# arguments (and gx, gy: the grid): a smaller array is a buffer overrun on a GPU.
+_ROWS = {'g': 'rows*cols', 'y': 'rows*cols', 'gz': 'rows*cols', 'gb': 'cols', 'a': 'rows*cols',
+         'out': 'rows*cols', 'bias': 'cols', 's': 'rows'}
+_BN = dict({k: 'R*C' for k in ('x', 'y', 'g', 'gx')},
+           **{k: 'C' for k in ('mean', 'var', 'invstd', 'run_mean', 'run_var', 'gamma', 'beta',
+                               'dgamma', 'dbeta')}, partial='2*gy*C', counter='gx')
+_POOL = {'y': 'N*OD*OH*OW*C', 'arg': 'N*OD*OH*OW*C', 'g': 'N*OD*OH*OW*C', 'gx': 'N*D*H*W*C',
+         'col': 'N*OD*OH*OW*KD*KH*KW*C'}
+_STEP = {'vl': 'N', 'bh': '3*H', 'a': 'N*G*H', 'hw': 'N*G*H', 'dg': 'N*G*H', 'dgx': 'N*G*H',
+         'dgh': 'N*G*H'}
+_METRIC = {'pred': 'rows*classes', 'label': 'rows', 'acc': '4', 'bad': '1'}
+EXTENTS = {
+    'bias_act': _ROWS, 'act_bias_grad': dict(_ROWS, partial='2*gy*cols', counter='gx'),
+    'scale_rows': _ROWS, 'dropout': {'x': 'n', 'y': 'n'},
+    'check_labels': {'lab': 'n', 'flag': '1'}, 'mark_nonfinite': {'x': 'n', 'flag': '1'},
+    'sce_forward': {'x': 'M*n', 'label': 'M', 'loss': 'M', 'grad': 'M*n'},
+    'accuracy': _METRIC, 'pick_log_sum': _METRIC, 'sum_values': {'x': 'n', 'acc': '4'},
+    'bn_stats': _BN, 'bn_apply': _BN, 'bn_grad_stats': _BN, 'bn_input_grad': _BN,
+    'sgd_mt': {'table': '5*gy', 'hyper': '6*gy', 'skip': '1'},
+    'nag_mt': {'table': '5*gy', 'hyper': '6*gy', 'skip': '1'},
+    'adam_mt': {'table': '5*gy', 'hyper': '6*gy', 'skip': '1'},
+    'sumsq_mt': {'table': '5*gy', 'partial': 'gx*gy', 'counter': '1', 'norm': '1'},
+    'scale_mt': {'table': '5*gy', 'norm': '1'},
+    'im2col': _POOL, 'col2im': _POOL, 'max_pool': _POOL, 'max_pool_grad': _POOL,
+    'avg_pool': _POOL, 'avg_pool_grad': _POOL,
+}
+for _k, _g in (('lstm', 4), ('gru', 3), ('rnn', 1)):
+    for _d in ('fwd', 'bwd'):
+        EXTENTS[f'{_k}_{_d}'] = {'G': _g, **_STEP}
+# every other pointer of a recurrent step is one (N, H) state
+_STEP_DEFAULT = 'N*H'
 
 
 class ABIError(AssertionError):
@@ -209,8 +244,37 @@ class Launch:
                 self._check_pointer(p, a, named)
             else:
                 self._check_scalar(p, a)
+        self._check_extents(named, grid)
         if 'table' in named:
             self._check_table(named)
+
+    def _check_extents(self, named, grid):
+        """Each pointer argument holds at least the elements the kernel indexes."""
+        rules = EXTENTS.get(self.kernel)
+        if rules is None:
+            raise ABIError('no EXTENTS rule for this kernel (add one in kernel_abi.py)')
+        env = {p.name: int(v) for p, v in zip(self.params, named.values())
+               if not p.pointer and isinstance(v, np.integer)}
+        env.update(gx=int(grid[0]), gy=int(grid[1]) if len(grid) > 1 else 1,
+                   G=rules.get('G', 1))
+        step = self.family.name == 'rnn'
+        for p in self.params:
+            a = named[p.name]
+            if not p.pointer or a is None:
+                continue
+            expr = rules.get(p.name, _STEP_DEFAULT if step else None)
+            if expr is None:
+                if self._strided(p):
+                    want = tuple(env[k] for k in ('N', 'D', 'H', 'W', 'C'))
+                    if tuple(a.shape) != want:
+                        raise ABIError(f'{p}: shape {tuple(a.shape)} for (N, D, H, W, C) '
+                                       f'= {want}')
+                    continue
+                raise ABIError(f'no EXTENTS rule for {p}')
+            need = eval(expr, {}, env)                    # noqa: S307 (test-side constants)
+            if a.size < need:
+                raise ABIError(f'{p} has {a.size} elements; the kernel indexes {expr} = '
+                               f'{need}')
 
     def _strided(self, p):
         """True when the kernel reads ``p`` through strides it is given (i64 sN, sD...)."""

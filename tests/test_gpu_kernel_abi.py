@@ -251,6 +251,7 @@ BAD_LAUNCHES = {
     'NULL where not tested': ((1,), (256,), {0: None}, 'does not test for NULL'),
     'device array as scalar': ((1,), (256,), {2: 'dev'}, 'device array'),
     'too few arguments': ((1,), (256,), {'drop': 4}, '4 arguments for 5'),
+    'array smaller than indexed': ((1,), (256,), {1: 'short'}, 'indexes cols = 3'),
     'grid of a float': ((1.0,), (256,), {}, 'must be an int'),
     'empty grid': ((0,), (256,), {}, 'outside'),
     'grid as a list': ([1], (256,), {}, 'tuple'),
@@ -273,6 +274,8 @@ def test_the_checker_refuses_bad_launches(case):
                 args[k] = args[k].astype(np.float64)
             elif v == 'T':
                 args[k] = xp.zeros((3, 4), dtype=np.float32).T
+            elif v == 'short':
+                args[k] = xp.zeros(2, dtype=np.float32)
             elif v == 'dev':
                 args[k] = xp.zeros((), dtype=np.int64)
             else:

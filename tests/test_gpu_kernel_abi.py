@@ -40,7 +40,7 @@ def arr(h, ctx, dtype):
     return xpnet.array(np.asarray(h).astype(dtype), ctx=ctx, dtype=dtype)
 
 
-def _cnn(dtype):
+def _cnn():
     net = nn.HybridSequential()
     net.add(nn.Conv2D(4, 3, padding=1, in_channels=2),
             nn.BatchNorm(in_channels=4), nn.Activation('relu'),
@@ -79,7 +79,7 @@ OPTIMIZERS = [('sgd', {'learning_rate': 0.05, 'momentum': 0.9, 'wd': 1e-3}),
 def test_cnn_training_step_launches_with_a_valid_abi(fake, dtype, opt, params):
     ctx = sim(0)
     xpnet.random.seed(0)
-    net = _cnn(dtype)
+    net = _cnn()
     net.initialize(init='xavier', ctx=ctx)
     net.cast(dtype)
     trainer = xpnet.Trainer(net.collect_params(), opt, params)

@@ -326,7 +326,8 @@ class Optimizer:
     _fused_step_owner = None
 
     def set_skip_flag(self, flag):
-        """Skip every update while the device int32 scalar ``flag`` is non-zero.
+        """Skip every update while the device scalar ``flag`` (int32; another integer or
+        bool dtype costs one conversion kernel per update) is non-zero.
 
         The multi-tensor kernels read the flag on the device, so nothing is synchronised:
         a step whose loss was not finite leaves the weights and states as they were
@@ -384,6 +385,8 @@ class Optimizer:
         skip = self._skip_flag
         if skip is not None and context_of(skip) != ctx:
             skip = ctx.xp.asarray(skip)                   # a peer copy, no host read
+        if skip is not None and skip.dtype != np.int32:
+            skip = skip.astype(np.int32)                  # the kernels read an int
         if extra_skip is not None:                        # AMP's overflow flag, on the device
             if context_of(extra_skip) != ctx:
                 extra_skip = ctx.xp.asarray(extra_skip)

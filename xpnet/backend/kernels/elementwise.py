@@ -199,13 +199,14 @@ def scale_rows(xp, a, s):
 
 _M0, _M1, _W0, _W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
 _LOW = 0xFFFFFFFF
+_BITS64 = (1 << 64) - 1          # keys and counters are taken modulo 2**64, as philox_words
 
 
 def philox_words(xp, n, key, base):
     """The first ``n`` uint32 words of Philox4x32-10 with ``key`` (64 bits) for counters
     ``base, base + 1, ...`` (four words each), as the CUDA kernel draws them."""
     nblk = -(-n // 4)
-    ctr = xp.arange(nblk, dtype=np.uint64) + np.uint64(base & ((1 << 64) - 1))
+    ctr = xp.arange(nblk, dtype=np.uint64) + np.uint64(base & _BITS64)
     c0 = (ctr & np.uint64(_LOW)).astype(np.uint32)
     c1 = (ctr >> np.uint64(32)).astype(np.uint32)
     c2 = xp.zeros(nblk, dtype=np.uint32)
@@ -248,8 +249,8 @@ def _dropout(xp, x, shape, dtype, p, key, base):
 
     def cuda():
         FAMILY.function(xp, 'dropout', **_types(y))(
-            (blocks(-(-n // 4)),), (256,), (x, y, np.int64(n), np.uint64(key),
-                                            np.uint64(base), np.float32(p), scale))
+            (blocks(-(-n // 4)),), (256,), (x, y, np.int64(n), np.uint64(key & _BITS64),
+                                            np.uint64(base & _BITS64), np.float32(p), scale))
 
     def standin():
         u = uniform_from_words(xp, philox_words(xp, n, key, base)).reshape(shape)

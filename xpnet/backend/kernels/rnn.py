@@ -24,7 +24,7 @@ SOURCE = r'''
 #define XP_VALID(n) (!vl || t < vl[n])
 
 extern "C" __global__ void lstm_fwd(T* a, const T* hw, const T* c_prev, T* c_new, T* tc,
-                                    const T* h_prev, T* h_new, T* y, unsigned char* clipped,
+                                    const T* h_prev, T* h_new, T* y, bool* clipped,
                                     const int* vl, int t, int N, int H, T lo, T hi,
                                     int clip_mode) {
     const i64 total = (i64)N * H;
@@ -41,7 +41,7 @@ extern "C" __global__ void lstm_fwd(T* a, const T* hw, const T* c_prev, T* c_new
         T c = f * cp + i * g;
         if (clip_mode) {
             if (clip_mode == 2 && c != c) c = lo;
-            clipped[k] = (unsigned char)((lo <= c) && (c <= hi));
+            clipped[k] = (lo <= c) && (c <= hi);
             c = (c < lo) ? lo : ((c > hi) ? hi : c);        // NaN stays NaN, as NumPy's clip
         }
         const T tcv = tanh(c);
@@ -55,7 +55,7 @@ extern "C" __global__ void lstm_fwd(T* a, const T* hw, const T* c_prev, T* c_new
 }
 
 extern "C" __global__ void lstm_bwd(const T* a, const T* c_prev, const T* tc,
-                                    const unsigned char* clipped, const int* vl, int t,
+                                    const bool* clipped, const int* vl, int t,
                                     const T* dy, const T* dS_in, T* carry, T* dC, T* dg,
                                     int N, int H) {
     const i64 total = (i64)N * H;
@@ -177,7 +177,7 @@ def _where(xp, m, a, b):
 def lstm_forward(xp, a, hw, c_prev, c_new, tc, h_prev, h_new, y, clipped, vl, t,
                  state_clip):
     """One LSTM step (see the module docstring); ``state_clip`` is None or
-    ``(lo, hi, clip_nan)``; ``clipped`` the uint8 (N, H) mask of unclipped cells or None;
+    ``(lo, hi, clip_nan)``; ``clipped`` the bool (N, H) mask of unclipped cells or None;
     ``vl`` an int32 (N,) device array or None."""
     N, H = c_prev.shape
     lo, hi, mode = (0.0, 0.0, 0) if state_clip is None else \
@@ -199,7 +199,7 @@ def lstm_forward(xp, a, hw, c_prev, c_new, tc, h_prev, h_new, y, clipped, vl, t,
         if mode:
             if mode == 2:
                 c = xp.where(xp.isnan(c), T(lo), c)
-            clipped[...] = ((lo <= c) & (c <= hi)).astype(np.uint8)
+            clipped[...] = (lo <= c) & (c <= hi)
             c = xp.clip(c, lo, hi)
         tcv = xp.tanh(c)
         tc[...] = tcv

@@ -67,7 +67,7 @@ def softmax_cross_entropy(xp, x2, labels, from_logits, want_grad):
 
     def cuda():
         FAMILY.function(xp, 'sce_forward', T=ctype(x2.dtype), L=ctype(lab.dtype))(
-            (int(min(M, 8192)),), (256,), (x2, xp.ascontiguousarray(lab), loss, grad,
+            (int(max(1, min(M, 8192))),), (256,), (x2, xp.ascontiguousarray(lab), loss, grad,
                                            np.int64(M), np.int32(n), np.int32(from_logits)))
 
     def standin():

@@ -145,3 +145,27 @@ def test_a_pooled_weight_gradient_is_bound_not_copied_and_never_aliased():
     y2 = y * 2
     assert np.array_equal(net.weight.grad()._data, grads[-1])
     del y2
+
+
+@pytest.mark.parametrize('value, expect', [('0', 'off 0'), ('16', 'on 16777216'), ('', 'on 1073741824')])
+def test_pool_size_comes_from_the_environment(value, expect):
+    import os
+    import subprocess
+    import sys
+    code = ('import numpy as np; from xpnet.backend.memory import scratch; '
+            'a = scratch.empty(np, (1 << 20,), np.float32); '
+            'print("off" if a.flags.owndata else "on", scratch.max_bytes)')
+    env = dict(os.environ, XPNET_HOST_POOL_MB=value)
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == expect
+
+
+def test_a_bad_pool_size_is_refused_naming_the_variable():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, XPNET_HOST_POOL_MB='lots')
+    res = subprocess.run([sys.executable, '-c', 'import xpnet'], env=env, capture_output=True,
+                         text=True)
+    assert res.returncode != 0 and 'XPNET_HOST_POOL_MB' in res.stderr

@@ -14,7 +14,8 @@ count says so): nothing needs to be handed back, so the arrays may be returned t
 kept by the autograd graph or bound to a Parameter as its gradient, and they are reused
 only once all of those are gone. Blocks come in size classes (eight per power of two), so
 the arrays of a step find the blocks of the previous step. Free blocks beyond ``max_bytes``
-in all go back to the C allocator; :meth:`_Pool.clear` drops every free block. Device
+in all go back to the C allocator (``XPNET_HOST_POOL_MB``, default 1024; ``0`` turns the
+pool off); :meth:`_Pool.clear` drops every free block. Device
 arrays (CuPy has its own memory pool) and small arrays are allocated as usual.
 
 Example::
@@ -98,7 +99,7 @@ class _Pool:
         if type(shape) is not tuple:
             shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         nbytes = _prod(shape) * dtype.itemsize
-        if xp is not np or nbytes < self.min_bytes:
+        if xp is not np or nbytes < self.min_bytes or not self.max_bytes:
             return xp.empty(shape, dtype=dtype)
         size = _size_class(nbytes)
         with self._lock:
@@ -188,7 +189,22 @@ def _module_of(a):
     return get_array_module(a)
 
 
-scratch = _Pool()
+def _max_bytes_from_environment():
+    """``XPNET_HOST_POOL_MB``: how many MB of free blocks the pool keeps (default 1024;
+    ``0`` turns pooling off: every array comes from ``numpy.empty``)."""
+    value = os.environ.get('XPNET_HOST_POOL_MB', '').strip()
+    if not value:
+        return 1 << 30
+    try:
+        mb = int(value)
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise ValueError(f'XPNET_HOST_POOL_MB must be a whole number of MB >= 0, got {value!r}')
+    return mb << 20
+
+
+scratch = _Pool(max_bytes=_max_bytes_from_environment())
 
 if hasattr(os, 'register_at_fork'):
     os.register_at_fork(after_in_child=scratch._after_fork_in_child)

@@ -8,9 +8,9 @@ writes the checkpoints (the best one too), the CSV log and the TensorBoard files
 (``--resume``) continues every rank from rank 0's newest checkpoint::
 
     pip install -e ".[examples,mpi]"
-    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python examples/train_digits_distributed.py
+    mpiexec -n 2 python examples/train_digits_distributed.py
     python examples/train_digits_distributed.py          # the same run, one process
-    OPENBLAS_NUM_THREADS=1 mpiexec -n 2 python examples/train_digits_distributed.py --resume
+    mpiexec -n 2 python examples/train_digits_distributed.py --resume
 
 Both reach about 97% validation accuracy. Outputs go under ``--out``
 (default ``runs/digits_distributed``).

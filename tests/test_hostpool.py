@@ -612,3 +612,47 @@ def test_tune_host_is_an_explicit_opt_in():
     bad = subprocess.run([sys.executable, '-c', 'import xpnet'], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and 'XPNET_TUNE_HOST must be 0 or 1' in bad.stderr
+
+
+def test_threaded_limit_lowers_the_blas_count_only_while_xpnet_products_run():
+    if not blas.blas_controllable():
+        pytest.skip('BLAS thread control not available')
+    before = _blas_threads()
+    if max(before) < 2:
+        pytest.skip('the BLAS runs on one thread here already')
+    inside = []
+    prev = blas.set_threaded_limit(1)
+    try:
+        with blas.threaded_blas():
+            inside.append(_blas_threads())
+            with blas.threaded_blas():                  # nested: still limited
+                inside.append(_blas_threads())
+        y = hostpool.threaded_matmul(np.ones((64, 64), np.float32), np.ones((64, 64), np.float32))
+        assert y[0, 0] == 64
+    finally:
+        blas.set_threaded_limit(prev)
+    assert inside == [[1] * len(before)] * 2
+    assert _blas_threads() == before                   # the user's setting, outside
+    with pytest.raises(ValueError, match='at least 1'):
+        blas.set_threaded_limit(0)
+
+
+def test_distributed_ranks_sharing_a_machine_limit_only_xpnet_products(monkeypatch):
+    from xpnet.distributed import world as world_mod
+
+    class FakeWorld:
+        local_size, rank = 64, 0
+    for v in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS',
+              'XPNET_HOST_THREADS'):
+        monkeypatch.delenv(v, raising=False)
+    prev_limit, prev_threads = blas.threaded_limit(), hostpool.host_threads()
+    try:
+        world_mod._share_cpus(FakeWorld())
+        assert blas.threaded_limit() == 1 and hostpool.host_threads() == 1
+        blas.set_threaded_limit(None)
+        monkeypatch.setenv('OPENBLAS_NUM_THREADS', '2')     # the user's count stands
+        world_mod._share_cpus(FakeWorld())
+        assert blas.threaded_limit() is None
+    finally:
+        blas.set_threaded_limit(prev_limit)
+        hostpool.set_host_threads(prev_threads)

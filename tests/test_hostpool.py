@@ -614,9 +614,38 @@ def test_tune_host_is_an_explicit_opt_in():
     assert bad.returncode != 0 and 'XPNET_TUNE_HOST must be 0 or 1' in bad.stderr
 
 
+def test_a_restore_another_thread_could_not_make_is_made_later_and_never_taken_as_the_users():
+    # OpenBLAS (0.3.31) ignores a raise of its count by another thread than the main one
+    # after the main thread lowered it: the last thread leaving the regions may fail to
+    # restore; the count must come back, and 1 must not be mistaken for the user's setting
+    if not blas.blas_controllable():
+        pytest.skip('BLAS thread control not available')
+    blas.settle()
+    before = _blas_threads()
+    if max(before) < 2:
+        pytest.skip('the BLAS runs on one thread here already')
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with blas.single_thread_blas():
+            entered.set()
+            release.wait(10)
+    t = threading.Thread(target=other)
+    with blas.single_thread_blas():             # this thread lowers the count first
+        t.start()
+        entered.wait(10)
+    release.set()
+    t.join()                                    # the other thread leaves last
+    with blas.single_thread_blas():             # a new region: the user's count is kept
+        pass
+    blas.settle()
+    assert _blas_threads() == before
+
+
 def test_threaded_limit_lowers_the_blas_count_only_while_xpnet_products_run():
     if not blas.blas_controllable():
         pytest.skip('BLAS thread control not available')
+    blas.settle()
     before = _blas_threads()
     if max(before) < 2:
         pytest.skip('the BLAS runs on one thread here already')

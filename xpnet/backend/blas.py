@@ -66,6 +66,7 @@ class _Use:
         self.threaded = 0          # threaded products running
         self.saved = None          # the counts before the first single-thread region
         self.limited = None        # the counts before the first limited threaded product
+        self.pending = None        # counts a restore could not set yet (see _restore)
 
 
 _use = _Use()
@@ -103,6 +104,43 @@ def in_threaded_blas():
     return getattr(_local, 'threaded', 0) > 0
 
 
+def _restore(use, counts):
+    """Set the BLAS libraries back to ``counts`` (under ``use.cond``). OpenBLAS ignores a
+    raise of its thread count made by another thread than the one that lowered it
+    (measured with 0.3.31: the main thread sets 1, a pool thread's set back to 2 leaves 1),
+    so a restore that did not take is kept in ``use.pending`` and retried by the next thread
+    passing through here -- never read back as the user's own count."""
+    if not counts:
+        use.pending = None
+        return
+    libs = _blas_controllers()
+    for lib, n in zip(libs, counts):
+        if lib.get_num_threads() != n:
+            lib.set_num_threads(n)
+    ok = all(lib.get_num_threads() == n for lib, n in zip(libs, counts))
+    use.pending = None if ok else list(counts)
+
+
+def _current_counts(use):
+    """The counts to come back to: a pending restore, else what the libraries say now."""
+    if use.pending is not None:
+        _restore(use, use.pending)
+        if use.pending is not None:
+            return list(use.pending)
+    return [lib.get_num_threads() for lib in _blas_controllers()]
+
+
+def settle():
+    """Retry a restore of the BLAS thread count that another thread could not make (see
+    :func:`_restore`); called where xpnet's calling thread waits for its background work."""
+    use = _use
+    if use.pending is None:
+        return
+    with use.cond:
+        if use.single == 0 and use.threaded == 0 and use.pending is not None:
+            _restore(use, use.pending)
+
+
 class single_thread_blas:
     """Context manager: the BLAS on one thread inside the block when ``active``
     (reentrant; shared by every thread inside one; waits for threaded products of other
@@ -125,9 +163,10 @@ class single_thread_blas:
                 use.cond.wait()
             if use.single == 0:
                 libs = _blas_controllers()
-                use.saved = [lib.get_num_threads() for lib in libs]
+                use.saved = _current_counts(use)
+                use.pending = None
                 for lib, n in zip(libs, use.saved):
-                    if n != 1:
+                    if lib.get_num_threads() != 1:
                         lib.set_num_threads(1)
             use.single += 1
         return self
@@ -142,9 +181,7 @@ class single_thread_blas:
         with use.cond:
             use.single -= 1
             if use.single == 0:
-                for lib, n in zip(_blas_controllers(), use.saved or ()):
-                    if n != 1:
-                        lib.set_num_threads(n)
+                _restore(use, use.saved)
                 use.saved = None
                 use.cond.notify_all()
         return False
@@ -165,9 +202,12 @@ class threaded_blas:
         with use.cond:
             while use.single:
                 use.cond.wait()
+            if use.threaded == 0 and use.pending is not None:
+                _restore(use, use.pending)          # (a threaded product needs the count)
             if use.threaded == 0 and _limit[0] is not None:
                 libs = _blas_controllers()
-                use.limited = [lib.get_num_threads() for lib in libs]
+                use.limited = _current_counts(use)
+                use.pending = None
                 for lib, n in zip(libs, use.limited):
                     if n > _limit[0]:
                         lib.set_num_threads(_limit[0])
@@ -182,9 +222,8 @@ class threaded_blas:
         with use.cond:
             use.threaded -= 1
             if use.threaded == 0:
-                for lib, n in zip(_blas_controllers(), use.limited or ()):
-                    if lib.get_num_threads() != n:
-                        lib.set_num_threads(n)
+                if use.limited is not None:
+                    _restore(use, use.limited)
                 use.limited = None
                 use.cond.notify_all()
         return False
@@ -195,6 +234,7 @@ def _after_fork_in_child():
     (and so are their hold on the lock); the forking thread's own region, if any, goes on."""
     global _use
     old, _use = _use, _Use()
+    _use.pending = old.pending
     mine_single = getattr(_local, 'single', 0) and not getattr(_local, 'threaded', 0)
     if mine_single:
         _use.single, _use.saved = 1, old.saved

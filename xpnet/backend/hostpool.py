@@ -51,7 +51,8 @@ import threading
 
 import numpy as np
 
-from .blas import blas_controllable, in_threaded_blas, single_thread_blas, threaded_blas
+from .blas import (blas_controllable, in_threaded_blas, settle as settle_blas,
+                   single_thread_blas, threaded_blas)
 from .memory import scratch
 
 __all__ = ['host_threads', 'set_host_threads', 'run_parts', 'map_parts', 'worth_splitting',
@@ -303,6 +304,7 @@ class Deferred:
         self.run_here()
         with self._done:                          # released once the job is done
             pass
+        settle_blas()             # (a restore the job's thread could not make: blas._restore)
         if self._error is not None:
             raise self._error
         return self._value

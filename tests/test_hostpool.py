@@ -614,16 +614,22 @@ def test_tune_host_is_an_explicit_opt_in():
     assert bad.returncode != 0 and 'XPNET_TUNE_HOST must be 0 or 1' in bad.stderr
 
 
-def test_a_restore_another_thread_could_not_make_is_made_later_and_never_taken_as_the_users():
-    # OpenBLAS (0.3.31) ignores a raise of its count by another thread than the main one
-    # after the main thread lowered it: the last thread leaving the regions may fail to
-    # restore; the count must come back, and 1 must not be mistaken for the user's setting
+def _threaded_blas_counts():
+    """The BLAS thread counts now (skipping when they cannot be changed or are 1)."""
     if not blas.blas_controllable():
         pytest.skip('BLAS thread control not available')
     blas.settle()
     before = _blas_threads()
     if max(before) < 2:
         pytest.skip('the BLAS runs on one thread here already')
+    return before
+
+
+def test_a_restore_another_thread_could_not_make_is_made_later_and_never_taken_as_the_users():
+    # OpenBLAS (0.3.31) ignores a raise of its count by another thread than the main one
+    # after the main thread lowered it: the last thread leaving the regions may fail to
+    # restore; the count must come back, and 1 must not be mistaken for the user's setting
+    before = _threaded_blas_counts()
     entered, release = threading.Event(), threading.Event()
 
     def other():
@@ -643,12 +649,7 @@ def test_a_restore_another_thread_could_not_make_is_made_later_and_never_taken_a
 
 
 def test_threaded_limit_lowers_the_blas_count_only_while_xpnet_products_run():
-    if not blas.blas_controllable():
-        pytest.skip('BLAS thread control not available')
-    blas.settle()
-    before = _blas_threads()
-    if max(before) < 2:
-        pytest.skip('the BLAS runs on one thread here already')
+    before = _threaded_blas_counts()
     inside = []
     prev = blas.set_threaded_limit(1)
     try:

@@ -20,6 +20,10 @@ manager; the test module wraps it in a fixture) changes that for the simulated d
   C type (CuPy passes a Python int as a 64-bit integer and a float as a double, whatever
   the parameter). Nothing runs on the checker's side.
 
+With ``execute=True`` each checked launch also runs the kernel's CUDA source on the CPU
+(:class:`Executor`, ``tests/cuda_cpu.py``) and what it wrote is compared with what the
+stand-in writes.
+
 The multi-tensor optimizer kernels read device pointer tables: the checker decodes them
 (addresses recorded from the arrays given to ``optim._pointers``) and checks each tensor
 as a ``T*`` of the table's size.
@@ -210,18 +214,21 @@ class Launch:
     """The stand-in of one compiled kernel: checks each launch (see the module docstring)
     and records it in ``registry`` as ``(family, kernel, T)``."""
 
-    def __init__(self, family, kernel, types, registry, addresses):
+    def __init__(self, family, kernel, types, registry, addresses, executor=None):
         sigs = signatures(family.code(**types))
         if kernel not in sigs:
             raise ABIError(f'{family.name}: no extern "C" kernel {kernel!r} in the source')
         self.family, self.kernel, self.types = family, kernel, dict(types)
         self.params, self.body = sigs[kernel]
         self.registry, self.addresses = registry, addresses
+        self.executor = executor
 
     def __call__(self, grid, block, args, **kwargs):
         where = f'{self.family.name}.{self.kernel}{self.types}'
         try:
             self._check(grid, block, args, kwargs)
+            if self.executor is not None:
+                self.executor.launch(self, grid, block, args)
         except ABIError as e:
             raise ABIError(f'{where}: {e}') from None
         self.registry.add((self.family.name, self.kernel, self.types.get('T')))
@@ -352,13 +359,123 @@ def _cupy_width(a):
     return f'nothing (CuPy raises TypeError for {type(a).__name__})'
 
 
+class Executor:
+    """Runs each checked launch's CUDA source on the CPU (``tests/cuda_cpu.py``) and
+    compares what it wrote with what the stand-in writes.
+
+    In one ``kernels.run`` (one fused op): every array a kernel can write (its pointer
+    arguments, and the tensors of an optimizer's pointer table) is saved when first
+    touched; each launch runs twice, blocks and threads in forward then in reverse order,
+    and the two results must be bit-identical (else :class:`ABIError`: a race or an
+    order-dependent reduction); after ``cuda()`` the "last block" counters must be back at
+    zero; the kernels' results are kept, the arrays restored, the stand-in run, and every
+    array compared with the kernels' result: float32 within 2e-5 of the array's scale plus
+    1e-5, float64 within 1e-11 of it plus 1e-12 (for sums that cancel); integers and masks
+    exactly."""
+
+    SCRATCH = {'partial', 'counter'}
+
+    def __init__(self):
+        import cuda_cpu
+        self.cuda_cpu = cuda_cpu
+        self.kernels = {}
+        self.touched = {}          # key -> (label, view, saved)
+        self.counters = []
+        self.launches = 0
+
+    @staticmethod
+    def _key(v):
+        return (v.__array_interface__['data'][0], v.shape, v.strides, v.dtype.str)
+
+    def _views(self, launch, args):
+        out = []
+        for p, a in zip(launch.params, args):
+            if p.pointer and a is not None:
+                label = f'{launch.kernel}.{p.name}'
+                if p.name == 'counter':
+                    self.counters.append(a._a)
+                out.append((label, p.name, a._a))
+        named = {p.name: a for p, a in zip(launch.params, args)}
+        if 'table' in named:
+            for i, row in enumerate(named['table']._a):
+                for k, what in enumerate(('w', 'g', 's1', 's2')):
+                    if row[k]:
+                        arr = launch.addresses[int(row[k])]()
+                        out.append((f'{launch.kernel}.table[{i}].{what}', what, arr._a))
+        return out
+
+    def launch(self, launch, grid, block, args):
+        key = (launch.family.name, launch.kernel, tuple(sorted(launch.types.items())))
+        kern = self.kernels.get(key)
+        if kern is None:
+            kern = self.kernels[key] = self.cuda_cpu.CpuKernel(launch.family, launch.kernel,
+                                                               launch.types)
+        views = self._views(launch, args)
+        for label, name, v in views:
+            self.touched.setdefault(self._key(v), (label, name, v, v.copy()))
+        before = [v.copy() for _, _, v in views]
+        kern(grid, block, args)
+        forward = [v.copy() for _, _, v in views]
+        for (_, _, v), b in zip(views, before):
+            v[...] = b
+        kern(grid, block, args, reverse=True)
+        for (label, name, v), f in zip(views, forward):
+            if name not in self.SCRATCH and not np.array_equal(
+                    np.ascontiguousarray(v).reshape(-1).view(np.uint8),
+                    f.reshape(-1).view(np.uint8)):
+                raise ABIError(f'{label}: blocks and threads run in reverse order give other '
+                               f'bits than in forward order (a race, or a result that '
+                               f'depends on the order blocks finish)')
+        self.launches += 1
+
+    def begin(self):
+        self.touched, self.counters = {}, []
+
+    def after_cuda(self):
+        """Keep the kernels' results, check the counters, restore the arrays."""
+        for c in self.counters:
+            if c.any():
+                raise ABIError(f'a "last block" counter was left at {int(c.max())}, not 0')
+        results = []
+        for label, name, v, saved in self.touched.values():
+            results.append((label, name, v, v.copy()))
+            v[...] = saved
+        return results
+
+    def compare(self, name, results):
+        for label, pname, v, got in results:
+            if pname in self.SCRATCH:
+                continue
+            want = np.asarray(v)
+            if want.dtype.kind != 'f':
+                if not np.array_equal(got, want):
+                    bad = np.argwhere(got != want)[:3].tolist()
+                    raise ABIError(f'{name}: the CUDA kernel wrote {label} differently from '
+                                   f'the stand-in (at {bad})')
+                continue
+            rtol, atol = (2e-5, 1e-5) if want.dtype == np.float32 else (1e-11, 1e-12)
+            scale = float(np.nanmax(np.abs(want), initial=0.0)) if want.size else 0.0
+            finite = np.isfinite(want) & np.isfinite(got)
+            same_special = np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(
+                np.where(np.isinf(want), want, 0), np.where(np.isinf(got), got, 0))
+            err = np.abs(got[finite] - want[finite])
+            tol = rtol * (np.abs(want[finite]) + scale) + atol
+            if not same_special or (err > tol).any():
+                worst = float(err.max()) if err.size else float('nan')
+                raise ABIError(f'{name}: the CUDA kernel wrote {label} differently from '
+                               f'the stand-in (largest difference {worst:.3g} for values of '
+                               f'scale {scale:.3g}; NaN/inf placement equal: {same_special})')
+
+
 @contextlib.contextmanager
-def fake_cupy(monkeypatch):
+def fake_cupy(monkeypatch, execute=False):
     """Run every fused kernel launcher's ``cuda()`` on the simulated device against
     :class:`Launch` checkers (then its stand-in); yields the registry of launched
-    ``(family, kernel, T)``."""
+    ``(family, kernel, T)``. With ``execute``, the checked launches also run the kernels'
+    CUDA source on the CPU (:class:`Executor`)."""
     from xpnet.backend.kernels import optim
     registry, addresses, checkers = set(), {}, {}
+    executor = Executor() if execute else None
     real_pointers = optim._pointers
 
     def function(self, xp, kernel, **types):
@@ -366,7 +483,7 @@ def fake_cupy(monkeypatch):
         xp.cuda.runtime.getDevice()                  # as Family.function reads it
         key = (self.name, kernel, tuple(sorted(types.items())))
         if key not in checkers:
-            checkers[key] = Launch(self, kernel, types, registry, addresses)
+            checkers[key] = Launch(self, kernel, types, registry, addresses, executor)
         return checkers[key]
 
     def pointers(arrays):
@@ -380,8 +497,15 @@ def fake_cupy(monkeypatch):
             if xp is not simulated.xp:
                 return real(xp, name, cuda, standin)
             with simulated.one_kernel(name):
+                if executor is None:
+                    cuda()
+                    standin()
+                    return
+                executor.begin()
                 cuda()
+                results = executor.after_cuda()
                 standin()
+                executor.compare(name, results)
         return run
 
     monkeypatch.setattr(Family, 'function', function)

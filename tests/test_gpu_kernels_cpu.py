@@ -1,0 +1,267 @@
+"""The CUDA source of every fused kernel, executed on the CPU and checked against the
+NumPy stand-ins.
+
+Without a GPU the stand-ins are what the simulated device runs, and the launch ABI is
+checked (``test_gpu_kernel_abi.py``), but the CUDA code itself never runs. Here it does:
+``tests/cuda_cpu.py`` compiles each family's source as C++ against a small emulation of
+CUDA's execution model (``tests/cuda_cpu/xpcuda_cpu.h``: blocks in turn, a block's
+threads as fibers with real ``__syncthreads`` barriers, ``__shared__`` memory poisoned at
+each block's start), and ``kernel_abi.fake_cupy(execute=True)`` runs every checked launch
+on the simulated device's memory, twice (forward and reverse block and thread order: the
+results must be bit-identical), then compares what the kernels wrote with what the
+stand-ins write. The ABI scenarios (every kernel, both dtypes) run this way, plus shapes
+large enough for the multi-block reductions ("last block" combination, several row
+blocks, grid-stride loops, rows longer than a block).
+
+What only a GPU shows: warp-level and memory-model effects of truly concurrent threads
+(``__threadfence`` is a no-op here) and the GPU's floating-point contraction.
+"""
+import numpy as np
+import pytest
+
+import cuda_cpu
+import kernel_abi
+import test_gpu_kernel_abi as abi
+import xpnet
+from xpnet import autograd
+from xpnet import layers as nn
+from xpnet.backend import kernels, sim
+from xpnet.backend.kernels import Family
+
+pytestmark = pytest.mark.skipif(not cuda_cpu.available(),
+                                reason='needs g++ to run the CUDA source on the CPU')
+
+
+@pytest.fixture
+def executed(monkeypatch):
+    with kernel_abi.fake_cupy(monkeypatch, execute=True) as registry:
+        yield registry
+
+
+def test_every_kernel_runs_its_cuda_source_like_its_standin(executed):
+    """Every ``extern "C"`` kernel of every family (both dtypes) runs from its CUDA source
+    in the ABI scenarios (a CNN with BatchNorm, pooling and dropout trained with every
+    optimizer and gradient clipping; LSTM/GRU/RNN steps with ``valid_length`` and
+    clipping; label checks and metrics), in agreement with the stand-ins."""
+    abi.test_every_kernel_of_every_family_is_launched(executed)
+
+
+def _wide_net():
+    net = nn.HybridSequential()
+    net.add(nn.BatchNorm(axis=-1, in_channels=40),
+            nn.Dense(8, flatten=False, activation='tanh', in_units=40),
+            nn.Dropout(0.25), nn.Flatten(), nn.Dense(300, in_units=16 * 8))
+    return net
+
+
+@pytest.mark.parametrize('dtype', abi.DTYPES)
+@pytest.mark.parametrize('opt,params', [('sgd', {'learning_rate': 0.05, 'momentum': 0.9,
+                                                 'wd': 1e-3}),
+                                        ('adam', {'learning_rate': 0.01})])
+def test_multi_block_reductions_run_like_their_standins(executed, dtype, opt, params):
+    """Shapes that take the multi-block paths: BatchNorm over 1,024 rows and 40 channels
+    (two column blocks, two row blocks combined by the last block), a Dense backward
+    over 1,024 rows, softmax cross-entropy over 300 classes (rows longer than a block),
+    and parameters of up to 38,400 values (several blocks per tensor in the multi-tensor
+    updates and the global norm)."""
+    ctx = sim(0)
+    xpnet.random.seed(0)
+    net = _wide_net()
+    net.initialize(init='xavier', ctx=ctx)
+    net.cast(dtype)
+    trainer = xpnet.Trainer(net.collect_params(), opt, params)
+    x = abi.arr(abi.rnd(64, 16, 40), ctx, dtype)
+    y = abi.arr(np.random.RandomState(0).randint(0, 300, 64), ctx, dtype)
+    metrics = [xpnet.metric.Accuracy(), xpnet.metric.Loss(), xpnet.metric.CrossEntropy()]
+    for _ in range(2):
+        abi._step(net, trainer, x, y, metrics, clip=1.0)
+    assert all(np.isfinite(m.get()[1]) for m in metrics)
+    t = abi._c(dtype)
+    assert {('norm', 'bn_stats', t), ('optim', 'sumsq_mt', t), ('softmax', 'sce_forward', t),
+            ('elementwise', 'act_bias_grad', t)} <= executed
+
+
+# ---- the executor catches what it is for -----------------------------------------------------
+
+SUM_SOURCE = r'''
+// out[b] = sum of x over block b's slice (one block per slice of blockDim.x values)
+extern "C" __global__ void block_sums(const T* x, T* out, int n) {
+    __shared__ double shm[256];
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const double s = xp_block_sum(i < n ? (double)x[i] : 0.0, shm);
+    if (threadIdx.x == 0) out[blockIdx.x] = (T)s;
+}
+
+// out[0] = x[0] + x[1] without a barrier between the write and the read of shm
+extern "C" __global__ void racy_pair(const T* x, T* out) {
+    __shared__ double shm[2];
+    shm[threadIdx.x] = (double)x[threadIdx.x];
+    if (threadIdx.x == 0) out[0] = (T)(shm[0] + shm[1]);
+}
+
+// only the threads of the first half reach the barrier
+extern "C" __global__ void divergent(T* out) {
+    if (threadIdx.x < blockDim.x / 2) {
+        __syncthreads();
+        out[threadIdx.x] = (T)1;
+    } else {
+        __syncthreads();
+        out[threadIdx.x] = (T)2;
+    }
+}
+
+// reads shared memory no thread wrote
+extern "C" __global__ void uninitialised(T* out) {
+    __shared__ double shm[32];
+    out[threadIdx.x] = (T)shm[threadIdx.x];
+}
+
+// y = a - b
+extern "C" __global__ void difference(const T* a, const T* b, T* y, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a[i] - b[i];
+}
+'''
+
+
+@pytest.fixture
+def family():
+    fam = Family('cpu_test', SUM_SOURCE, [{'T': 'double'}])
+    kernels._FAMILIES.pop('cpu_test')            # not one of xpnet's families
+    return fam
+
+
+def _dev(a):
+    return sim(0).xp.asarray(np.asarray(a, dtype=np.float64))
+
+
+def test_block_reductions_match_numpy(family):
+    with sim(0).use():
+        h = np.random.default_rng(0).standard_normal(1000)
+        out = _dev(np.zeros(4))
+        cuda_cpu.CpuKernel(family, 'block_sums', {'T': 'double'})(
+            (4,), (256,), (_dev(h), out, np.int32(1000)))
+        want = [h[k * 256:(k + 1) * 256].sum() for k in range(4)]
+        np.testing.assert_allclose(out._a, want, rtol=1e-12)
+
+
+def test_a_missing_barrier_gives_other_bits_in_reverse_order(family):
+    k = cuda_cpu.CpuKernel(family, 'racy_pair', {'T': 'double'})
+    with sim(0).use():
+        x, out = _dev([1.0, 2.0]), _dev([0.0])
+        k((1,), (2,), (x, out))
+        forward = float(out._a[0])
+        k((1,), (2,), (x, out), reverse=True)
+    assert np.isnan(forward)                  # thread 1 had not written shm[1]: poison
+    assert float(out._a[0]) == 3.0            # in reverse order it had
+
+
+def test_divergent_barriers_are_reported(family):
+    k = cuda_cpu.CpuKernel(family, 'divergent', {'T': 'double'})
+    with sim(0).use(), pytest.raises(cuda_cpu.KernelError, match='divergent __syncthreads'):
+        k((1,), (8,), (_dev(np.zeros(8)),))
+
+
+def test_shared_memory_starts_poisoned(family):
+    k = cuda_cpu.CpuKernel(family, 'uninitialised', {'T': 'double'})
+    with sim(0).use():
+        out = _dev(np.zeros(32))
+        k((1,), (32,), (out,))
+    assert np.isnan(out._a).all()
+
+
+def test_swapped_arguments_of_one_type_are_caught(family, monkeypatch):
+    """The ABI checker cannot see two ``const T*`` arguments swapped; running the kernel
+    against its stand-in does."""
+    from xpnet.backend.kernels import elementwise
+
+    def difference(xp, a, b, swap):
+        y = xp.empty_like(a)
+
+        def cuda():
+            family.function(xp, 'difference', T='double')(
+                (1,), (32,), ((b, a) if swap else (a, b)) + (y, np.int32(a.size)))
+        # the family modules' `run`, as fake_cupy patched it
+        elementwise.run(xp, 'cpu_test.difference', cuda, lambda: xp.subtract(a, b, out=y))
+        return y
+
+    monkeypatch.setattr(kernel_abi, 'EXTENTS', dict(kernel_abi.EXTENTS, difference={
+        'a': 'n', 'b': 'n', 'y': 'n'}))
+    with kernel_abi.fake_cupy(monkeypatch, execute=True), sim(0).use():
+        a, b = _dev([3.0, 5.0]), _dev([1.0, 1.0])
+        assert difference(sim(0).xp, a, b, swap=False)._a.tolist() == [2.0, 4.0]
+        with pytest.raises(kernel_abi.ABIError, match='difference.y differently'):
+            difference(sim(0).xp, a, b, swap=True)
+
+
+def test_a_wrong_kernel_result_is_reported(monkeypatch):
+    """A sign error in ``bias_act``'s CUDA source (its stand-in unchanged)."""
+    from xpnet.backend.kernels import elementwise
+    monkeypatch.setattr(elementwise.FAMILY, 'source', elementwise.FAMILY.source.replace(
+        'v += bias[k % cols]', 'v -= bias[k % cols]'))
+    with kernel_abi.fake_cupy(monkeypatch, execute=True):
+        net = nn.Dense(3, in_units=4, activation='relu')
+        net.initialize(ctx=sim(0), init='ones')
+        net.bias.set_data(xpnet.array(np.array([0.5, -0.25, 1.0]), ctx=sim(0)))
+        with pytest.raises(kernel_abi.ABIError, match='bias_act.y differently'):
+            with autograd.record():
+                net(xpnet.array(np.ones((2, 4)), ctx=sim(0)))
+
+
+def test_an_order_dependent_reduction_is_reported(monkeypatch):
+    """A column total combined in the order blocks finish (not in block order)."""
+    monkeypatch.setattr(kernels, 'PREAMBLE', kernels.PREAMBLE.replace(
+        '    *t1 = u1;', '    *t1 = u1 + (double)blockIdx.y * 1e-3;'))
+    with kernel_abi.fake_cupy(monkeypatch, execute=True):
+        bn = nn.BatchNorm(axis=-1, in_channels=3)
+        bn.initialize(ctx=sim(0))
+        x = xpnet.array(np.random.default_rng(1).standard_normal((2048, 3)), ctx=sim(0))
+        with pytest.raises(kernel_abi.ABIError, match='reverse order|differently'):
+            with autograd.record():
+                bn(x)
+
+
+CONV_CASES = [  # (layer, input shape, the kernel family it launches)
+    (lambda: nn.Conv1D(3, 3, strides=2, padding=1, in_channels=2), (2, 2, 9), 'conv'),
+    (lambda: nn.Conv2D(3, (3, 2), strides=(2, 1), padding=(1, 0), dilation=(1, 2),
+                       in_channels=2), (2, 2, 7, 6), 'conv'),
+    (lambda: nn.Conv2D(4, 1, layout='NHWC', in_channels=3), (2, 5, 5, 3), 'elementwise'),
+    (lambda: nn.Conv2D(4, 3, strides=2, padding=2, layout='NHWC', in_channels=3,
+                       activation='sigmoid'), (2, 6, 5, 3), 'conv'),
+    (lambda: nn.Conv3D(2, (2, 3, 2), strides=(1, 2, 1), padding=(1, 1, 0),
+                       in_channels=2), (1, 2, 4, 5, 4), 'conv'),
+    (lambda: nn.MaxPool1D(3, strides=2, padding=1), (2, 3, 10), 'pool'),
+    (lambda: nn.MaxPool2D((3, 2), strides=(2, 2), padding=(1, 1), ceil_mode=True),
+     (2, 3, 7, 6), 'pool'),
+    (lambda: nn.MaxPool2D(2, layout='NHWC'), (2, 6, 6, 3), 'pool'),
+    (lambda: nn.AvgPool2D(3, strides=2, padding=1, count_include_pad=True), (2, 3, 7, 7), 'pool'),
+    (lambda: nn.AvgPool2D(3, strides=2, padding=1, count_include_pad=False,
+                          ceil_mode=True), (2, 3, 8, 7), 'pool'),
+    (lambda: nn.AvgPool3D(2, strides=1, padding=1), (1, 2, 3, 4, 3), 'pool'),
+    (lambda: nn.GlobalAvgPool2D(), (2, 3, 4, 4), None),
+    (lambda: nn.BatchNorm(center=False, scale=False, in_channels=3), (4, 3, 5, 5), 'norm'),
+    (lambda: nn.BatchNorm(axis=-1, in_channels=33, momentum=0.5), (1100, 33), 'norm'),
+    (lambda: nn.Dropout(0.5, axes=(2,)), (2, 3, 5, 4), 'elementwise'),
+]
+
+
+@pytest.mark.parametrize('dtype', abi.DTYPES)
+@pytest.mark.parametrize('case', range(len(CONV_CASES)))
+def test_layer_geometries_run_like_their_standins(executed, dtype, case):
+    """Strides, padding, dilation, ceil mode, both layouts, 1-3 spatial dimensions, pad
+    counting, BatchNorm without gamma/beta or over more channels than a column block, and
+    dropout along an axis: forward, backward and inference, from the CUDA source."""
+    make, shape, family = CONV_CASES[case]
+    ctx = sim(0)
+    xpnet.random.seed(case)
+    layer = make()
+    layer.initialize(init='xavier', ctx=ctx)
+    layer.cast(dtype)
+    x = abi.arr(abi.rnd(*shape, seed=case), ctx, dtype)
+    x.attach_grad()
+    with autograd.record():
+        y = layer(x)
+        (y * y).sum().backward()
+    assert np.isfinite(x.grad.asnumpy()).all()
+    assert np.isfinite(layer(x).asnumpy()).all()                     # inference mode
+    assert family is None or any(k[0] == family for k in executed)

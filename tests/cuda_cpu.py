@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 
 import numpy as np
 
@@ -30,6 +31,7 @@ __all__ = ['available', 'compile_family', 'CpuKernel', 'KernelError']
 _HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(_HERE, 'cuda_cpu', 'xpcuda_cpu.h')
 _CACHE = {}
+_LOCK = threading.Lock()        # the emulation's state is global: one launch at a time
 
 
 class KernelError(RuntimeError):
@@ -159,5 +161,8 @@ class CpuKernel:
                 keep.append(np.array([a]))          # exactly the scalar's type and width
         table = (ctypes.c_void_p * len(keep))(*[k.ctypes.data for k in keep])
         err = ctypes.create_string_buffer(512)
-        if self._fn(dims.ctypes.data, table, int(bool(reverse)), int(self.fibers), err, 512):
+        with _LOCK:
+            failed = self._fn(dims.ctypes.data, table, int(bool(reverse)), int(self.fibers),
+                              err, 512)
+        if failed:
             raise KernelError(f'{self.name}: {err.value.decode()}')

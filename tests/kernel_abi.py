@@ -33,6 +33,7 @@ Production code is untouched: everything is monkeypatched for the duration of th
 import contextlib
 import importlib
 import re
+import threading
 import weakref
 
 import numpy as np
@@ -379,9 +380,16 @@ class Executor:
         import cuda_cpu
         self.cuda_cpu = cuda_cpu
         self.kernels = {}
-        self.touched = {}          # key -> (label, view, saved)
-        self.counters = []
+        self._local = threading.local()     # per thread: the per-device threads of a step
         self.launches = 0
+
+    @property
+    def touched(self):             # key -> (label, name, view, saved) in this thread's op
+        return self._local.__dict__.setdefault('touched', {})
+
+    @property
+    def counters(self):
+        return self._local.__dict__.setdefault('counters', [])
 
     @staticmethod
     def _key(v):
@@ -429,7 +437,7 @@ class Executor:
         self.launches += 1
 
     def begin(self):
-        self.touched, self.counters = {}, []
+        self._local.touched, self._local.counters = {}, []
 
     def after_cuda(self):
         """Keep the kernels' results, check the counters, restore the arrays."""

@@ -30,7 +30,9 @@ as a ``T*`` of the table's size.
 
 Production code is untouched: everything is monkeypatched for the duration of the block.
 """
+import bisect
 import contextlib
+import ctypes
 import importlib
 import re
 import threading
@@ -369,10 +371,11 @@ class Executor:
     touched; each launch runs twice, blocks and threads in forward then in reverse order,
     and the two results must be bit-identical (else :class:`ABIError`: a race or an
     order-dependent reduction); after ``cuda()`` the "last block" counters must be back at
-    zero; the kernels' results are kept, the arrays restored, the stand-in run, and every
-    array compared with the kernels' result: float32 within 2e-5 of the array's scale plus
-    1e-5, float64 within 1e-11 of it plus 1e-12 (for sums that cancel); integers and masks
-    exactly."""
+    zero; each run works on copies of the arguments' memory between canaries, so a store
+    out of an argument's bounds is reported; the kernels' results are kept, the arrays
+    restored, the stand-in run, and every array compared with the kernels' result: float32
+    within 2e-5 of the array's scale plus 1e-5, float64 within 1e-11 of it plus 1e-12 (for
+    sums that cancel); integers and masks exactly."""
 
     SCRATCH = {'partial', 'counter'}
 
@@ -422,11 +425,11 @@ class Executor:
         for label, name, v in views:
             self.touched.setdefault(self._key(v), (label, name, v, v.copy()))
         before = [v.copy() for _, _, v in views]
-        kern(grid, block, args)
+        self._guarded(kern, grid, block, args, launch, views, reverse=False)
         forward = [v.copy() for _, _, v in views]
         for (_, _, v), b in zip(views, before):
             v[...] = b
-        kern(grid, block, args, reverse=True)
+        self._guarded(kern, grid, block, args, launch, views, reverse=True)
         for (label, name, v), f in zip(views, forward):
             if name not in self.SCRATCH and not np.array_equal(
                     np.ascontiguousarray(v).reshape(-1).view(np.uint8),
@@ -435,6 +438,67 @@ class Executor:
                                f'bits than in forward order (a race, or a result that '
                                f'depends on the order blocks finish)')
         self.launches += 1
+
+    GUARD = 512             # bytes of canary on each side of every argument's memory
+
+    @staticmethod
+    def _span(v):
+        """The bytes ``[lo, hi)`` a NumPy view covers."""
+        addr = v.__array_interface__['data'][0]
+        if v.size == 0:
+            return addr, addr
+        lo = sum(min(0, (n - 1) * st) for n, st in zip(v.shape, v.strides))
+        hi = sum(max(0, (n - 1) * st) for n, st in zip(v.shape, v.strides)) + v.itemsize
+        return addr + lo, addr + hi
+
+    def _guarded(self, kern, grid, block, args, launch, views, reverse):
+        """Run the kernel on copies of its arguments' memory, each between canaries: a
+        write outside an argument's bytes (an out-of-bounds store) is an :class:`ABIError`;
+        the copies are written back."""
+        spans = sorted({self._span(v): label for label, _, v in views}.items())
+        regions = []                                       # [lo, hi, labels], merged
+        for (lo, hi), label in spans:
+            if regions and lo < regions[-1][1]:
+                regions[-1][1] = max(regions[-1][1], hi)
+                regions[-1][2].append(label)
+            else:
+                regions.append([lo, hi, [label]])
+        g = self.GUARD
+        bufs = []
+        for lo, hi, _ in regions:
+            buf = np.full(hi - lo + 2 * g, 0xA5, dtype=np.uint8)
+            ctypes.memmove(buf.ctypes.data + g, lo, hi - lo)
+            bufs.append(buf)
+        starts = [r[0] for r in regions]
+
+        def moved(addr):
+            i = bisect.bisect_right(starts, addr) - 1
+            lo, hi, _ = regions[i]
+            assert lo <= addr <= hi, 'an argument outside every region'
+            return bufs[i].ctypes.data + g + (addr - lo)
+
+        named = {p.name: a for p, a in zip(launch.params, args)}
+        table = named.get('table')
+        moved_table = None
+        if table is not None:
+            moved_table = table._a.copy()
+            for row in moved_table:
+                for k in range(4):
+                    if row[k]:
+                        row[k] = moved(int(row[k]))
+
+        def pointer(a):
+            if a is table:
+                return moved_table.ctypes.data
+            return moved(int(a.data.ptr))
+
+        kern(grid, block, args, reverse=reverse, pointer=pointer)
+        for (lo, hi, labels), buf in zip(regions, bufs):
+            for side, guard in (('before', buf[:g]), ('after', buf[len(buf) - g:])):
+                if (guard != 0xA5).any():
+                    raise ABIError(f'{kern.name} wrote {side} the memory of '
+                                   f'{" / ".join(labels)} (an out-of-bounds store)')
+            ctypes.memmove(lo, buf.ctypes.data + g, hi - lo)
 
     def begin(self):
         self._local.touched, self._local.counters = {}, []

@@ -116,6 +116,11 @@ extern "C" __global__ void uninitialised(T* out) {
     out[threadIdx.x] = (T)shm[threadIdx.x];
 }
 
+// y[i] = 1 for i <= n: one past the end
+extern "C" __global__ void off_by_one(T* y, int n) {
+    if ((int)threadIdx.x <= n) y[threadIdx.x] = (T)1;
+}
+
 // y = a - b
 extern "C" __global__ void difference(const T* a, const T* b, T* y, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -192,6 +197,19 @@ def test_swapped_arguments_of_one_type_are_caught(family, monkeypatch):
         assert difference(sim(0).xp, a, b, swap=False)._a.tolist() == [2.0, 4.0]
         with pytest.raises(kernel_abi.ABIError, match='difference.y differently'):
             difference(sim(0).xp, a, b, swap=True)
+
+
+def test_an_out_of_bounds_store_is_reported(family, monkeypatch):
+    from xpnet.backend.kernels import elementwise
+    monkeypatch.setattr(kernel_abi, 'EXTENTS', dict(kernel_abi.EXTENTS, off_by_one={'y': 'n'}))
+    with kernel_abi.fake_cupy(monkeypatch, execute=True), sim(0).use():
+        xp = sim(0).xp
+        y = xp.zeros(8, dtype=np.float64)
+
+        def cuda():
+            family.function(xp, 'off_by_one', T='double')((1,), (32,), (y, np.int32(8)))
+        with pytest.raises(kernel_abi.ABIError, match='wrote after the memory of off_by_one.y'):
+            elementwise.run(xp, 'cpu_test.off_by_one', cuda, lambda: y.fill(1))
 
 
 def test_a_wrong_kernel_result_is_reported(monkeypatch):

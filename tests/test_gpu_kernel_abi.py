@@ -74,23 +74,30 @@ OPTIMIZERS = [('sgd', {'learning_rate': 0.05, 'momentum': 0.9, 'wd': 1e-3}),
               ('adamw', {'learning_rate': 0.01, 'wd': 0.1})]
 
 
+def train_two_steps(net, dtype, opt, params, x, y, ctx):
+    """Initialise ``net`` (seeded) in ``dtype`` on ``ctx`` and train it two steps on the
+    host arrays ``x``, ``y`` with gradient clipping and three metrics; returns the first
+    parameter's value before training and the metrics."""
+    xpnet.random.seed(0)
+    net.initialize(init='xavier', ctx=ctx)
+    net.cast(dtype)
+    trainer = xpnet.Trainer(net.collect_params(), opt, params)
+    x, y = arr(x, ctx, dtype), arr(y, ctx, dtype)
+    metrics = [xpnet.metric.Accuracy(), xpnet.metric.Loss(), xpnet.metric.CrossEntropy()]
+    before = next(iter(net.collect_params().values())).data(ctx).asnumpy()
+    for _ in range(2):
+        _step(net, trainer, x, y, metrics, clip=1.0)
+    assert all(np.isfinite(m.get()[1]) for m in metrics)
+    return before, metrics
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('opt,params', OPTIMIZERS)
 def test_cnn_training_step_launches_with_a_valid_abi(fake, dtype, opt, params):
     ctx = sim(0)
-    xpnet.random.seed(0)
     net = _cnn()
-    net.initialize(init='xavier', ctx=ctx)
-    net.cast(dtype)
-    trainer = xpnet.Trainer(net.collect_params(), opt, params)
-    x = arr(rnd(4, 2, 6, 6), ctx, dtype)
-    y = arr([0, 1, 2, 1], ctx, dtype)
-    metrics = [xpnet.metric.Accuracy(), xpnet.metric.Loss(), xpnet.metric.CrossEntropy()]
-    before = net.collect_params()['0.weight'].data(ctx).asnumpy()
-    for _ in range(2):
-        _step(net, trainer, x, y, metrics, clip=1.0)
+    before, _ = train_two_steps(net, dtype, opt, params, rnd(4, 2, 6, 6), [0, 1, 2, 1], ctx)
     assert not np.array_equal(net.collect_params()['0.weight'].data(ctx).asnumpy(), before)
-    assert all(np.isfinite(m.get()[1]) for m in metrics)
     assert {k for k in fake if k[0] == 'optim'} >= {('optim', 'sumsq_mt', _c(dtype)),
                                                    ('optim', 'scale_mt', _c(dtype))}
 

@@ -64,18 +64,8 @@ def test_multi_block_reductions_run_like_their_standins(executed, dtype, opt, pa
     over 1,024 rows, softmax cross-entropy over 300 classes (rows longer than a block),
     and parameters of up to 38,400 values (several blocks per tensor in the multi-tensor
     updates and the global norm)."""
-    ctx = sim(0)
-    xpnet.random.seed(0)
-    net = _wide_net()
-    net.initialize(init='xavier', ctx=ctx)
-    net.cast(dtype)
-    trainer = xpnet.Trainer(net.collect_params(), opt, params)
-    x = abi.arr(abi.rnd(64, 16, 40), ctx, dtype)
-    y = abi.arr(np.random.RandomState(0).randint(0, 300, 64), ctx, dtype)
-    metrics = [xpnet.metric.Accuracy(), xpnet.metric.Loss(), xpnet.metric.CrossEntropy()]
-    for _ in range(2):
-        abi._step(net, trainer, x, y, metrics, clip=1.0)
-    assert all(np.isfinite(m.get()[1]) for m in metrics)
+    abi.train_two_steps(_wide_net(), dtype, opt, params, abi.rnd(64, 16, 40),
+                        np.random.RandomState(0).randint(0, 300, 64), sim(0))
     t = abi._c(dtype)
     assert {('norm', 'bn_stats', t), ('optim', 'sumsq_mt', t), ('softmax', 'sce_forward', t),
             ('elementwise', 'act_bias_grad', t)} <= executed

@@ -14,7 +14,6 @@ Writes tests/data/data.npz with keys:
 - readers: 'mnist/images_idx', 'mnist/labels_idx' (raw IDX bytes), 'mnist/data', 'mnist/label';
   'cifar/bin' (raw binary batch bytes), 'cifar/data', 'cifar/label'.
 """
-import collections
 import gzip
 import os
 import tempfile

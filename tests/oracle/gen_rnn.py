@@ -19,7 +19,6 @@ A build tree is ["<CellClass>", {kwargs}] or ["SequentialRNNCell", [trees]],
 import json
 import os
 
-import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 

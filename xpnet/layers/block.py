@@ -32,7 +32,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, current_context, run_on, to_host
+from ..backend import current_context, run_on, to_host
 from ..ndarray import NDArray, array
 from ..serialization import save_npz
 from .param_file import ParameterFileError, check_parameter_shapes, read_parameter_file

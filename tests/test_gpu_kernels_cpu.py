@@ -11,7 +11,9 @@ on the simulated device's memory, twice (forward and reverse block and thread or
 results must be bit-identical), then compares what the kernels wrote with what the
 stand-ins write. The ABI scenarios (every kernel, both dtypes) run this way, plus shapes
 large enough for the multi-block reductions ("last block" combination, several row
-blocks, grid-stride loops, rows longer than a block).
+blocks, grid-stride loops, rows longer than a block), a sweep of convolution, pooling,
+BatchNorm and dropout geometries, and edge sizes (one element, empty, one past a block or
+a column block, tensors of 200,000 values).
 
 What only a GPU shows: warp-level and memory-model effects of truly concurrent threads
 (``__threadfence`` is a no-op here) and the GPU's floating-point contraction.
@@ -273,3 +275,96 @@ def test_layer_geometries_run_like_their_standins(executed, dtype, case):
     assert np.isfinite(x.grad.asnumpy()).all()
     assert np.isfinite(layer(x).asnumpy()).all()                     # inference mode
     assert family is None or any(k[0] == family for k in executed)
+
+
+# ---- edge sizes: one element, one past a block, a column block and a half, empty ----------
+
+def _launched(executed, family):
+    return {k[1] for k in executed if k[0] == family}
+
+
+def _grad_of(fn, *hosts, dtype=np.float64):
+    ctx = sim(0)
+    ins = [abi.arr(h, ctx, dtype) for h in hosts]
+    for a in ins:
+        a.attach_grad()
+    with autograd.record():
+        out = fn(*ins)
+        (out * out).sum().backward()
+    assert all(np.isfinite(a.grad.asnumpy()).all() for a in ins)
+
+
+@pytest.mark.parametrize('rows,cols', [(1, 1), (3, 33), (257, 31), (513, 70), (1030, 2)])
+@pytest.mark.parametrize('act', ['relu', 'tanh', 'sigmoid', None])
+def test_dense_edge_sizes(executed, rows, cols, act):
+    from xpnet import ops
+    _grad_of(lambda x, w, b: ops.fully_connected(x, w, b, act=act),
+             abi.rnd(rows, 5), abi.rnd(cols, 5), abi.rnd(cols))
+    assert _launched(executed, 'elementwise') >= {'bias_act', 'act_bias_grad'}
+
+
+@pytest.mark.parametrize('m,n', [(0, 3), (1, 1), (2, 257), (3, 600), (300, 2)])
+@pytest.mark.parametrize('dtype', abi.DTYPES)
+def test_softmax_cross_entropy_edge_sizes(executed, m, n, dtype):
+    loss_fn = xpnet.loss.SoftmaxCrossEntropyLoss()
+    labels = np.arange(m) % n
+    _grad_of(lambda x: loss_fn(x, xpnet.array(labels, ctx=sim(0))), abi.rnd(m, n),
+             dtype=dtype)
+    assert 'sce_forward' in _launched(executed, 'softmax')
+
+
+@pytest.mark.parametrize('r,c', [(1, 1), (2, 32), (511, 33), (1025, 3), (4100, 1)])
+def test_batch_norm_edge_sizes(executed, r, c):
+    bn = nn.BatchNorm(axis=-1, in_channels=c)
+    bn.initialize(ctx=sim(0))
+    bn.cast(np.float64)
+    _grad_of(bn, abi.rnd(r, c))
+    assert _launched(executed, 'norm') == {'bn_stats', 'bn_apply', 'bn_grad_stats',
+                                           'bn_input_grad'}
+
+
+@pytest.mark.parametrize('n,h', [(1, 1), (3, 5), (2, 300)])
+@pytest.mark.parametrize('mode,gates', [('lstm', 4), ('gru', 3), ('rnn_relu', 1)])
+def test_recurrent_edge_sizes(executed, n, h, mode, gates):
+    from xpnet import ops
+    T, C = 2, 3
+    vl = xpnet.array(np.arange(n) % T + 1, ctx=sim(0))
+
+    def run(x, h0, c0, wi, wh, bi, bh):
+        out = ops.rnn_sequence(x, h0, c0 if mode == 'lstm' else None, wi, wh, bi, bh,
+                               mode=mode, valid_length=vl)
+        return out[0] if isinstance(out, (list, tuple)) else out
+    _grad_of(run, abi.rnd(T, n, C), abi.rnd(n, h), abi.rnd(n, h), abi.rnd(gates * h, C) * .3,
+             abi.rnd(gates * h, h) * .3, abi.rnd(gates * h), abi.rnd(gates * h))
+    kind = mode.split('_')[0]
+    assert _launched(executed, 'rnn') == {f'{kind}_fwd', f'{kind}_bwd'}
+
+
+@pytest.mark.parametrize('sizes', [(1,), (1023, 1025), (3, 200_000)])
+@pytest.mark.parametrize('opt', ['sgd', 'nag', 'adam', 'adamw'])
+def test_multi_tensor_update_edge_sizes(executed, sizes, opt):
+    ctx = sim(0)
+    from xpnet.layers import Parameter
+    params = [Parameter(f'p{i}', shape=(s,)) for i, s in enumerate(sizes)]
+    for p in params:
+        p.initialize(ctx=ctx, init='ones')
+    hyper = {'learning_rate': 0.1, 'wd': 1e-3}
+    if opt in ('sgd', 'nag'):
+        hyper['momentum'] = 0.9
+    trainer = xpnet.Trainer(params, opt, hyper)
+    with autograd.record():
+        loss = sum((p.data(ctx) * p.data(ctx)).sum() for p in params)
+    loss.backward()
+    xpnet.utils.clip_global_norm([p.grad(ctx) for p in params], 1.0, check_isfinite=False)
+    trainer.step(1)
+    assert all(np.isfinite(p.data(ctx).asnumpy()).all() for p in params)
+    assert _launched(executed, 'optim') >= {'sumsq_mt', 'scale_mt'}
+    assert _launched(executed, 'optim') & {'sgd_mt', 'nag_mt', 'adam_mt'}
+
+
+@pytest.mark.parametrize('n', [1, 3, 4, 5, 1023])
+@pytest.mark.parametrize('p', [0.0, 0.5, 0.999])
+def test_dropout_edge_sizes(executed, n, p):
+    layer = nn.Dropout(p)
+    _grad_of(lambda x: layer(x), abi.rnd(n))
+    assert p == 0 or 'dropout' in _launched(executed, 'elementwise')

@@ -38,9 +38,40 @@ class KernelError(RuntimeError):
     """A kernel that fails to compile as C++ or misbehaves when run (divergent barrier)."""
 
 
+_AVAILABLE = []
+
+
 def available():
-    """True when a C++ compiler is here (``g++``)."""
-    return shutil.which('g++') is not None
+    """True when a kernel can be built and run here: ``g++`` is found, and a trivial family
+    compiles, loads (a ``noexec`` temporary directory would refuse it) and launches."""
+    if not _AVAILABLE:
+        _AVAILABLE.append(_smoke_test())
+    return _AVAILABLE[0]
+
+
+def _smoke_test():
+    if shutil.which('g++') is None:
+        return False
+    from xpnet.backend.kernels import Family, _FAMILIES
+    fam = Family('cuda_cpu_smoke', r'''
+extern "C" __global__ void smoke(T* y) {
+    __shared__ T s[2];
+    s[threadIdx.x] = (T)threadIdx.x;
+    __syncthreads();
+    y[threadIdx.x] = s[1 - threadIdx.x];
+}''', [{'T': 'double'}])
+    _FAMILIES.pop('cuda_cpu_smoke', None)
+    try:
+        k = CpuKernel(fam, 'smoke', {'T': 'double'})
+        y = np.zeros(2)
+
+        class _Host:                       # a host array passed as a device pointer
+            class data:
+                ptr = y.ctypes.data
+        k((1,), (2,), (_Host,))
+        return y.tolist() == [1.0, 0.0]
+    except (OSError, KernelError):
+        return False
 
 
 def _rewrite_shared(code):

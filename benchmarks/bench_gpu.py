@@ -23,6 +23,9 @@ synchronisation. Per model:
              (``--kernels``; CUPTI sees CuPy's launches too, cuBLAS internals included)
   syncs      host synchronisations per step on the simulated device (0 is the goal)
 
+Both frameworks compute float32 products in full float32 by default (PyTorch's cuDNN
+would use TF32 for convolutions, CuPy's cuBLAS does not); ``--tf32`` lets both use TF32.
+
 Modes:
 
   python benchmarks/bench_gpu.py [--kernels] [--budget 120] [--json out.json]
@@ -325,7 +328,7 @@ def _context(mode, device_id):
     return xpnet.gpu(device_id)
 
 
-def _torch_device(mode, device_id, wanted):
+def _torch_device(mode, device_id, wanted, tf32=False):
     if not wanted or mode == 'sim':
         return None
     try:
@@ -339,7 +342,11 @@ def _torch_device(mode, device_id, wanted):
         log('bench_gpu: torch has no CUDA device; xpnet numbers only')
         return None
     torch.backends.cudnn.benchmark = True
-    log(f'torch {torch.__version__} on cuda:{device_id}')
+    # The same arithmetic in both frameworks: PyTorch lets cuDNN convolutions use TF32 by
+    # default, CuPy's cuBLAS does not (unless CUPY_TF32=1, which --tf32 sets).
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    log(f'torch {torch.__version__} on cuda:{device_id}; TF32 {"on" if tf32 else "off"}')
     return torch.device(f'cuda:{device_id}')
 
 
@@ -388,8 +395,13 @@ def main(argv=None):
     ap.add_argument('--no-sim-counts', action='store_true')
     ap.add_argument('--kernels', action='store_true',
                     help='count CUDA kernels per step with the PyTorch profiler (GPU only)')
+    ap.add_argument('--tf32', action='store_true',
+                    help='let both frameworks use TF32 for float32 products (CUPY_TF32=1 '
+                         'and PyTorch\'s allow_tf32); default: both in full float32')
     ap.add_argument('--json', help='write the results here')
     args = ap.parse_args(argv)
+    if args.tf32:
+        os.environ['CUPY_TF32'] = '1'          # read when CuPy is imported
     models = [m.strip() for m in args.models.split(',') if m.strip()]
     for m in models:
         if m not in MODELS:
@@ -416,7 +428,7 @@ def main(argv=None):
                 res = {'model': model, 'sim': sim_counts(model)}
             else:
                 ctx = _context(mode_name, args.device_id)
-                tdev = _torch_device(mode_name, args.device_id, not args.no_torch)
+                tdev = _torch_device(mode_name, args.device_id, not args.no_torch, args.tf32)
                 res = bench_model(model, args, ctx, tdev, budget)
         except Exception as err:
             res = {'model': model, 'error': f'{type(err).__name__}: {err}'}

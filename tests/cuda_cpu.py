@@ -62,13 +62,9 @@ extern "C" __global__ void smoke(T* y) {
 }''', [{'T': 'double'}])
     _FAMILIES.pop('cuda_cpu_smoke', None)
     try:
-        k = CpuKernel(fam, 'smoke', {'T': 'double'})
         y = np.zeros(2)
-
-        class _Host:                       # a host array passed as a device pointer
-            class data:
-                ptr = y.ctypes.data
-        k((1,), (2,), (_Host,))
+        CpuKernel(fam, 'smoke', {'T': 'double'})((1,), (2,), (y,),
+                                                  pointer=lambda a: a.ctypes.data)
         return y.tolist() == [1.0, 0.0]
     except (OSError, KernelError):
         return False

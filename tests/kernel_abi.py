@@ -384,7 +384,6 @@ class Executor:
         self.cuda_cpu = cuda_cpu
         self.kernels = {}
         self._local = threading.local()     # per thread: the per-device threads of a step
-        self.launches = 0
 
     @property
     def touched(self):             # key -> (label, name, view, saved) in this thread's op
@@ -424,20 +423,14 @@ class Executor:
         views = self._views(launch, args)
         for label, name, v in views:
             self.touched.setdefault(self._key(v), (label, name, v, v.copy()))
-        before = [v.copy() for _, _, v in views]
-        self._guarded(kern, grid, block, args, launch, views, reverse=False)
-        forward = [v.copy() for _, _, v in views]
-        for (_, _, v), b in zip(views, before):
-            v[...] = b
-        self._guarded(kern, grid, block, args, launch, views, reverse=True)
-        for (label, name, v), f in zip(views, forward):
-            if name not in self.SCRATCH and not np.array_equal(
-                    np.ascontiguousarray(v).reshape(-1).view(np.uint8),
-                    f.reshape(-1).view(np.uint8)):
-                raise ABIError(f'{label}: blocks and threads run in reverse order give other '
-                               f'bits than in forward order (a race, or a result that '
-                               f'depends on the order blocks finish)')
-        self.launches += 1
+        forward = self._guarded(kern, grid, block, args, launch, views, reverse=False)
+        backward = self._guarded(kern, grid, block, args, launch, views, reverse=True,
+                                 write_back=True)
+        for (_, _, labels), f, b in zip(*forward, backward[1]):
+            if not np.array_equal(f, b):
+                raise ABIError(f'{" / ".join(labels)}: blocks and threads run in reverse '
+                               f'order give other bits than in forward order (a race, or a '
+                               f'result that depends on the order blocks finish)')
 
     GUARD = 512             # bytes of canary on each side of every argument's memory
 
@@ -451,10 +444,11 @@ class Executor:
         hi = sum(max(0, (n - 1) * st) for n, st in zip(v.shape, v.strides)) + v.itemsize
         return addr + lo, addr + hi
 
-    def _guarded(self, kern, grid, block, args, launch, views, reverse):
+    def _guarded(self, kern, grid, block, args, launch, views, reverse, write_back=False):
         """Run the kernel on copies of its arguments' memory, each between canaries: a
-        write outside an argument's bytes (an out-of-bounds store) is an :class:`ABIError`;
-        the copies are written back."""
+        write outside an argument's bytes (an out-of-bounds store) is an :class:`ABIError`.
+        Returns the merged memory regions ``[lo, hi, labels]`` and their copies after the
+        run; ``write_back`` copies them back into the arrays."""
         spans = sorted({self._span(v): label for label, _, v in views}.items())
         regions = []                                       # [lo, hi, labels], merged
         for (lo, hi), label in spans:
@@ -498,7 +492,9 @@ class Executor:
                 if (guard != 0xA5).any():
                     raise ABIError(f'{kern.name} wrote {side} the memory of '
                                    f'{" / ".join(labels)} (an out-of-bounds store)')
-            ctypes.memmove(lo, buf.ctypes.data + g, hi - lo)
+            if write_back:
+                ctypes.memmove(lo, buf.ctypes.data + g, hi - lo)
+        return regions, [buf[g:len(buf) - g] for buf in bufs]
 
     def begin(self):
         self._local.touched, self._local.counters = {}, []

@@ -19,6 +19,9 @@ import os
 import sys
 
 
+NOT_FOUND = 'no NVRTC found: pip install nvidia-cuda-nvrtc (or CuPy)'
+
+
 class NvrtcError(RuntimeError):
     """NVRTC refused a program (the message holds its log)."""
 
@@ -131,7 +134,7 @@ def compile_all(arch='compute_90', verbose=True, nvrtc=None):
     from xpnet.backend import kernels
     nvrtc = nvrtc or find_nvrtc()
     if nvrtc is None:
-        raise RuntimeError('no NVRTC found: pip install nvidia-cuda-nvrtc (or CuPy)')
+        raise RuntimeError(NOT_FOUND)
     failures = []
     for name, fam in sorted(kernels.families().items()):
         for variant in fam.variants:
@@ -149,7 +152,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     nvrtc = find_nvrtc()
     if nvrtc is None:
-        print('no NVRTC found: pip install nvidia-cuda-nvrtc (or CuPy)', file=sys.stderr)
+        print(NOT_FOUND, file=sys.stderr)
         return 2
     print(f'NVRTC {".".join(map(str, nvrtc.version()))} ({nvrtc.path})')
     failures = compile_all(args.arch, nvrtc=nvrtc)

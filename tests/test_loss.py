@@ -375,3 +375,19 @@ def test_fused_sigmoid_bce_op_reshapes_a_same_size_label(ctx):
     from xpnet.ops import sigmoid_binary_cross_entropy as bce
     check_grad(lambda p, z: bce(p, z), [np.random.randn(4, 1), np.random.rand(4)], ctx=ctx)
     check_grad(lambda p, z: bce(p, z), [np.random.randn(4, 3), np.random.rand(3)], ctx=ctx)
+
+
+def test_ctc_loss_takes_labels_and_lengths_as_device_arrays():
+    """Raw device arrays (CuPy's, here the simulated device's) for labels and lengths were
+    passed through ``np.asarray``, which CuPy refuses."""
+    from xpnet import ops
+    from xpnet.backend import sim
+    pred = xpnet.array(np.random.default_rng(0).standard_normal((5, 2, 4)), ctx=sim(0))
+    labels, lengths = [[1, 2], [3, -1]], [5, 4]
+    want = ops.ctc_loss(pred, labels, pred_lengths=lengths).asnumpy()
+    with sim(0).use():
+        xp = sim(0).xp
+        got = ops.ctc_loss(pred, xp.asarray(np.array(labels, np.float32)),
+                           pred_lengths=xp.asarray(np.array(lengths)),
+                           label_lengths=xp.asarray(np.array([2, 1]))).asnumpy()
+    np.testing.assert_array_equal(got, want)

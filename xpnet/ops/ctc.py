@@ -17,7 +17,7 @@ __all__ = ['ctc_loss']
 
 def _int_array(value, like, n, what):
     """Per-sample lengths as an int64 device array of shape (n,)."""
-    d = value._data if isinstance(value, NDArray) else to_device(np.asarray(value), like._ctx)
+    d = value._data if isinstance(value, NDArray) else to_device(value, like._ctx)
     d = d.reshape(-1).astype(np.int64)
     if d.shape[0] != n:
         raise ValueError(f'ctc_loss: {what} must hold one length per sample ({n}), got shape '
@@ -122,8 +122,7 @@ def ctc_loss(pred, labels, pred_lengths=None, label_lengths=None, blank=-1, padd
     xp = pred.xp
     T, n, C = pred.shape
     blank = blank % C
-    lab = labels._data if isinstance(labels, NDArray) else to_device(np.asarray(labels),
-                                                                     pred._ctx)
+    lab = labels._data if isinstance(labels, NDArray) else to_device(labels, pred._ctx)
     lab = lab.astype(np.int64).reshape(n, -1)
     if label_lengths is None:
         pad = lab == padding

@@ -189,3 +189,17 @@ def test_block_params_get_in_gluon1_custom_block(ctx):
     np.testing.assert_array_equal(out.asnumpy(), [[2, 3, 4]] * 2)
     again = Scale(params=blk.collect_params())
     assert again.weight is blk.weight
+
+
+def test_constants_take_raw_device_arrays():
+    """A CuPy array (here the simulated device's) as the value of ``init.Constant`` or of a
+    ``Constant`` parameter went through ``np.asarray``, which CuPy refuses."""
+    from xpnet.backend import sim
+    with sim(0).use():
+        value = sim(0).xp.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    p = xpnet.layers.Parameter('w', shape=(2, 3), init=xpnet.init.Constant(value))
+    p.initialize(ctx=xpnet.cpu())
+    np.testing.assert_array_equal(p.data().asnumpy(), np.arange(6).reshape(2, 3))
+    c = xpnet.layers.Constant(value)
+    c.initialize(ctx=xpnet.cpu())
+    np.testing.assert_array_equal(c.data().asnumpy(), np.arange(6).reshape(2, 3))

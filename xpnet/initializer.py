@@ -100,7 +100,10 @@ class Constant(Initializer):
     """A constant value (a scalar, or an array broadcast to the parameter's shape)."""
 
     def __init__(self, value):
-        super().__init__(value=value if np.isscalar(value) else np.asarray(value).tolist())
+        if not np.isscalar(value):
+            from .backend import is_array, to_host
+            value = to_host(value) if is_array(value) else np.asarray(value)  # CuPy's too
+        super().__init__(value=value if np.isscalar(value) else value.tolist())
         self.value = value
 
     def _init_weight(self, name, arr):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import initializer as _init
-from ..backend import Context, current_context, to_device, to_host
+from ..backend import Context, current_context, is_array, to_device, to_host
 from ..ndarray import NDArray, _wrap
 from ..serialization import save_npz
 from .param_file import read_parameter_file
@@ -344,7 +344,7 @@ class Constant(Parameter):
     def __init__(self, value, name='const'):
         if isinstance(value, NDArray):
             value = value.asnumpy()
-        value = np.asarray(value)
+        value = to_host(value) if is_array(value) else np.asarray(value)   # CuPy's too
         dtype = value.dtype if value.dtype.kind != 'f' else np.float32
         super().__init__(name=name, grad_req='null', shape=value.shape, dtype=dtype,
                          init=_init.Constant(value), differentiable=False)
